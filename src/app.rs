@@ -1,0 +1,116 @@
+//! The shared state every request sees: settings, the upstream client, the token verifier with
+//! its key sets, the policy store, quotas, metrics and the concurrency limit.
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::net::{HttpClient, client};
+use crate::policy::{PolicyStore, Quotas};
+use crate::token::Verifier;
+use crate::token::cache::TokenCache;
+use crate::token::jwks::Jwks;
+
+/// Why the gateway could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The policy files are broken (exit code 2).
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    Policy(Vec<crate::config::ConfigError>),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {error}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The error.
+        error: std::io::Error,
+    },
+    /// Metrics could not be registered (a bug).
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// Everything a request needs.
+pub struct App {
+    /// Validated settings.
+    pub settings: Arc<Settings>,
+    /// Pooled upstream client.
+    pub client: HttpClient,
+    /// Token triage and verification.
+    pub verifier: Verifier,
+    /// The active policy.
+    pub policy: Arc<PolicyStore>,
+    /// Create quotas.
+    pub quotas: Quotas,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Requests in flight.
+    pub limiter: Arc<Semaphore>,
+    /// Origins under which Keycloak may write its back-end address into answers.
+    pub upstream_origins: Vec<String>,
+    /// The public base URL, as a string.
+    pub public_url: String,
+}
+
+// === impl App ===
+
+impl App {
+    /// Builds the state; must run inside a Tokio runtime (key sets start refreshing).
+    pub fn new(settings: Settings) -> Result<Arc<App>, StartError> {
+        let settings = Arc::new(settings);
+        let metrics = Metrics::new()?;
+        let client = client(&settings);
+        let cache = Arc::new(TokenCache::new(settings.jwt.token_cache_capacity));
+        let jwks = Arc::new(Jwks::new(
+            settings.clone(),
+            client.clone(),
+            metrics.clone(),
+            cache.clone(),
+        ));
+        let named = jwks.clone();
+        let on_apply = Box::new(move |snap: &crate::policy::Snapshot| {
+            named.name_realms(snap.realms.keys().cloned())
+        });
+        let path = settings.policies_path();
+        let policy = Arc::new(
+            PolicyStore::open(path, metrics.clone(), on_apply).map_err(StartError::Policy)?,
+        );
+        jwks.name_realms(
+            settings
+                .realms
+                .keys()
+                .cloned()
+                .chain(settings.jwks.prefetch.iter().cloned()),
+        );
+        let verifier = Verifier::new(settings.clone(), jwks, cache, metrics.clone());
+        let upstream_origins = vec![settings.upstream.as_string()];
+        let public_url = settings.public_url.as_string();
+        Ok(Arc::new(App {
+            limiter: Arc::new(Semaphore::new(settings.max_in_flight)),
+            settings,
+            client,
+            verifier,
+            policy,
+            quotas: Quotas::default(),
+            metrics,
+            upstream_origins,
+            public_url,
+        }))
+    }
+
+    /// Whether the gateway can serve, and what is missing if not.
+    pub fn readiness(&self) -> (bool, Vec<String>) {
+        let missing: Vec<String> = self
+            .verifier
+            .jwks
+            .not_ready()
+            .into_iter()
+            .map(|r| format!("keys of realm {r} not loaded"))
+            .collect();
+        let ready = missing.is_empty();
+        self.metrics.ready.set(i64::from(ready));
+        (ready, missing)
+    }
+}

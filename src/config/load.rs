@@ -1,0 +1,356 @@
+//! Loading settings: embedded defaults ← TOML file ← flags and environment, then validation.
+//!
+//! Every failure names the file, line and key (or the flag) at fault; `main` exits with code 2.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+
+use super::types::{Addr, BaseUrl};
+use super::{
+    FileConfig, JwksSettings, JwtSettings, LogFormat, Mode, OtherPaths, Settings, Timeouts, tls,
+};
+
+/// A configuration error: where, which key, what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file at fault, or `None` for a flag or environment variable.
+    pub file: Option<PathBuf>,
+    /// 1-based line and column, when known.
+    pub position: Option<(usize, usize)>,
+    /// The key (`jwks.max_staleness`) or flag (`--listen`).
+    pub key: String,
+    /// What is wrong and what is expected.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.file, self.position) {
+            (Some(file), Some((l, c))) => write!(f, "{}:{l}:{c}: ", file.display())?,
+            (Some(file), None) => write!(f, "{}: ", file.display())?,
+            _ => {}
+        }
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Values given on the command line or in `DCR_GATEWAY_*` variables; they win over the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--admin-listen`.
+    pub admin_listen: Option<String>,
+    /// `--upstream`.
+    pub upstream: Option<String>,
+    /// `--public-url`.
+    pub public_url: Option<String>,
+    /// `--policies`.
+    pub policies: Option<PathBuf>,
+    /// `--mode`.
+    pub mode: Option<String>,
+    /// `--log-format`.
+    pub log_format: Option<String>,
+    /// `--path-prefix`.
+    pub path_prefix: Option<String>,
+}
+
+/// Turns a byte offset into a 1-based (line, column).
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rfind('\n').map(|i| offset - i).unwrap_or(offset + 1);
+    (line, col)
+}
+
+/// The key written at the start of `line` (text before `=`), or the table header.
+pub fn key_on_line(text: &str, line: usize) -> Option<String> {
+    let l = text.lines().nth(line.checked_sub(1)?)?.trim();
+    if let Some((k, _)) = l.split_once('=') {
+        return Some(k.trim().trim_matches('"').to_owned());
+    }
+    l.strip_prefix('[')
+        .map(|t| t.trim_end_matches(']').trim_matches('[').to_owned())
+}
+
+/// Parses a TOML document into `T`, turning errors into `ConfigError` with position and key.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    file: &Path,
+) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let position = e.span().map(|s| line_col(text, s.start));
+        let key = position
+            .and_then(|(l, _)| key_on_line(text, l))
+            .unwrap_or_else(|| "(document)".to_owned());
+        ConfigError {
+            file: Some(file.to_owned()),
+            position,
+            key,
+            message: e.message().trim().to_owned(),
+        }
+    })
+}
+
+fn flag<T: FromStr<Err = String>>(
+    name: &str,
+    v: &Option<String>,
+) -> Result<Option<T>, ConfigError> {
+    v.as_deref()
+        .map(|s| {
+            s.parse().map_err(|m| ConfigError {
+                file: None,
+                position: None,
+                key: name.to_owned(),
+                message: m,
+            })
+        })
+        .transpose()
+}
+
+fn enum_flag<T: serde::de::DeserializeOwned>(
+    name: &str,
+    v: &Option<String>,
+    allowed: &str,
+) -> Result<Option<T>, ConfigError> {
+    v.as_deref()
+        .map(|s| {
+            serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| {
+                ConfigError {
+                    file: None,
+                    position: None,
+                    key: name.to_owned(),
+                    message: format!("`{s}` is not one of {allowed}"),
+                }
+            })
+        })
+        .transpose()
+}
+
+/// Loads settings from an optional file plus overrides, fully validated.
+pub fn load(file: Option<&Path>, over: &Overrides) -> Result<Settings, ConfigError> {
+    let raw: FileConfig = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+                file: Some(path.to_owned()),
+                position: None,
+                key: "--config".to_owned(),
+                message: format!("cannot read the file: {e}"),
+            })?;
+            parse_toml(&text, path)?
+        }
+        None => FileConfig::default(),
+    };
+    build(raw, file, over)
+}
+
+fn file_err(file: Option<&Path>, key: &str, message: String) -> ConfigError {
+    ConfigError {
+        file: file.map(Path::to_owned),
+        position: None,
+        key: key.to_owned(),
+        message,
+    }
+}
+
+fn algorithms(
+    raw: Option<Vec<String>>,
+    file: Option<&Path>,
+) -> Result<Vec<Algorithm>, ConfigError> {
+    let names = raw.unwrap_or_else(|| vec!["RS256".into(), "PS256".into(), "ES256".into()]);
+    if names.is_empty() {
+        return Err(file_err(
+            file,
+            "jwt.algorithms",
+            "at least one algorithm is needed".into(),
+        ));
+    }
+    names
+        .iter()
+        .map(|n| match Algorithm::from_str(n) {
+            Ok(a) if !n.starts_with("HS") => Ok(a),
+            _ => Err(file_err(
+                file,
+                "jwt.algorithms",
+                format!("`{n}` is not allowed for bearer tokens; use RS256/384/512, PS256/384/512, ES256/384 or EdDSA (never none or HS*)"),
+            )),
+        })
+        .collect()
+}
+
+fn build(raw: FileConfig, file: Option<&Path>, over: &Overrides) -> Result<Settings, ConfigError> {
+    let d = |v: Option<super::Dur>, default: u64| {
+        v.map(|d| d.0).unwrap_or(Duration::from_secs(default))
+    };
+    let upstream = flag::<BaseUrl>("--upstream", &over.upstream)?
+        .or(raw.upstream)
+        .unwrap_or_else(|| BaseUrl {
+            scheme: "http".into(),
+            authority: "127.0.0.1:8080".into(),
+            path: String::new(),
+        });
+    let public_url = flag::<BaseUrl>("--public-url", &over.public_url)?
+        .or(raw.public_url)
+        .unwrap_or_else(|| upstream.clone());
+    let prefix = over
+        .path_prefix
+        .clone()
+        .or(raw.path_prefix)
+        .unwrap_or_default();
+    let prefix = prefix.trim_end_matches('/').to_owned();
+    if !prefix.is_empty() && (!prefix.starts_with('/') || prefix.contains("//")) {
+        return Err(file_err(
+            file,
+            "path_prefix",
+            format!("`{prefix}` must start with / (e.g. /auth)"),
+        ));
+    }
+    let t = raw.timeouts;
+    let j = raw.jwks;
+    let server_tls = raw
+        .tls
+        .as_ref()
+        .map(tls::server_config)
+        .transpose()
+        .map_err(|e| file_err(file, e.key, e.message))?;
+    let upstream_tls =
+        tls::client_config(&raw.upstream_tls).map_err(|e| file_err(file, e.key, e.message))?;
+    let max_in_flight = raw.max_in_flight.unwrap_or(1024);
+    if max_in_flight == 0 {
+        return Err(file_err(file, "max_in_flight", "must be at least 1".into()));
+    }
+    let settings = Settings {
+        source: file.map(Path::to_owned),
+        listen: flag::<Addr>("--listen", &over.listen)?
+            .or(raw.listen)
+            .map(|a| a.0)
+            .unwrap_or(([127, 0, 0, 1], 8000).into()),
+        admin_listen: flag::<Addr>("--admin-listen", &over.admin_listen)?
+            .or(raw.admin_listen)
+            .map(|a| a.0)
+            .unwrap_or(([127, 0, 0, 1], 9100).into()),
+        upstream,
+        public_url,
+        policies_explicit: over.policies.is_some() || raw.policies.is_some(),
+        policies: over
+            .policies
+            .clone()
+            .or(raw.policies)
+            .unwrap_or_else(|| PathBuf::from("./policies")),
+        path_prefix: prefix,
+        other_paths: raw.other_paths.unwrap_or(OtherPaths::Forward),
+        mode: enum_flag("--mode", &over.mode, "enforce, shadow")?
+            .or(raw.mode)
+            .unwrap_or(Mode::Enforce),
+        log_format: enum_flag("--log-format", &over.log_format, "human, json")?
+            .or(raw.log_format)
+            .unwrap_or(LogFormat::Human),
+        preserve_host: raw.preserve_host.unwrap_or(true),
+        trusted_proxies: raw.trusted_proxies.unwrap_or_default(),
+        max_body_bytes: raw.max_body_bytes.unwrap_or(256 * 1024),
+        max_in_flight,
+        timeouts: Timeouts {
+            connect: d(t.connect, 5),
+            response: d(t.response, 30),
+            pool_idle: d(t.pool_idle, 90),
+            shutdown_grace: d(t.shutdown_grace, 30),
+            policy_poll: d(t.policy_poll, 5),
+        },
+        tls: server_tls,
+        upstream_tls,
+        jwt: JwtSettings {
+            algorithms: algorithms(raw.jwt.algorithms, file)?,
+            leeway: d(raw.jwt.leeway, 30),
+            token_cache_capacity: raw.jwt.token_cache_capacity.unwrap_or(10_000),
+        },
+        jwks: JwksSettings {
+            refresh_interval: d(j.refresh_interval, 300),
+            min_refetch_interval: d(j.min_refetch_interval, 10),
+            max_staleness: d(j.max_staleness, 3600),
+            fetch_timeout: d(j.fetch_timeout, 5),
+            unknown_kid_ttl: d(j.unknown_kid_ttl, 300),
+            discovery: j.discovery.unwrap_or(false),
+            prefetch: j.prefetch.unwrap_or_default(),
+        },
+        realms: raw.realms,
+    };
+    Ok(settings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Settings, ConfigError> {
+        let raw: FileConfig = parse_toml(text, Path::new("gw.toml"))?;
+        build(raw, Some(Path::new("gw.toml")), &Overrides::default())
+    }
+
+    #[test]
+    fn defaults_without_file() {
+        let s = load(None, &Overrides::default()).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8000");
+        assert_eq!(s.admin_listen.to_string(), "127.0.0.1:9100");
+        assert_eq!(s.upstream.as_string(), "http://127.0.0.1:8080");
+        assert_eq!(s.public_url, s.upstream);
+        assert_eq!(
+            s.jwt.algorithms,
+            vec![Algorithm::RS256, Algorithm::PS256, Algorithm::ES256]
+        );
+        assert_eq!(s.issuer_for("demo"), "http://127.0.0.1:8080/realms/demo");
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let e = parse("listen = \"127.0.0.1:1\"\n\n[jwks]\nmax_stalenes = \"1h\"\n").unwrap_err();
+        assert_eq!(e.position.map(|p| p.0), Some(4));
+        assert_eq!(e.key, "max_stalenes");
+        assert!(e.message.contains("unknown field"), "{}", e.message);
+        assert!(e.to_string().starts_with("gw.toml:4:"));
+    }
+
+    #[test]
+    fn bad_value_names_line_and_key() {
+        let e = parse("[timeouts]\nconnect = \"5 parsecs\"\n").unwrap_err();
+        assert_eq!(e.position.map(|p| p.0), Some(2));
+        assert_eq!(e.key, "connect");
+        let e = parse("listen = \"localhost\"\n").unwrap_err();
+        assert_eq!(e.key, "listen");
+        assert!(e.message.contains("IP:PORT"));
+    }
+
+    #[test]
+    fn hmac_and_none_refused_in_config() {
+        let e = parse("[jwt]\nalgorithms = [\"RS256\", \"HS256\"]\n").unwrap_err();
+        assert_eq!(e.key, "jwt.algorithms");
+        let e = parse("[jwt]\nalgorithms = [\"none\"]\n").unwrap_err();
+        assert_eq!(e.key, "jwt.algorithms");
+    }
+
+    #[test]
+    fn flags_win_and_are_named() {
+        let over = Overrides {
+            listen: Some("127.0.0.1:7".into()),
+            ..Default::default()
+        };
+        let s = load(None, &over).unwrap();
+        assert_eq!(s.listen.port(), 7);
+        let over = Overrides {
+            upstream: Some("keycloak:8080".into()),
+            ..Default::default()
+        };
+        let e = load(None, &over).unwrap_err();
+        assert_eq!(e.key, "--upstream");
+        let over = Overrides {
+            mode: Some("loud".into()),
+            ..Default::default()
+        };
+        assert_eq!(load(None, &over).unwrap_err().key, "--mode");
+    }
+}

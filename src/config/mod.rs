@@ -1,0 +1,257 @@
+//! Gateway settings: the TOML file model operators write, and the validated `Settings` the
+//! gateway runs on. Loading and flag overrides live in `load`, TLS material in `tls`.
+
+pub mod load;
+pub mod tls;
+pub mod types;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+use serde::Deserialize;
+
+pub use load::{ConfigError, Overrides, load};
+pub use types::{Addr, BaseUrl, Cidr, Dur};
+
+/// What to do with requests outside the registration endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OtherPaths {
+    /// Forward them untouched (the gateway fronts all of Keycloak).
+    Forward,
+    /// Answer 404 JSON.
+    Refuse,
+}
+
+/// Whether policy decisions are enforced or only recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Refusals are answered.
+    #[default]
+    Enforce,
+    /// Refusals are logged and counted, and the request is forwarded anyway.
+    Shadow,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable text.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The raw TOML file, every key optional; `deny_unknown_fields` catches typos.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub(crate) listen: Option<Addr>,
+    pub(crate) admin_listen: Option<Addr>,
+    pub(crate) upstream: Option<BaseUrl>,
+    pub(crate) public_url: Option<BaseUrl>,
+    pub(crate) policies: Option<PathBuf>,
+    pub(crate) path_prefix: Option<String>,
+    pub(crate) other_paths: Option<OtherPaths>,
+    pub(crate) mode: Option<Mode>,
+    pub(crate) log_format: Option<LogFormat>,
+    pub(crate) preserve_host: Option<bool>,
+    pub(crate) trusted_proxies: Option<Vec<Cidr>>,
+    pub(crate) max_body_bytes: Option<usize>,
+    pub(crate) max_in_flight: Option<usize>,
+    #[serde(default)]
+    pub(crate) timeouts: FileTimeouts,
+    pub(crate) tls: Option<tls::ServerTlsFile>,
+    #[serde(default)]
+    pub(crate) upstream_tls: tls::UpstreamTlsFile,
+    #[serde(default)]
+    pub(crate) jwt: FileJwt,
+    #[serde(default)]
+    pub(crate) jwks: FileJwks,
+    #[serde(default)]
+    pub(crate) realms: BTreeMap<String, RealmSettings>,
+}
+
+/// `[timeouts]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileTimeouts {
+    pub(crate) connect: Option<Dur>,
+    pub(crate) response: Option<Dur>,
+    pub(crate) pool_idle: Option<Dur>,
+    pub(crate) shutdown_grace: Option<Dur>,
+    pub(crate) policy_poll: Option<Dur>,
+}
+
+/// `[jwt]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileJwt {
+    pub(crate) algorithms: Option<Vec<String>>,
+    pub(crate) leeway: Option<Dur>,
+    pub(crate) token_cache_capacity: Option<usize>,
+}
+
+/// `[jwks]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileJwks {
+    pub(crate) refresh_interval: Option<Dur>,
+    pub(crate) min_refetch_interval: Option<Dur>,
+    pub(crate) max_staleness: Option<Dur>,
+    pub(crate) fetch_timeout: Option<Dur>,
+    pub(crate) unknown_kid_ttl: Option<Dur>,
+    pub(crate) discovery: Option<bool>,
+    pub(crate) prefetch: Option<Vec<String>>,
+}
+
+/// `[realms.NAME]`: how tokens of one realm are checked.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RealmSettings {
+    /// Expected `iss`; default `{public_url}/realms/{realm}`.
+    pub issuer: Option<String>,
+    /// When set, a bearer token's `aud` must contain one of these.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// When set, a bearer token's `azp` must be one of these.
+    #[serde(default)]
+    pub azp: Vec<String>,
+    /// Where to fetch keys; default `{upstream}/realms/{realm}/protocol/openid-connect/certs`.
+    pub jwks_uri: Option<String>,
+}
+
+/// Bearer-token verification settings.
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    /// Accepted signature algorithms (never `none` or HS*).
+    pub algorithms: Vec<Algorithm>,
+    /// Clock-skew allowance for `exp`, `nbf` and `iat`.
+    pub leeway: Duration,
+    /// Entries in the verified-token cache.
+    pub token_cache_capacity: usize,
+}
+
+/// JWKS cache settings.
+#[derive(Debug, Clone)]
+pub struct JwksSettings {
+    /// Background refresh period.
+    pub refresh_interval: Duration,
+    /// At most one unknown-`kid` refetch per issuer in this interval.
+    pub min_refetch_interval: Duration,
+    /// How long a key set may be served after refreshes start failing.
+    pub max_staleness: Duration,
+    /// Timeout of one fetch.
+    pub fetch_timeout: Duration,
+    /// How long a `kid` that stayed unknown after a refetch is remembered.
+    pub unknown_kid_ttl: Duration,
+    /// Find `jwks_uri` through the realm's discovery document.
+    pub discovery: bool,
+    /// Realms whose keys are fetched before the gateway is ready.
+    pub prefetch: Vec<String>,
+}
+
+/// Upstream and shutdown timeouts.
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    /// TCP (and TLS) connect to the upstream.
+    pub connect: Duration,
+    /// From request sent to response headers received.
+    pub response: Duration,
+    /// Idle pooled upstream connections are closed after this.
+    pub pool_idle: Duration,
+    /// In-flight requests get this long to finish after SIGTERM.
+    pub shutdown_grace: Duration,
+    /// Policy files are re-read at least this often (the watcher's fallback).
+    pub policy_poll: Duration,
+}
+
+/// The validated settings the gateway runs on.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where the config came from (for messages), if a file.
+    pub source: Option<PathBuf>,
+    /// Proxy listener.
+    pub listen: SocketAddr,
+    /// Admin listener (`/metrics`, `/healthz`, `/readyz`).
+    pub admin_listen: SocketAddr,
+    /// Keycloak's base URL as the gateway reaches it.
+    pub upstream: BaseUrl,
+    /// Keycloak's base URL as clients reach it (through the gateway).
+    pub public_url: BaseUrl,
+    /// A policy file or a directory of `*.toml`.
+    pub policies: PathBuf,
+    /// Whether `policies` was given (flag, environment or file) rather than defaulted.
+    pub policies_explicit: bool,
+    /// Path prefix before `/realms` (`/auth` for Keycloak ≤ 16), without trailing slash.
+    pub path_prefix: String,
+    /// What to do with other paths.
+    pub other_paths: OtherPaths,
+    /// Enforce or shadow policy.
+    pub mode: Mode,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Send the client's `Host` upstream (default) instead of the upstream's.
+    pub preserve_host: bool,
+    /// Peers whose `X-Forwarded-*` / `Forwarded` headers are kept and appended to.
+    pub trusted_proxies: Vec<Cidr>,
+    /// Largest registration body read for policy checks.
+    pub max_body_bytes: usize,
+    /// Requests in flight before new ones are shed with 503.
+    pub max_in_flight: usize,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// TLS on the proxy listener.
+    pub tls: Option<tls::ServerTls>,
+    /// TLS to the upstream.
+    pub upstream_tls: tls::UpstreamTls,
+    /// Bearer-token verification.
+    pub jwt: JwtSettings,
+    /// JWKS cache.
+    pub jwks: JwksSettings,
+    /// Per-realm token settings.
+    pub realms: BTreeMap<String, RealmSettings>,
+}
+
+// === impl Settings ===
+
+impl Settings {
+    /// The issuer tokens of `realm` must carry.
+    pub fn issuer_for(&self, realm: &str) -> String {
+        match self.realms.get(realm).and_then(|r| r.issuer.clone()) {
+            Some(iss) => iss,
+            None => format!("{}/realms/{realm}", self.public_url),
+        }
+    }
+
+    /// Where the keys of `realm` are fetched from (before discovery).
+    pub fn jwks_uri_for(&self, realm: &str) -> String {
+        match self.realms.get(realm).and_then(|r| r.jwks_uri.clone()) {
+            Some(uri) => uri,
+            None => format!(
+                "{}/realms/{realm}/protocol/openid-connect/certs",
+                self.upstream
+            ),
+        }
+    }
+
+    /// The policy path to load: the configured one, or `./policies` if it exists, else `None`
+    /// (the built-in policy, which mirrors Keycloak's own role rules).
+    pub fn policies_path(&self) -> Option<PathBuf> {
+        if self.policies_explicit || self.policies.exists() {
+            return Some(self.policies.clone());
+        }
+        tracing::warn!(path = %self.policies.display(), "no policy files found; using the built-in policy (Keycloak's own role rules)");
+        None
+    }
+
+    /// Per-realm token settings, or the defaults.
+    pub fn realm(&self, realm: &str) -> RealmSettings {
+        self.realms.get(realm).cloned().unwrap_or_default()
+    }
+}

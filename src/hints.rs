@@ -1,0 +1,267 @@
+//! The fix for every reason code, as steps: where to click in the admin console and the
+//! `kcadm.sh` or admin REST command, filled in with what the gateway knows about the request.
+
+use serde_json::Value;
+
+use crate::error::{Reason, Refusal};
+use crate::pipeline::route::Operation;
+use crate::token::TokenKind;
+
+/// What the gateway knows when it writes a hint.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HintCtx<'a> {
+    /// Realm from the path.
+    pub realm: Option<&'a str>,
+    /// Operation from the path and method.
+    pub operation: Option<Operation>,
+    /// Provider from the path.
+    pub provider: Option<&'a str>,
+    /// Kind of the presented token.
+    pub kind: Option<TokenKind>,
+    /// Client the token was issued to.
+    pub azp: Option<&'a str>,
+    /// `preferred_username` of the token.
+    pub username: Option<&'a str>,
+    /// The gateway's public URL.
+    pub public_url: &'a str,
+    /// Keycloak as the gateway reaches it.
+    pub upstream: &'a str,
+}
+
+fn d<'a>(r: &'a Refusal, key: &str) -> Option<&'a Value> {
+    r.details.get(key)
+}
+
+fn ds(r: &Refusal, key: &str) -> String {
+    match d(r, key) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v.to_string())
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        Some(v) => v.to_string(),
+        None => String::new(),
+    }
+}
+
+fn mgmt(realm: &str) -> &'static str {
+    if realm == "master" {
+        "master-realm"
+    } else {
+        "realm-management"
+    }
+}
+
+fn new_iat(realm: &str, public: &str) -> String {
+    format!(
+        "Create a new initial access token: admin console → realm {realm} → Clients → Initial access token → Create (set Expiration and Count), or `curl -X POST {public}/admin/realms/{realm}/clients-initial-access -H 'Authorization: Bearer <admin token>' -H 'Content-Type: application/json' -d '{{\"expiration\":3600,\"count\":1}}'` and use the `token` of the answer. Mint it through {public} so its issuer matches."
+    )
+}
+
+fn role_for(op: Option<Operation>) -> &'static str {
+    match op {
+        Some(Operation::Read) => "view-clients",
+        Some(Operation::Update | Operation::Delete) => "manage-clients",
+        _ => "create-client",
+    }
+}
+
+/// The hint for a refusal.
+pub fn hint(r: &Refusal, c: &HintCtx<'_>) -> String {
+    let realm = c.realm.unwrap_or("<realm>");
+    let public = c.public_url;
+    let azp = c.azp.unwrap_or("<client>");
+    let op = c.operation.map(Operation::as_str).unwrap_or("register");
+    let rule = ds(r, "rule");
+    let m = mgmt(realm);
+    let role = role_for(c.operation);
+    match r.reason {
+        Reason::PathMalformed => format!("Send registration requests to {public}/realms/<realm>/clients-registrations/<provider>[/<clientId>] written plainly: no encoded slashes, dot segments, empty segments, backslashes or ;parameters."),
+        Reason::RouteRefused => "This gateway serves only Keycloak's client-registration endpoint (other_paths = \"refuse\"); send other Keycloak traffic to Keycloak's own address.".into(),
+        Reason::MethodNotAllowed => format!("Create with POST on …/clients-registrations/<provider>; read, update and delete with GET, PUT and DELETE on …/clients-registrations/<provider>/<clientId>. Allowed here: {}.", ds(r, "allowed")),
+        Reason::BodyTooLarge => format!("Send a smaller registration body (at most {} bytes); the operator can raise max_body_bytes in the gateway config.", ds(r, "limit_bytes")),
+        Reason::BodyNotJson | Reason::BodyDuplicateKey | Reason::BodyTooDeep | Reason::BodyWrongType => {
+            "Send one JSON object in UTF-8 with Content-Type: application/json, each key once, values of the documented types (redirect URIs as an array of strings), nested at most 32 levels.".into()
+        }
+        Reason::ClientIdMismatch => format!("Repeat the client id of the path in the body ({}: \"{}\") and change nothing else about it: Keycloak does not rename clients through registration.", ds(r, "field"), ds(r, "path_client_id")),
+        Reason::AuthSchemeUnsupported => format!("Send `Authorization: Bearer <token>` with a service-account access token ({public}/realms/{realm}/protocol/openid-connect/token, grant_type=client_credentials), an initial access token, or the registration access token returned when the client was created."),
+        Reason::TokenMalformed => "Send exactly `Authorization: Bearer <token>`: one space, then the whole token as Keycloak returned it (three base64url parts joined by dots), with no quotes or line breaks.".into(),
+        Reason::TokenTypeUnsupported => format!("Use an access token from {public}/realms/{realm}/protocol/openid-connect/token (typ Bearer), an initial access token, or a registration access token. ID tokens and refresh tokens are not accepted."),
+        Reason::TokenKindMismatch if c.kind == Some(TokenKind::InitialAccess) => "Use the registration access token from the create response (`registration_access_token` on openid-connect, `registrationAccessToken` on default) to read, update or delete that client, or a bearer token with manage-clients (view-clients to read).".into(),
+        Reason::TokenKindMismatch => format!("Create clients with an initial access token or a service-account token that has {m}/create-client. {}", new_iat(realm, public)),
+        Reason::HmacAlgorithmExpected => format!("Send the token exactly as Keycloak issued it; if in doubt, {}", new_iat(realm, public).to_lowercase()),
+        Reason::IssuerMismatch => format!(
+            "The token was issued as `{}` but realm {realm} at this gateway expects `{}`. Keycloak writes the host it was reached through into each token: request tokens (and initial access tokens) through {public}, the URL clients use, or pin Keycloak's hostname with KC_HOSTNAME={public} so every token carries the same issuer. If the gateway's own public URL is wrong, start it with --public-url <URL> (or set [realms.{realm}] issuer in its config).",
+            ds(r, "token_issuer"),
+            ds(r, "expected_issuer")
+        ),
+        Reason::TokenExpired if matches!(c.kind, Some(TokenKind::InitialAccess)) => new_iat(realm, public),
+        Reason::TokenExpired => format!("Request a new token ({public}/realms/{realm}/protocol/openid-connect/token) and retry. Tokens live as long as the realm's Access Token Lifespan (admin console → Realm settings → Tokens)."),
+        Reason::TokenNotYetValid | Reason::TokenIssuedInFuture => "Synchronise the clocks of Keycloak, the gateway and the client (NTP). The gateway allows the skew set by [jwt] leeway (30s by default).".into(),
+        Reason::ExpMissing | Reason::KidMissing => format!("Use an access token issued by {public}/realms/{realm}/protocol/openid-connect/token; Keycloak always sets exp and kid."),
+        Reason::AlgorithmNotAllowed => format!(
+            "Bearer tokens must be signed with one of {}. In Keycloak: Realm settings → Tokens → Default signature algorithm, with an active key provider for it under Realm settings → Keys. Initial and registration access tokens are HMAC-signed and pass as they are: the gateway recognises them by their typ claim, so send them unchanged.",
+            ds(r, "allowed")
+        ),
+        Reason::KidUnknown => format!(
+            "The key that signed this token ({}) is not in realm {realm}'s keys ({}). If the realm's keys were rotated and the old key provider deleted or disabled (Realm settings → Keys → Providers), request a new token: it will carry the new kid. If the token is from another realm or Keycloak, use one from realm {realm}.",
+            ds(r, "kid"),
+            ds(r, "jwks_uri")
+        ),
+        Reason::KeyUnusable | Reason::SignatureInvalid => format!("The token was altered or signed by another key. Request a new token from {public}/realms/{realm}/protocol/openid-connect/token and send it unchanged."),
+        Reason::AudienceMismatch => format!("Add an audience mapper: admin console → Clients → {azp} → Client scopes → {azp}-dedicated → Add mapper → By configuration → Audience → Included Client Audience = {}. Then request a new token.", ds(r, "expected_audiences")),
+        Reason::AzpMismatch => format!("Use a token issued to one of {}, or add '{azp}' to azp under [realms.{realm}] in the gateway config.", ds(r, "expected_azp")),
+        Reason::JwksUnavailable => format!("Check that Keycloak answers at {} from the gateway (last error: {}). The gateway retries in the background, and /readyz on its admin port lists realms whose keys are missing.", ds(r, "jwks_uri"), ds(r, "last_error")),
+        Reason::ProviderNotAllowed => format!("Use one of the allowed providers ({}), e.g. POST {public}/realms/{realm}/clients-registrations/openid-connect. To allow `{}`, add it to `providers` in {rule} of the policy.", ds(r, "allowed_providers"), ds(r, "provider")),
+        Reason::AnonymousNotAllowed => format!("Authenticate the request. Either: 1. {} 2. Or use a service account: Clients → <client> → Service account roles → Assign role → filter by clients → {m} → {role}, then send its client_credentials token. To allow anonymous registration, add \"anonymous\" to token_kinds in {rule}; Keycloak then applies its anonymous policies (Trusted Hosts).", new_iat(realm, public)),
+        Reason::TokenKindNotAllowed => format!("The policy allows {} to {op} clients in realm {realm} ({rule}); use one of those, or change that rule.", ds(r, "allowed_token_kinds")),
+        Reason::MissingRole => missing_role(r, c, realm, m),
+        Reason::RolesNotInToken => format!(
+            "The token carries no resource_access claim, so no client role is visible in it even if the service account holds {m}/{role}. This happens when the client has Full scope allowed off and no scope mapping for {m} roles (fix: Clients → {azp} → Client scopes → {azp}-dedicated → Scope → turn Full scope allowed on, or assign role {m}/{role} there), or when the `roles` client scope was removed from the client (fix: Clients → {azp} → Client scopes → Add client scope → roles, as Default). Then request a new token."
+        ),
+        Reason::MissingScope => format!("Request the token with scope=\"{}\"; the client needs those client scopes assigned (Clients → {azp} → Client scopes → Add client scope).", ds(r, "scopes_needed")),
+        Reason::AzpNotAllowed => format!("Use a token issued to one of {} (rule {rule}), or ask the operator to add '{azp}' there.", ds(r, "allowed_azp")),
+        Reason::RedirectUriNotAllowed | Reason::RedirectUriFragment | Reason::RedirectUriMalformed | Reason::TooManyRedirectUris => redirect_hint(r, &rule),
+        Reason::GrantTypeNotAllowed | Reason::ResponseTypeNotAllowed | Reason::AuthMethodNotAllowed | Reason::ScopeNotAllowed | Reason::ClientTypeNotAllowed => {
+            format!("Set {} to allowed values only ({}); the operator sets them in {rule}.", ds(r, "field"), ds(r, "allowed"))
+        }
+        Reason::FieldForbidden => format!("Remove `{}` from the request body; rule {rule} forbids it.", ds(r, "field")),
+        Reason::ClientIdPattern | Reason::ClientNamePattern => format!("Choose a {} that matches {} (rule {rule}).", ds(r, "field"), ds(r, "pattern")),
+        Reason::QuotaExceeded => format!("Wait {}s (Retry-After) before creating more clients: the quota is {} creates per {}s per caller ({rule}).", r.retry_after.unwrap_or(1), ds(r, "creates"), ds(r, "window_seconds")),
+        Reason::NotReady => "The gateway is starting or cannot load its policy or keys; check /readyz on its admin port and retry shortly.".into(),
+        Reason::Overloaded => "Retry after a moment (Retry-After): the gateway is at its limit of requests in flight (max_in_flight).".into(),
+        Reason::UpstreamUnreachable => format!("Check that Keycloak runs and is reachable from the gateway at {} (error: {}).", c.upstream, ds(r, "error")),
+        Reason::UpstreamConnectTimeout | Reason::UpstreamTimeout => format!("Keycloak at {} did not answer in time ({}). Check its health and load, or raise [timeouts] in the gateway config.", c.upstream, ds(r, "timeout")),
+        Reason::UpstreamProtocol => format!("Keycloak's connection broke while answering ({}); check Keycloak's log and retry.", ds(r, "error")),
+        Reason::Internal => "This is a gateway bug: report it with the request_id.".into(),
+        _ => keycloak_hint(r, c, realm, m, role),
+    }
+}
+
+fn missing_role(r: &Refusal, c: &HintCtx<'_>, realm: &str, m: &str) -> String {
+    let needed = match d(r, "roles_needed_any").or_else(|| d(r, "roles_needed_all")) {
+        Some(Value::Array(a)) => a.first().and_then(Value::as_str).map(str::to_owned),
+        _ => None,
+    }
+    .unwrap_or_else(|| format!("{m}/{}", role_for(c.operation)));
+    let (client, role) = needed
+        .split_once('/')
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .unwrap_or((String::new(), needed.clone()));
+    let azp = c.azp.unwrap_or("<client>");
+    let service = c.username.is_none_or(|u| u.starts_with("service-account-"));
+    if client.is_empty() {
+        return format!(
+            "Assign realm role {role}: admin console → realm {realm} → {} → Assign role → {role}. Then request a new token: roles are fixed when a token is issued.",
+            if service {
+                format!("Clients → {azp} → Service account roles")
+            } else {
+                "Users → <user> → Role mapping".to_owned()
+            }
+        );
+    }
+    let who = if service {
+        format!("The service account of client '{azp}'")
+    } else {
+        format!("User '{}'", c.username.unwrap_or("<user>"))
+    };
+    let path = if service {
+        format!(
+            "Clients → {azp} → Service account roles → Assign role → filter by clients → {client} → {role}"
+        )
+    } else {
+        format!(
+            "Users → {} → Role mapping → Assign role → filter by clients → {client} → {role}",
+            c.username.unwrap_or("<user>")
+        )
+    };
+    let user = if service {
+        format!("service-account-{azp}")
+    } else {
+        c.username.unwrap_or("<user>").to_owned()
+    };
+    format!(
+        "{who} has no {role} role of client {client}. In the admin console: {path}. Or: `kcadm.sh add-roles -r {realm} --uusername {user} --cclientid {client} --rolename {role}`. Then request a new token: roles are fixed when a token is issued."
+    )
+}
+
+fn redirect_hint(r: &Refusal, rule: &str) -> String {
+    let mut allowed = Vec::new();
+    for key in ["allowed_schemes", "allowed_hosts"] {
+        if d(r, key).is_some() {
+            allowed.push(format!(
+                "{}: {}",
+                key.trim_start_matches("allowed_"),
+                ds(r, key)
+            ));
+        }
+    }
+    let allowed = if allowed.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", allowed.join("; "))
+    };
+    format!(
+        "Register only redirect URIs the policy allows{allowed}: absolute, without a #fragment or wildcard; native apps may use http://127.0.0.1:<port>/... when loopback is allowed. The rule is {rule}."
+    )
+}
+
+fn keycloak_hint(r: &Refusal, c: &HintCtx<'_>, realm: &str, m: &str, role: &str) -> String {
+    let public = c.public_url;
+    let client = ds(r, "client_id");
+    let client = if client.is_empty() {
+        "<client>".to_owned()
+    } else {
+        client
+    };
+    match r.reason {
+        Reason::TokenRevoked => format!("The gateway verified this token, yet Keycloak refused it: it was most likely revoked or its session ended (logout, admin 'Sign out', or revocation). Request a new token from {public}/realms/{realm}/protocol/openid-connect/token."),
+        Reason::HmacKeyUnknown => format!(
+            "Keycloak could not verify this {} although its issuer and expiry are right: the realm's HMAC key that signed it (kid {}) was most likely deleted or replaced (Realm settings → Keys → Providers → hmac-generated…), which invalidates every initial and registration access token signed with it. {} A registration access token can be reissued by an admin: Clients → <client> → Credentials → Registration access token → Regenerate.",
+            c.kind.map(|k| k.phrase().trim_start_matches("a ").trim_start_matches("an ")).unwrap_or("token"),
+            ds(r, "kid"),
+            new_iat(realm, public)
+        ),
+        Reason::TokenRejected => format!("Keycloak could not verify the token (\"Failed decode token\"). Usual causes: the token was minted through another host name than {public} (Keycloak checks the issuer per request; pin KC_HOSTNAME), it expired, the key that signed it was rotated away, or it was revoked. Request a new token through {public}."),
+        Reason::InvalidTokenType => "Keycloak accepts only access tokens (typ Bearer), initial access tokens and registration access tokens here.".into(),
+        Reason::InitialTokenNotFound => format!("This initial access token no longer exists in Keycloak: it was deleted (Clients → Initial access token) or cleaned up after it expired. {}", new_iat(realm, public)),
+        Reason::InitialTokenExhausted => format!("This initial access token was used as many times as its Count allowed. {}", new_iat(realm, public).replace("\"count\":1", "\"count\":10")),
+        Reason::InitialTokenExpired => new_iat(realm, public),
+        Reason::InitialTokenWrongOperation => "Use the registration access token from the create response to read, update or delete the client.".into(),
+        Reason::RegistrationTokenInvalid => format!(
+            "Keycloak rotates the registration access token on every update, so each one works once for PUT: use the `registration_access_token` (registrationAccessToken on default) from the latest create or update response of client {client}. A token from another client never works. Lost it? An admin can issue a new one: Clients → {client} → Credentials → Registration access token → Regenerate."
+        ),
+        Reason::NotAuthorized => format!("Send the client's registration access token, or a bearer token whose service account has {m}/manage-clients ({m}/view-clients is enough to read)."),
+        Reason::TrustedHostRejected => format!(
+            "Keycloak's anonymous policy 'Trusted Hosts' refused the caller's address as Keycloak sees it. Behind this gateway Keycloak sees the gateway's address unless it reads proxy headers: start Keycloak with --proxy-headers xforwarded (KC_PROXY_HEADERS=xforwarded) and --proxy-trusted-addresses <gateway address> (KC_PROXY_TRUSTED_ADDRESSES) so it uses the X-Forwarded-For the gateway sets, then add the client's address under Clients → Client registration → Anonymous access policies → Trusted Hosts. Better: register with an initial access token (authenticated requests skip Trusted Hosts). {}",
+            new_iat(realm, public)
+        ),
+        Reason::TrustedUriRejected => "Keycloak's 'Trusted Hosts' policy requires the host of every redirect URI, root URL and base URL to be a trusted host or domain: add the host under Clients → Client registration → Anonymous access policies → Trusted Hosts, or register with an initial access token.".into(),
+        Reason::ClientScopeRejected => format!(
+            "Keycloak's 'Allowed Client Scopes' policy refused a requested scope ({}). Request only client scopes that exist in realm {realm} and are allowed (Clients → Client registration → {} access policies → Allowed Client Scopes), or leave out the `scope` member. Note that `openid` is not a client scope in Keycloak.",
+            ds(r, "requested_scopes"),
+            if c.kind == Some(TokenKind::Anonymous) { "Anonymous" } else { "Authenticated" }
+        ),
+        Reason::MaxClientsReached => "The realm has as many clients as 'Max Clients Limit' allows (built-in clients count too). Delete unused clients, or raise the limit: Clients → Client registration → Anonymous access policies → Max Clients Limit.".into(),
+        Reason::ProtocolMapperRejected => "Keycloak's 'Allowed Protocol Mapper Types' policy refused a protocol mapper in the body: remove protocolMappers, or (admin) add the mapper type under Clients → Client registration → Allowed Protocol Mapper Types.".into(),
+        Reason::RegistrationPolicyRejected => format!("Keycloak's client registration policy '{}' refused the request: {}. Review it under Clients → Client registration.", ds(r, "policy"), ds(r, "policy_details")),
+        Reason::ClientPolicyRejected => "A Client Policy executor refused the registration; Keycloak writes the reason only to its event log. Enable events (Realm settings → Events → User events settings → Save events), retry, then look for CLIENT_REGISTER_ERROR and its client_policy_error_detail; the policies are under Realm settings → Client policies.".into(),
+        Reason::InvalidRedirectUri => "Keycloak refused a redirect URI: use absolute URIs without #fragments (a custom scheme is fine for native apps).".into(),
+        Reason::ClientIdInUse => format!("A client '{client}' already exists in realm {realm}. Choose another clientId, or change the existing client with PUT …/clients-registrations/{}/{client} and its registration access token.", c.provider.unwrap_or("default")),
+        Reason::ClientIdModified => "Keep the client id in the body equal to the one in the path; Keycloak does not rename clients through registration.".into(),
+        Reason::ClientIdIncluded => "Leave client_id out when creating on openid-connect: Keycloak generates it (use the default provider to choose your own clientId).".into(),
+        Reason::ClientMetadataInvalid => "Keycloak could not convert the client metadata: check token_endpoint_auth_method (private_key_jwt needs jwks or jwks_uri, never both), grant_types and response_types.".into(),
+        Reason::UnrecognizedField => format!("Keycloak refuses members it does not know ({}), although RFC 7591 says to ignore them: remove that member from the body.", ds(r, "field")),
+        Reason::ClientNotFound => format!("There is no client '{client}' in realm {realm}. On openid-connect the id is the client_id (a UUID) from the create response, not the client name."),
+        Reason::HttpsRequired => format!("Realm {realm} requires HTTPS for this caller (Realm settings → General → Require SSL). Call the gateway over HTTPS, and let Keycloak trust the gateway's X-Forwarded-Proto (KC_PROXY_HEADERS=xforwarded with KC_PROXY_TRUSTED_ADDRESSES), or relax Require SSL for development."),
+        Reason::ProviderNotFound => format!("Keycloak has no registration provider '{}': use openid-connect (RFC 7591) or default (Keycloak's client representation).", c.provider.unwrap_or("?")),
+        Reason::WrongClientProtocol => "The client behind the token uses another protocol than this endpoint: use openid-connect for OIDC clients and saml2-entity-descriptor for SAML clients.".into(),
+        Reason::KeycloakServerError => format!("Keycloak failed internally (500); its log has the stack trace. Known causes: `Authorization: Bearer` with no token before 26.4.13/26.6.3, and invalid tokens on openid-connect in 26.6.2–26.6.4 (keycloak#49909); upgrading fixes both. The {m}/{role} role and a fresh token rule out the common causes."),
+        _ => "Keycloak refused the request; its own answer is under `upstream`.".into(),
+    }
+}

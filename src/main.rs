@@ -1,0 +1,99 @@
+//! The `dcr-gateway` binary: parse the command line, load and validate settings (exit 2 before
+//! binding any port when they are wrong), then serve until SIGTERM or SIGINT.
+
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use dcr_gateway::cli::{Cli, Command, ServeArgs};
+use dcr_gateway::config::{LogFormat, Settings, load};
+use dcr_gateway::{StartError, check, start};
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+        LogFormat::Human => builder.init(),
+    }
+}
+
+async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn serve(args: &ServeArgs) -> ExitCode {
+    let settings: Settings = match load(args.config.as_deref(), &args.overrides()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("dcr-gateway: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(settings.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("dcr-gateway: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async {
+        match start(settings).await {
+            Ok(gw) => {
+                signal().await;
+                gw.shutdown().await;
+                tracing::info!("stopped");
+                ExitCode::SUCCESS
+            }
+            Err(StartError::Policy(errors)) => {
+                for e in &errors {
+                    eprintln!("dcr-gateway: policy error: {e}");
+                }
+                ExitCode::from(2)
+            }
+            Err(e) => {
+                eprintln!("dcr-gateway: {e}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match &cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Check(args) => {
+            let code = check::run(args, &mut std::io::stdout(), &mut std::io::stderr());
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
+    }
+}

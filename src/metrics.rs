@@ -1,0 +1,207 @@
+//! Prometheus metrics over an owned `Registry` (no globals), served on the admin listener.
+//!
+//! Labels are bounded: route kind, operation, status class, reason codes, and realm names that the
+//! configuration or policy knows (others are counted as `other`).
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+
+/// Every metric the gateway exports.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by route kind, operation and status class.
+    pub requests: IntCounterVec,
+    /// Request latency by route kind and operation.
+    pub latency: HistogramVec,
+    /// Requests being served now.
+    pub in_flight: IntGauge,
+    /// Upstream failures by kind.
+    pub upstream_errors: IntCounterVec,
+    /// JWKS fetches by realm and result.
+    pub jwks_fetches: IntCounterVec,
+    /// Keys held per realm.
+    pub jwks_keys: IntGaugeVec,
+    /// Age of the key set per realm, in seconds.
+    pub jwks_age: GaugeVec,
+    /// Bearer-token verifications by result and reason code.
+    pub verifications: IntCounterVec,
+    /// Registration decisions by realm, operation, decision and reason code.
+    pub decisions: IntCounterVec,
+    /// Keycloak answers rewritten, by reason code.
+    pub rewrites: IntCounterVec,
+    /// Policy reloads by result.
+    pub reloads: IntCounterVec,
+    /// Unix time of the last successful policy load.
+    pub reload_last_success: Gauge,
+    /// Generation of the active policy (1 = first load).
+    pub policy_generation: IntGauge,
+    /// Active policy checksum, as a label on a constant 1.
+    pub policy_info: IntGaugeVec,
+    /// 1 when the gateway is ready to serve.
+    pub ready: IntGauge,
+}
+
+fn counter(
+    reg: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntCounterVec> {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+    reg.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+fn gauge_vec(
+    reg: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntGaugeVec> {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+    reg.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+// === impl Metrics ===
+
+impl Metrics {
+    /// Creates every metric in a fresh registry.
+    pub fn new() -> prometheus::Result<Self> {
+        let reg = Registry::new_custom(Some("dcr_gateway".into()), None)?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "request_duration_seconds",
+                "Request latency, first byte in to response head out.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ]),
+            &["route", "operation"],
+        )?;
+        reg.register(Box::new(latency.clone()))?;
+        let in_flight = IntGauge::new("in_flight_requests", "Requests being served now.")?;
+        reg.register(Box::new(in_flight.clone()))?;
+        let jwks_age = GaugeVec::new(
+            Opts::new(
+                "jwks_age_seconds",
+                "Seconds since the realm's key set was fetched.",
+            ),
+            &["realm"],
+        )?;
+        reg.register(Box::new(jwks_age.clone()))?;
+        let reload_last_success = Gauge::new(
+            "policy_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful policy load.",
+        )?;
+        reg.register(Box::new(reload_last_success.clone()))?;
+        let policy_generation = IntGauge::new(
+            "policy_generation",
+            "Generation of the active policy; 1 is the first load.",
+        )?;
+        reg.register(Box::new(policy_generation.clone()))?;
+        let ready = IntGauge::new("ready", "1 when the gateway is ready to serve.")?;
+        reg.register(Box::new(ready.clone()))?;
+        Ok(Metrics {
+            requests: counter(
+                &reg,
+                "requests_total",
+                "Requests by route kind, operation and status class.",
+                &["route", "operation", "status_class"],
+            )?,
+            latency,
+            in_flight,
+            upstream_errors: counter(
+                &reg,
+                "upstream_errors_total",
+                "Upstream failures by kind.",
+                &["kind"],
+            )?,
+            jwks_fetches: counter(
+                &reg,
+                "jwks_fetches_total",
+                "JWKS fetches by realm and result.",
+                &["realm", "result"],
+            )?,
+            jwks_keys: gauge_vec(&reg, "jwks_keys", "Usable keys held per realm.", &["realm"])?,
+            jwks_age,
+            verifications: counter(
+                &reg,
+                "token_verifications_total",
+                "Bearer-token verifications by result (valid, cached, invalid) and reason code.",
+                &["result", "reason"],
+            )?,
+            decisions: counter(
+                &reg,
+                "decisions_total",
+                "Registration decisions by realm, operation, decision and reason code.",
+                &["realm", "operation", "decision", "reason"],
+            )?,
+            rewrites: counter(
+                &reg,
+                "upstream_rewrites_total",
+                "Keycloak error answers rewritten, by reason code.",
+                &["reason"],
+            )?,
+            reloads: counter(
+                &reg,
+                "policy_reloads_total",
+                "Policy loads by result (success, error, unchanged).",
+                &["result"],
+            )?,
+            reload_last_success,
+            policy_generation,
+            policy_info: gauge_vec(
+                &reg,
+                "policy_info",
+                "The active policy's checksum (constant 1).",
+                &["checksum"],
+            )?,
+            ready,
+            registry: reg,
+        })
+    }
+
+    /// Renders the registry in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let enc = TextEncoder::new();
+        if let Err(e) = enc.encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "could not encode metrics");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// `2xx`, `4xx`, ... for a status code.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_owned_registry() {
+        let m = Metrics::new().unwrap();
+        m.requests
+            .with_label_values(&["registration", "create", "2xx"])
+            .inc();
+        let text = m.render();
+        assert!(text.contains("dcr_gateway_requests_total{operation=\"create\",route=\"registration\",status_class=\"2xx\"} 1"), "{text}");
+        // A second registry is independent (no globals).
+        let other = Metrics::new().unwrap();
+        assert!(!other.render().contains("status_class=\"2xx\""));
+    }
+}

@@ -1,0 +1,135 @@
+//! The per-request context: what every stage learned, read once at the end by `observe`.
+
+use std::net::SocketAddr;
+
+use http::{Method, Request};
+use tokio::time::Instant;
+
+use super::route::RegRoute;
+use super::upstream::REQUEST_ID;
+use crate::error::Reason;
+use crate::hints::HintCtx;
+use crate::policy::metadata::ClientMetadata;
+use crate::token::Identity;
+
+/// The client connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// Peer address.
+    pub peer: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
+
+/// What the pipeline knows about one request.
+pub struct Ctx {
+    /// Request id (from the client when well formed, else generated).
+    pub request_id: String,
+    /// Method.
+    pub method: Method,
+    /// Connection.
+    pub conn: ConnInfo,
+    /// When the request arrived.
+    pub started: Instant,
+    /// Set for registration traffic.
+    pub reg: Option<RegRoute>,
+    /// The caller, once known.
+    pub identity: Option<Identity>,
+    /// Client metadata from the body, once read.
+    pub metadata: Option<ClientMetadata>,
+    /// `allow`, `deny` or `shadow_deny` (registration traffic).
+    pub decision: &'static str,
+    /// The rule that decided.
+    pub rule: Option<String>,
+    /// Why the request was refused, or what Keycloak's refusal was rewritten as, or shadowed.
+    pub reason: Option<Reason>,
+    /// Keycloak's status, when it answered.
+    pub upstream_status: Option<u16>,
+    /// Metric label of the realm (bounded).
+    pub realm_label: String,
+    /// `scheme://host` this request reached Keycloak as (from the forwarded headers sent).
+    pub seen_origin: String,
+}
+
+/// Whether a client-supplied request id is acceptable: 1–128 visible, URL-safe characters.
+pub fn valid_request_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:@+=/".contains(&b))
+}
+
+/// A fresh random request id (32 hex digits).
+pub fn new_request_id() -> String {
+    let mut bytes = [0u8; 16];
+    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        bytes = t.to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+// === impl Ctx ===
+
+impl Ctx {
+    /// A context for a new request.
+    pub fn new<B>(req: &Request<B>, conn: ConnInfo) -> Self {
+        let request_id = req
+            .headers()
+            .get(REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .filter(|id| valid_request_id(id))
+            .map(str::to_owned)
+            .unwrap_or_else(new_request_id);
+        Ctx {
+            request_id,
+            method: req.method().clone(),
+            conn,
+            started: Instant::now(),
+            reg: None,
+            identity: None,
+            metadata: None,
+            decision: "allow",
+            rule: None,
+            reason: None,
+            upstream_status: None,
+            realm_label: String::new(),
+            seen_origin: String::new(),
+        }
+    }
+
+    /// The context hints are written from.
+    pub fn hint_ctx<'a>(&'a self, public_url: &'a str, upstream: &'a str) -> HintCtx<'a> {
+        let claims = self.identity.as_ref().map(|i| &i.claims);
+        HintCtx {
+            realm: self.reg.as_ref().map(|r| r.realm.as_str()),
+            operation: self.reg.as_ref().map(|r| r.operation),
+            provider: self.reg.as_ref().map(|r| r.provider.as_str()),
+            kind: self.identity.as_ref().map(|i| i.kind),
+            azp: claims.and_then(|c| c.client()),
+            username: claims.and_then(|c| c.preferred_username.as_deref()),
+            public_url,
+            upstream,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids() {
+        assert!(valid_request_id("abc-123_x.y:z"));
+        assert!(!valid_request_id(""));
+        assert!(!valid_request_id("has space"));
+        assert!(!valid_request_id("new\nline"));
+        assert!(!valid_request_id(&"a".repeat(129)));
+        let id = new_request_id();
+        assert_eq!(id.len(), 32);
+        assert_ne!(id, new_request_id());
+    }
+}

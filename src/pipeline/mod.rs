@@ -1,0 +1,275 @@
+//! The request pipeline. `handle` runs the stages in order — route → token → policy →
+//! upstream → rewrite — and `observe` once at the end; a stage that refuses returns a
+//! `Refusal`, which `respond` turns into the one JSON error shape.
+
+pub mod body;
+pub mod ctx;
+pub mod observe;
+pub mod rewrite;
+pub mod route;
+pub mod upstream;
+
+use std::sync::Arc;
+
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use http::{HeaderValue, Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use prometheus::IntGauge;
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::app::App;
+use crate::config::Mode;
+use crate::error::{Reason, Refusal};
+use crate::net::{Body, Guarded, boxed, full, read_limited};
+use crate::policy::{self, Input, Snapshot};
+use crate::token::{Identity, TokenKind};
+use ctx::{ConnInfo, Ctx};
+use route::{RegRoute, Route};
+
+/// Holds a concurrency slot and the in-flight gauge until the response body is done.
+struct InFlight {
+    _permit: OwnedSemaphorePermit,
+    gauge: IntGauge,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
+
+/// The future `handle` returns (boxed, so the server's spawn sees one concrete `Send` type).
+pub type Handled = std::pin::Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send>>;
+
+/// Serves one request: the stages in order, then `observe`, whatever happened.
+pub fn handle(app: Arc<App>, conn: ConnInfo, req: Request<Incoming>) -> Handled {
+    Box::pin(serve_one(app, conn, req))
+}
+
+async fn serve_one(app: Arc<App>, conn: ConnInfo, req: Request<Incoming>) -> Response<Body> {
+    let mut ctx = Ctx::new(&req, conn);
+    let slot = app.limiter.clone().try_acquire_owned().ok().map(|permit| {
+        app.metrics.in_flight.inc();
+        InFlight {
+            _permit: permit,
+            gauge: app.metrics.in_flight.clone(),
+        }
+    });
+    let result = match slot {
+        Some(_) => run(&app, &mut ctx, req.map(boxed)).await,
+        None => Err(Refusal::new(
+            Reason::Overloaded,
+            format!(
+                "The gateway already serves {} requests and sheds this one.",
+                app.settings.max_in_flight
+            ),
+        )
+        .retry_after(1)),
+    };
+    let resp = match result {
+        Ok(resp) => resp,
+        Err(refusal) => {
+            ctx.reason = Some(refusal.reason);
+            if ctx.upstream_status.is_none() {
+                ctx.decision = "deny";
+            }
+            let hints = ctx.hint_ctx(&app.public_url, &app.upstream_origins[0]);
+            crate::respond::refusal(&refusal, &hints, &ctx.request_id)
+        }
+    };
+    let resp = observe::finish(&app, &ctx, resp);
+    match slot {
+        Some(slot) => resp.map(|b| Guarded::new(b, slot).boxed()),
+        None => resp,
+    }
+}
+
+async fn run(app: &App, ctx: &mut Ctx, req: Request<Body>) -> Result<Response<Body>, Refusal> {
+    let route = route::classify(req.method(), req.uri().path(), &app.settings.path_prefix)?; // 1
+    let Route::Registration(reg) = route else {
+        return other(app, ctx, req).await;
+    };
+    let snap = app.policy.current(); // pinned: in-flight requests keep the policy they began with
+    ctx.realm_label = realm_label(app, &snap, &reg.realm);
+    ctx.reg = Some(reg.clone());
+    let identity = app.verifier.authenticate(&reg, req.headers()).await?; // 2–3
+    ctx.identity = Some(identity.clone());
+    let (parts, body) = req.into_parts();
+    let (body, metadata) = body::read(&reg, body, app.settings.max_body_bytes).await?; // 4a
+    ctx.metadata = metadata.as_ref().map(|(m, _)| m.clone());
+    enforce(
+        app,
+        ctx,
+        &snap,
+        &reg,
+        &identity,
+        metadata.as_ref().map(|(m, d)| (m, *d)),
+    )?; // 4
+    let resp = forward(app, ctx, Request::from_parts(parts, body)).await?; // 5
+    rewrite(app, ctx, &reg, &identity, resp).await // 6
+}
+
+fn realm_label(app: &App, snap: &Snapshot, realm: &str) -> String {
+    let known = snap.realms.contains_key(realm)
+        || app.settings.realms.contains_key(realm)
+        || app.settings.jwks.prefetch.iter().any(|r| r == realm);
+    if known {
+        realm.to_owned()
+    } else {
+        "other".to_owned()
+    }
+}
+
+/// Traffic outside the registration endpoint: forwarded untouched, or refused by setting.
+async fn other(app: &App, ctx: &mut Ctx, req: Request<Body>) -> Result<Response<Body>, Refusal> {
+    if app.settings.other_paths == crate::config::OtherPaths::Refuse {
+        return Err(Refusal::new(
+            Reason::RouteRefused,
+            "This gateway serves only Keycloak's client-registration endpoint.",
+        )
+        .detail("path", req.uri().path()));
+    }
+    forward(app, ctx, req).await
+}
+
+/// Stage 4: evaluates the pinned policy; shadowed refusals are logged and counted only.
+fn enforce(
+    app: &App,
+    ctx: &mut Ctx,
+    snap: &Snapshot,
+    reg: &RegRoute,
+    identity: &Identity,
+    md: Option<(&policy::metadata::ClientMetadata, policy::metadata::Dialect)>,
+) -> Result<(), Refusal> {
+    let input = Input {
+        route: reg,
+        identity,
+        metadata: md,
+        peer: ctx.conn.peer.ip(),
+    };
+    let decision = policy::decide(snap, &input, app.settings.mode == Mode::Shadow, &app.quotas);
+    ctx.decision = decision.label();
+    ctx.rule = decision.rule.clone();
+    for s in &decision.shadowed {
+        tracing::warn!(target: "audit", request_id = %ctx.request_id, reason = s.reason.code(), rule = ?s.details.get("rule"), description = %s.description, "shadow mode: policy would refuse this request");
+    }
+    if let Some(first) = decision.shadowed.first() {
+        ctx.reason = Some(first.reason);
+    }
+    decision.refusal.map_or(Ok(()), Err)
+}
+
+/// Stage 5: sends the request to Keycloak.
+async fn forward(app: &App, ctx: &mut Ctx, req: Request<Body>) -> Result<Response<Body>, Refusal> {
+    let hop = upstream::Hop {
+        peer: ctx.conn.peer.ip(),
+        tls: ctx.conn.tls,
+        request_id: &ctx.request_id,
+    };
+    let req = upstream::prepare(&app.settings, &hop, req)?;
+    ctx.seen_origin = upstream::seen_origin(&req, &app.settings);
+    let resp = upstream::send(&app.client, &app.settings, req)
+        .await
+        .map_err(|(r, kind)| {
+            app.metrics.upstream_errors.with_label_values(&[kind]).inc();
+            r
+        })?;
+    ctx.upstream_status = Some(resp.status().as_u16());
+    let (mut parts, body) = resp.into_parts();
+    upstream::strip_hop_by_hop(&mut parts.headers);
+    Ok(Response::from_parts(parts, boxed(body)))
+}
+
+/// Stage 6: rewrites Keycloak's error answers; moves back-end URLs in successful ones.
+async fn rewrite(
+    app: &App,
+    ctx: &mut Ctx,
+    reg: &RegRoute,
+    identity: &Identity,
+    resp: Response<Body>,
+) -> Result<Response<Body>, Refusal> {
+    let status = resp.status().as_u16();
+    if status < 400 {
+        return Ok(relocate(app, resp).await);
+    }
+    let (_, body) = resp.into_parts();
+    let bytes = read_limited(body, 64 * 1024).await.unwrap_or_default();
+    let (kc, raw) = rewrite::parse_error(&bytes);
+    let seen_issuer = format!("{}/realms/{}", ctx.seen_origin, reg.realm);
+    let known = rewrite::Known {
+        route: reg,
+        identity,
+        metadata: ctx.metadata.as_ref(),
+        seen_issuer: &seen_issuer,
+    };
+    let mut refusal = rewrite::classify(status, &kc, &known);
+    if refusal.reason == Reason::TokenRejected {
+        let held = match (identity.kind, &identity.kid) {
+            (TokenKind::Bearer, Some(kid)) => match app.verifier.jwks.realm(&reg.realm) {
+                Ok(keys) => {
+                    keys.refetch().await;
+                    Some(keys.holds(kid))
+                }
+                Err(_) => None,
+            },
+            _ => None,
+        };
+        refusal = rewrite::diagnose_decode_failure(refusal, &known, held);
+    }
+    app.metrics
+        .rewrites
+        .with_label_values(&[refusal.reason.code()])
+        .inc();
+    Err(rewrite::with_upstream(refusal, status, raw, &known))
+}
+
+/// Moves `Location` and `registration_client_uri` from Keycloak's back-end address to the
+/// public URL, when they differ.
+async fn relocate(app: &App, resp: Response<Body>) -> Response<Body> {
+    let public = app.public_url.as_str();
+    if app.upstream_origins.iter().all(|o| o == public) {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    if let Some(moved) = parts
+        .headers
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|l| rewrite::public_location(l, &app.upstream_origins, public))
+        && let Ok(v) = HeaderValue::from_str(&moved)
+    {
+        parts.headers.insert(LOCATION, v);
+    }
+    let json = parts
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    let small = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|n| n <= 1 << 20);
+    if !(json && small) {
+        return Response::from_parts(parts, body);
+    }
+    let Ok(bytes) = read_limited(body, 1 << 20).await else {
+        return Response::from_parts(parts, full(Vec::new()));
+    };
+    let mut out = bytes.to_vec();
+    if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&bytes)
+        && let Some(moved) = v
+            .get("registration_client_uri")
+            .and_then(|u| u.as_str())
+            .and_then(|u| rewrite::public_location(u, &app.upstream_origins, public))
+    {
+        v["registration_client_uri"] = moved.into();
+        out = v.to_string().into_bytes();
+    }
+    parts
+        .headers
+        .insert(CONTENT_LENGTH, HeaderValue::from(out.len()));
+    Response::from_parts(parts, full(out))
+}

@@ -1,0 +1,81 @@
+//! Stage 7, observe: runs once for every request, refused or not. Records the request metrics,
+//! writes one access log line, and for registration traffic one audit line (tracing target
+//! `audit`) and the decision metric. Never a token, a secret or an Authorization header.
+
+use http::Response;
+use http::header::HeaderValue;
+
+use super::ctx::Ctx;
+use super::upstream::REQUEST_ID;
+use crate::app::App;
+use crate::metrics::status_class;
+use crate::net::Body;
+
+/// Records the request and stamps the request id on the response.
+pub fn finish(app: &App, ctx: &Ctx, mut resp: Response<Body>) -> Response<Body> {
+    if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
+        resp.headers_mut().insert(REQUEST_ID, v);
+    }
+    let status = resp.status().as_u16();
+    let elapsed = ctx.started.elapsed();
+    let (route, operation) = match &ctx.reg {
+        Some(r) => ("registration", r.operation.as_str()),
+        None => ("other", "none"),
+    };
+    let m = &app.metrics;
+    m.requests
+        .with_label_values(&[route, operation, status_class(status)])
+        .inc();
+    m.latency
+        .with_label_values(&[route, operation])
+        .observe(elapsed.as_secs_f64());
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    let reason = ctx.reason.map(|r| r.code()).unwrap_or("ok");
+    let realm = ctx.reg.as_ref().map(|r| r.realm.as_str()).unwrap_or("");
+    tracing::info!(
+        target: "dcr_gateway::access",
+        method = %ctx.method,
+        route,
+        realm,
+        operation,
+        status,
+        latency_ms = format_args!("{latency_ms:.2}"),
+        reason,
+        request_id = %ctx.request_id,
+        "request"
+    );
+    if let Some(reg) = &ctx.reg {
+        audit(ctx, reg, status, latency_ms, reason);
+        m.decisions
+            .with_label_values(&[&ctx.realm_label, operation, ctx.decision, reason])
+            .inc();
+    }
+    resp
+}
+
+fn audit(ctx: &Ctx, reg: &super::route::RegRoute, status: u16, latency_ms: f64, reason: &str) {
+    let id = ctx.identity.as_ref();
+    let claims = id.map(|i| &i.claims);
+    let kind = id.map(|i| i.kind.as_str()).unwrap_or("unknown");
+    let md = ctx.metadata.as_ref();
+    tracing::info!(
+        target: "audit",
+        request_id = %ctx.request_id,
+        realm = %reg.realm,
+        provider = %reg.provider,
+        operation = reg.operation.as_str(),
+        token_kind = kind,
+        azp = claims.and_then(|c| c.client()).unwrap_or(""),
+        sub = claims.and_then(|c| c.sub.as_deref()).unwrap_or(""),
+        source = %ctx.conn.peer.ip(),
+        client_id = md.and_then(|m| m.client_id.as_deref()).or(reg.client_id.as_deref()).unwrap_or(""),
+        client_name = md.and_then(|m| m.client_name.as_deref()).unwrap_or(""),
+        decision = ctx.decision,
+        rule = ctx.rule.as_deref().unwrap_or(""),
+        reason,
+        upstream_status = ctx.upstream_status.unwrap_or(0),
+        status,
+        latency_ms = format_args!("{latency_ms:.2}"),
+        "registration decision"
+    );
+}

@@ -1,0 +1,239 @@
+//! Stage 6, rewrite: Keycloak's error answers on registration routes become the gateway's one
+//! error shape, keeping Keycloak's status and body and adding a diagnosis from what the gateway
+//! knows (decoded token, path, body, configuration). Successful answers are untouched, except
+//! that `Location` and `registration_client_uri` are moved to the public URL.
+
+use serde_json::Value;
+
+use crate::error::{Reason, Refusal, UpstreamAnswer};
+use crate::pipeline::route::{Operation, RegRoute};
+use crate::policy::metadata::ClientMetadata;
+use crate::token::{Identity, TokenKind};
+
+/// What the gateway knows about a request when Keycloak refuses it.
+pub struct Known<'a> {
+    /// The route.
+    pub route: &'a RegRoute,
+    /// The caller.
+    pub identity: &'a Identity,
+    /// The request's client metadata, when it had a body.
+    pub metadata: Option<&'a ClientMetadata>,
+    /// The issuer Keycloak derives from the host this request reached it through.
+    pub seen_issuer: &'a str,
+}
+
+/// Keycloak's `error` and `error_description` (or its plain-text body).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KcError {
+    /// OAuth error code, when JSON.
+    pub error: String,
+    /// Description, or the plain text.
+    pub description: String,
+}
+
+/// Parses Keycloak's error body.
+pub fn parse_error(body: &[u8]) -> (KcError, Value) {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) => {
+            let s = |k: &str| {
+                v.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let description = [s("error_description"), s("errorMessage"), s("message")]
+                .into_iter()
+                .find(|x| !x.is_empty())
+                .unwrap_or_default();
+            (
+                KcError {
+                    error: s("error"),
+                    description,
+                },
+                v,
+            )
+        }
+        Err(_) => {
+            let text = String::from_utf8_lossy(&body[..body.len().min(2048)])
+                .trim()
+                .to_owned();
+            (
+                KcError {
+                    error: String::new(),
+                    description: text.clone(),
+                },
+                Value::String(text),
+            )
+        }
+    }
+}
+
+fn policy_parts(desc: &str) -> Option<(String, String)> {
+    let rest = desc.strip_prefix("Policy '")?;
+    let (name, rest) = rest.split_once('\'')?;
+    let details = rest
+        .split_once("Details:")
+        .map(|(_, d)| d.trim().to_owned())
+        .unwrap_or_default();
+    Some((name.to_owned(), details))
+}
+
+/// What Keycloak's answer means, before the token-specific diagnosis of `Failed decode token`.
+pub fn classify(status: u16, e: &KcError, k: &Known<'_>) -> Refusal {
+    let desc = e.description.as_str();
+    let op = k.route.operation.as_str();
+    let r = |reason: Reason, text: String| Refusal::new(reason, text);
+    match (status, desc) {
+        (401, "Invalid type of token") => r(Reason::InvalidTokenType, "Keycloak does not accept this kind of token on the registration endpoint.".into()),
+        (401, "Initial Access Token not found") => r(Reason::InitialTokenNotFound, "Keycloak no longer knows this initial access token: it was deleted or has been cleaned up.".into()),
+        (401, "No remaining count on initial access token") => r(Reason::InitialTokenExhausted, "This initial access token has no uses left.".into()),
+        (401, "Expired initial access token") => r(Reason::InitialTokenExpired, "This initial access token has expired.".into()),
+        (401, "Not initial access token allowed") => r(Reason::InitialTokenWrongOperation, format!("An initial access token cannot be used to {op} a client.")),
+        (401, d) if d.starts_with("Not authorized to") && k.identity.kind == TokenKind::RegistrationAccess => r(
+            Reason::RegistrationTokenInvalid,
+            "Keycloak refused this registration access token: it was replaced by a newer one (every update rotates it) or belongs to another client.".into(),
+        ),
+        (401, d) if d.starts_with("Not authorized to") || d.contains("authenticate") || d.contains("authenticated") => {
+            r(Reason::NotAuthorized, format!("Keycloak found no credential that may {op} this client."))
+        }
+        (401, "Failed decode token") => r(Reason::TokenRejected, "Keycloak could not verify the token (\"Failed decode token\").".into()),
+        (403, "Forbidden") => {
+            let needed = match k.route.operation {
+                Operation::Read => "view-clients or manage-clients",
+                Operation::Create => "create-client or manage-clients",
+                _ => "manage-clients",
+            };
+            let who = k.identity.claims.client().map(|a| format!("client '{a}'")).unwrap_or_else(|| "the caller".into());
+            let mgmt = if k.route.realm == "master" { "master-realm" } else { "realm-management" };
+            r(Reason::MissingRole, format!("Keycloak refused to let {who} {op} clients: its token has no {mgmt} role {needed}."))
+                .detail("roles_needed_any", needed.split(" or ").map(|x| format!("{mgmt}/{x}")).collect::<Vec<_>>())
+                .detail("token_roles", k.identity.claims.role_names())
+        }
+        (403, "HTTPS required") => r(Reason::HttpsRequired, format!("Realm {} requires HTTPS for this caller.", k.route.realm)),
+        (403, d) if policy_parts(d).is_some() => policy_refusal(d, k),
+        (403, d) if !d.is_empty() && !d.contains(' ') && e.error == "insufficient_scope" => {
+            r(Reason::ClientPolicyRejected, format!("A Keycloak client policy refused the registration with `{d}`.")).detail("client_policy_error", d)
+        }
+        (400, "Client Identifier in use") => r(Reason::ClientIdInUse, "Keycloak already has a client with this client id.".into()),
+        (400, "Client Identifier modified") => r(Reason::ClientIdModified, "The client id in the body differs from the one in the path.".into()),
+        (400, "Client Identifier included") => r(Reason::ClientIdIncluded, "openid-connect generates client ids: the create body may not contain client_id.".into()),
+        (400, d) if d.contains("Unrecognized field") => {
+            let field = d.split('"').nth(1).unwrap_or_default().to_owned();
+            r(Reason::UnrecognizedField, format!("Keycloak refused an unknown member `{field}` in the body.")).detail("field", field)
+        }
+        (400, d) if e.error == "invalid_redirect_uri" => r(Reason::InvalidRedirectUri, format!("Keycloak refused a redirect URI: {d}")),
+        (400, d) if e.error == "invalid_client_metadata" => r(Reason::ClientMetadataInvalid, format!("Keycloak refused the client metadata: {d}")),
+        (400, "Wrong client protocol.") => r(Reason::WrongClientProtocol, "The client behind the token speaks another protocol than this endpoint.".into()),
+        (404, "Client not found") => r(Reason::ClientNotFound, format!("Keycloak has no client `{}` in realm {}.", k.route.client_id.as_deref().unwrap_or_default(), k.route.realm)),
+        (404, _) if e.error.is_empty() || desc.contains("provider") => r(Reason::ProviderNotFound, format!("Keycloak has no registration provider `{}` (or no realm `{}`).", k.route.provider, k.route.realm)),
+        (500..=599, _) => r(Reason::KeycloakServerError, format!("Keycloak failed with {status} while handling the registration.")),
+        _ => r(Reason::KeycloakError, format!("Keycloak refused the request: {status} {}{}", e.error, if desc.is_empty() { String::new() } else { format!(" / {desc}") })),
+    }
+}
+
+fn policy_refusal(desc: &str, k: &Known<'_>) -> Refusal {
+    let (name, details) = policy_parts(desc).unwrap_or_default();
+    let (reason, text) = if details.starts_with("Host not trusted") {
+        (
+            Reason::TrustedHostRejected,
+            "Keycloak's Trusted Hosts policy refused the caller's address, as Keycloak sees it."
+                .to_owned(),
+        )
+    } else if details.contains("trusted host") || details.contains("is malformed") {
+        (
+            Reason::TrustedUriRejected,
+            "Keycloak's Trusted Hosts policy refused a URL in the client metadata.".to_owned(),
+        )
+    } else if details.contains("clientScope") {
+        (
+            Reason::ClientScopeRejected,
+            "Keycloak's Allowed Client Scopes policy refused a requested scope.".to_owned(),
+        )
+    } else if details.contains("clients per realm") {
+        (
+            Reason::MaxClientsReached,
+            format!("Keycloak's Max Clients Limit policy refused: {details}"),
+        )
+    } else if details.contains("ProtocolMapper") {
+        (
+            Reason::ProtocolMapperRejected,
+            "Keycloak's Allowed Protocol Mapper Types policy refused a protocol mapper.".to_owned(),
+        )
+    } else {
+        (
+            Reason::RegistrationPolicyRejected,
+            format!("Keycloak's registration policy '{name}' refused the request: {details}"),
+        )
+    };
+    let mut r = Refusal::new(reason, text)
+        .detail("policy", name)
+        .detail("policy_details", details);
+    if let Some(md) = k.metadata.filter(|_| reason == Reason::ClientScopeRejected) {
+        r = r.detail("requested_scopes", md.scopes.clone());
+    }
+    if k.identity.kind == TokenKind::RegistrationAccess
+        && k.identity.claims.registration_auth.as_deref() == Some("anonymous")
+    {
+        r = r.detail("registration_auth", "anonymous");
+    }
+    r
+}
+
+/// Sharpens `Failed decode token` with what the gateway can check itself. `kid_still_held` says
+/// whether a bearer token's key is still in the realm's (just refetched) key set.
+pub fn diagnose_decode_failure(r: Refusal, k: &Known<'_>, kid_still_held: Option<bool>) -> Refusal {
+    let c = &k.identity.claims;
+    let iss = c.iss.as_deref().unwrap_or_default();
+    let kid = k.identity.kid.clone().unwrap_or_default();
+    if !iss.is_empty() && iss != k.seen_issuer {
+        return Refusal::new(
+            Reason::IssuerMismatch,
+            format!("Keycloak refused the token: it was issued as `{iss}`, but this request reached Keycloak as `{}`, and Keycloak checks the issuer against the host it is reached through.", k.seen_issuer),
+        )
+        .detail("token_issuer", iss)
+        .detail("expected_issuer", k.seen_issuer);
+    }
+    let now = i64::try_from(jsonwebtoken::get_current_timestamp()).unwrap_or(i64::MAX);
+    if c.exp.is_some_and(|e| e != 0 && e < now) {
+        return Refusal::new(
+            Reason::TokenExpired,
+            "Keycloak refused the token: it has expired.",
+        )
+        .detail("exp", c.exp.unwrap_or_default());
+    }
+    match (k.identity.kind, kid_still_held) {
+        (TokenKind::Bearer, Some(false)) => Refusal::new(Reason::KidUnknown, format!("Keycloak refused the token: key {kid} that signed it was removed from realm {} (rotated away).", k.route.realm)).detail("kid", kid),
+        (TokenKind::Bearer, _) => Refusal::new(Reason::TokenRevoked, "Keycloak refused a token whose signature, issuer and expiry the gateway verified: it was most likely revoked or its session ended.".to_owned()),
+        (TokenKind::InitialAccess | TokenKind::RegistrationAccess, _) => Refusal::new(
+            Reason::HmacKeyUnknown,
+            format!("Keycloak could not verify this {} although its issuer and expiry are right: the realm's HMAC key {kid} that signed it is probably gone.", k.identity.kind.phrase().trim_start_matches("an ").trim_start_matches("a ")),
+        )
+        .detail("kid", kid),
+        _ => r,
+    }
+}
+
+/// Attaches Keycloak's answer and the request's client id to a rewritten refusal.
+pub fn with_upstream(mut r: Refusal, status: u16, body: Value, k: &Known<'_>) -> Refusal {
+    r.upstream = Some(UpstreamAnswer { status, body });
+    let client = k
+        .route
+        .client_id
+        .clone()
+        .or_else(|| k.metadata.and_then(|m| m.client_id.clone()));
+    if let Some(c) = client {
+        r = r.detail("client_id", c);
+    }
+    r
+}
+
+/// Moves a URL that Keycloak built from its back-end address onto the public URL.
+pub fn public_location(value: &str, upstream_origins: &[String], public: &str) -> Option<String> {
+    upstream_origins.iter().find_map(|o| {
+        let rest = value.strip_prefix(o.as_str())?;
+        (rest.is_empty() || rest.starts_with('/')).then(|| format!("{public}{rest}"))
+    })
+}
+
+#[cfg(test)]
+mod tests;

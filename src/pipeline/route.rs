@@ -1,0 +1,217 @@
+//! Stage 1, routing: is this registration traffic, and for which realm, provider and operation?
+//!
+//! Runs first, on the raw path. A path that Keycloak could read as a registration path (after
+//! percent-decoding, matrix parameters, empty or dot segments) but that is not written in the
+//! one canonical form is refused with `path_malformed`, so no spelling slips past policy.
+
+use http::Method;
+
+use crate::error::{Reason, Refusal};
+
+/// A registration operation, from the method and the path shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// POST on the collection.
+    Create,
+    /// GET on a client.
+    Read,
+    /// PUT on a client.
+    Update,
+    /// DELETE on a client.
+    Delete,
+    /// OPTIONS (CORS preflight) on either.
+    Preflight,
+}
+
+impl Operation {
+    /// Every operation that policy governs.
+    pub const GOVERNED: [Operation; 4] = [
+        Operation::Create,
+        Operation::Read,
+        Operation::Update,
+        Operation::Delete,
+    ];
+
+    /// Lower-case name used in policy, metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "create",
+            Operation::Read => "read",
+            Operation::Update => "update",
+            Operation::Delete => "delete",
+            Operation::Preflight => "preflight",
+        }
+    }
+
+    /// Parses a lower-case name.
+    pub fn parse(s: &str) -> Option<Operation> {
+        [
+            Operation::Create,
+            Operation::Read,
+            Operation::Update,
+            Operation::Delete,
+            Operation::Preflight,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == s)
+    }
+}
+
+/// A classified registration request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegRoute {
+    /// Realm name (decoded).
+    pub realm: String,
+    /// Provider id, e.g. `openid-connect` or `default`.
+    pub provider: String,
+    /// Client id from the path, for read, update and delete.
+    pub client_id: Option<String>,
+    /// The operation.
+    pub operation: Operation,
+}
+
+/// Where a request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// The registration endpoint.
+    Registration(RegRoute),
+    /// Anything else in Keycloak.
+    Other,
+}
+
+const REGISTRATIONS: &str = "clients-registrations";
+
+/// Percent-decodes one segment; `None` when the encoding is bad or hides a `/` or `\`.
+fn decode_segment(seg: &str) -> Option<String> {
+    let bytes = seg.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = seg.get(i + 1..i + 3)?;
+            let b = u8::from_str_radix(hex, 16).ok()?;
+            if b == b'/' || b == b'\\' || b == 0 {
+                return None;
+            }
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn malformed(path: &str, why: &str) -> Refusal {
+    Refusal::new(
+        Reason::PathMalformed,
+        format!("The registration path is malformed: {why}."),
+    )
+    .detail("path", path)
+}
+
+/// Whether a raw segment could be read by Keycloak as `clients-registrations` (any case,
+/// percent-encoded, with matrix parameters).
+fn mentions_registrations(seg: &str) -> bool {
+    let seg = seg.split(';').next().unwrap_or("");
+    match decode_segment(seg) {
+        Some(d) => d.eq_ignore_ascii_case(REGISTRATIONS),
+        None => seg.to_ascii_lowercase().contains("registrations"),
+    }
+}
+
+/// Classifies a request. `prefix` is the configured path prefix (`""` or e.g. `/auth`).
+pub fn classify(method: &Method, path: &str, prefix: &str) -> Result<Route, Refusal> {
+    let raw: Vec<&str> = path
+        .strip_prefix('/')
+        .unwrap_or(path)
+        .split(['/', '\\'])
+        .collect();
+    if !raw.iter().any(|s| mentions_registrations(s)) {
+        return Ok(Route::Other);
+    }
+    // From here on Keycloak could read the path as registration traffic: it must be clean.
+    if path.contains('\\') || path.contains(';') {
+        return Err(malformed(
+            path,
+            "it contains a backslash or a matrix parameter (;)",
+        ));
+    }
+    let decoded = raw
+        .iter()
+        .map(|s| decode_segment(s))
+        .collect::<Option<Vec<String>>>()
+        .ok_or_else(|| malformed(path, "it has an encoded slash or invalid percent-encoding"))?;
+    if decoded.iter().any(|s| s == "." || s == "..") {
+        return Err(malformed(path, "it contains a dot segment"));
+    }
+    let prefix_segs: Vec<&str> = prefix.split('/').filter(|s| !s.is_empty()).collect();
+    let n = prefix_segs.len();
+    let shaped = raw.len() >= n + 3
+        && raw[..n] == prefix_segs[..]
+        && raw[n] == "realms"
+        && raw[n + 2] == REGISTRATIONS;
+    if !shaped {
+        let expected =
+            format!("{prefix}/realms/{{realm}}/clients-registrations/{{provider}}[/{{clientId}}]");
+        let why = format!("it does not have the form {expected}");
+        return Err(malformed(path, &why).detail("expected", expected));
+    }
+    let realm = decoded[n + 1].clone();
+    if realm.is_empty() {
+        return Err(malformed(path, "the realm is empty"));
+    }
+    let rest = &decoded[n + 3..];
+    let provider = match rest.first() {
+        Some(p) if !p.is_empty() => p.clone(),
+        _ => return Err(malformed(path, "the provider is missing")),
+    };
+    let client_id = match rest.len() {
+        1 => None,
+        2 if !rest[1].is_empty() => Some(rest[1].clone()),
+        2 => return Err(malformed(path, "the client id is empty")),
+        _ => return Err(malformed(path, "it has segments after the client id")),
+    };
+    let operation = operation(method, client_id.is_some())
+        .ok_or_else(|| method_not_allowed(method, client_id.is_some()))?;
+    Ok(Route::Registration(RegRoute {
+        realm,
+        provider,
+        client_id,
+        operation,
+    }))
+}
+
+fn operation(method: &Method, on_client: bool) -> Option<Operation> {
+    match (method.as_str(), on_client) {
+        ("POST", false) => Some(Operation::Create),
+        ("GET", true) => Some(Operation::Read),
+        ("PUT", true) => Some(Operation::Update),
+        ("DELETE", true) => Some(Operation::Delete),
+        ("OPTIONS", _) => Some(Operation::Preflight),
+        _ => None,
+    }
+}
+
+fn method_not_allowed(method: &Method, on_client: bool) -> Refusal {
+    let allowed = if on_client {
+        "GET, PUT, DELETE, OPTIONS"
+    } else {
+        "POST, OPTIONS"
+    };
+    let target = if on_client {
+        "a registered client"
+    } else {
+        "the registration collection"
+    };
+    Refusal::new(
+        Reason::MethodNotAllowed,
+        format!("{method} is not a registration operation on {target}."),
+    )
+    .detail("method", method.as_str())
+    .detail("allowed", allowed)
+}
+
+#[cfg(test)]
+mod tests;

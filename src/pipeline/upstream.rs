@@ -1,0 +1,290 @@
+//! Stage 5, upstream: forward an allowed request to Keycloak over the pooled client, with
+//! hop-by-hop headers removed (RFC 9110 §7.6.1), `X-Forwarded-*` and `Forwarded` set by the
+//! gateway (overwritten unless the peer is a trusted proxy), `Host` preserved, the request id
+//! sent along, and connect/response timeouts. Failures become 502/504 refusals.
+
+use std::net::IpAddr;
+
+use http::header::{CONNECTION, HOST, HeaderName};
+use http::{HeaderMap, HeaderValue, Request, Response, Uri, Version};
+use hyper::body::Incoming;
+
+use crate::config::Settings;
+use crate::error::{Reason, Refusal};
+use crate::net::{Body, HttpClient, describe_client_error};
+
+/// Headers that never cross a proxy (RFC 9110 §7.6.1), besides those named in `Connection`.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+];
+
+/// The request-id header.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Removes hop-by-hop headers and every header named in `Connection`. `upgrade` goes too: the
+/// gateway does not tunnel protocol upgrades.
+pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let named: Vec<String> = h
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_ascii_lowercase())
+                .collect::<Vec<_>>()
+        })
+        .filter(|s| !s.is_empty())
+        .collect();
+    for name in named
+        .iter()
+        .map(String::as_str)
+        .chain(HOP_BY_HOP)
+        .chain(["upgrade"])
+    {
+        h.remove(name);
+    }
+}
+
+fn forwarded_node(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("\"[{v6}]\""),
+    }
+}
+
+/// Sets `X-Forwarded-For/-Proto/-Host` and `Forwarded`. From an untrusted peer, whatever the
+/// client sent is replaced (and `X-Forwarded-Port`/`-Prefix` dropped); from a trusted proxy,
+/// the peer is appended and the proxy's proto and host are kept.
+pub fn set_forwarded(
+    h: &mut HeaderMap,
+    peer: IpAddr,
+    proto: &str,
+    host: Option<&str>,
+    trusted: bool,
+) {
+    let xff = HeaderName::from_static("x-forwarded-for");
+    let xfp = HeaderName::from_static("x-forwarded-proto");
+    let xfh = HeaderName::from_static("x-forwarded-host");
+    let fwd = HeaderName::from_static("forwarded");
+    let mut element = format!("for={};proto={proto}", forwarded_node(peer));
+    if let Some(host) = host {
+        element.push_str(&format!(";host=\"{}\"", host.replace(['"', '\\'], "")));
+    }
+    let join = |h: &HeaderMap, name: &HeaderName| -> Option<String> {
+        let parts: Vec<&str> = h
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(", "))
+    };
+    let (xff_value, fwd_value) = if trusted {
+        let prior_xff = join(h, &xff);
+        let prior_fwd = join(h, &fwd);
+        (
+            prior_xff
+                .map(|p| format!("{p}, {peer}"))
+                .unwrap_or_else(|| peer.to_string()),
+            prior_fwd
+                .map(|p| format!("{p}, {element}"))
+                .unwrap_or_else(|| element.clone()),
+        )
+    } else {
+        for name in [&xfp, &xfh] {
+            h.remove(name);
+        }
+        h.remove("x-forwarded-port");
+        h.remove("x-forwarded-prefix");
+        h.remove("x-real-ip");
+        (peer.to_string(), element)
+    };
+    let set = |h: &mut HeaderMap, name: HeaderName, v: &str| {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            h.insert(name, v);
+        }
+    };
+    set(h, xff, &xff_value);
+    set(h, fwd, &fwd_value);
+    if !trusted || !h.contains_key(&xfp) {
+        set(h, xfp, proto);
+    }
+    if let Some(host) = host
+        && (!trusted || !h.contains_key(&xfh))
+    {
+        set(h, xfh, host);
+    }
+}
+
+/// The host the client addressed: `Host`, or the authority of an HTTP/2 request.
+pub fn client_host<B>(req: &Request<B>) -> Option<String> {
+    req.headers()
+        .get(HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()))
+}
+
+/// Everything `prepare` needs to know about the connection.
+pub struct Hop<'a> {
+    /// The peer address.
+    pub peer: IpAddr,
+    /// Whether the client connection is TLS.
+    pub tls: bool,
+    /// The request id.
+    pub request_id: &'a str,
+}
+
+/// Rewrites a client request into the upstream request.
+pub fn prepare(
+    settings: &Settings,
+    hop: &Hop<'_>,
+    mut req: Request<Body>,
+) -> Result<Request<Body>, Refusal> {
+    let host = client_host(&req);
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let uri: Uri = format!(
+        "{}://{}{}{pq}",
+        settings.upstream.scheme, settings.upstream.authority, settings.upstream.path
+    )
+    .parse()
+    .map_err(|e| {
+        Refusal::new(
+            Reason::PathMalformed,
+            format!("The request target cannot be forwarded: {e}."),
+        )
+    })?;
+    *req.uri_mut() = uri;
+    *req.version_mut() = Version::HTTP_11;
+    let trusted = settings
+        .trusted_proxies
+        .iter()
+        .any(|c| c.contains(hop.peer));
+    let h = req.headers_mut();
+    strip_hop_by_hop(h);
+    set_forwarded(
+        h,
+        hop.peer,
+        if hop.tls { "https" } else { "http" },
+        host.as_deref(),
+        trusted,
+    );
+    h.remove(HOST);
+    if settings.preserve_host
+        && let Some(v) = host.as_deref().and_then(|s| HeaderValue::from_str(s).ok())
+    {
+        h.insert(HOST, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(hop.request_id) {
+        h.insert(REQUEST_ID, v);
+    }
+    Ok(req)
+}
+
+/// `scheme://host` as Keycloak will see this prepared request (forwarded proto and host).
+pub fn seen_origin<B>(req: &Request<B>, settings: &Settings) -> String {
+    let first = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(|v| v.trim().to_owned())
+    };
+    let proto = first("x-forwarded-proto").unwrap_or_else(|| settings.upstream.scheme.clone());
+    let host = first("x-forwarded-host")
+        .or_else(|| first("host"))
+        .unwrap_or_else(|| settings.upstream.authority.clone());
+    format!("{proto}://{host}")
+}
+
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// The refusal for a failed upstream request, and the metric label of its kind.
+pub fn classify(
+    e: &hyper_util::client::legacy::Error,
+    settings: &Settings,
+) -> (Refusal, &'static str) {
+    let text = describe_client_error(e);
+    let (reason, kind, desc) = if e.is_connect() && timed_out(e) {
+        (
+            Reason::UpstreamConnectTimeout,
+            "connect_timeout",
+            format!(
+                "Keycloak at {} did not accept a connection within {}ms.",
+                settings.upstream,
+                settings.timeouts.connect.as_millis()
+            ),
+        )
+    } else if e.is_connect() {
+        (
+            Reason::UpstreamUnreachable,
+            "unreachable",
+            format!("Keycloak at {} cannot be reached.", settings.upstream),
+        )
+    } else {
+        (
+            Reason::UpstreamProtocol,
+            "protocol",
+            format!(
+                "The connection to Keycloak at {} failed during the exchange.",
+                settings.upstream
+            ),
+        )
+    };
+    let timeout = format!("{}ms", settings.timeouts.connect.as_millis());
+    (
+        Refusal::new(reason, desc)
+            .detail("error", text)
+            .detail("timeout", timeout),
+        kind,
+    )
+}
+
+/// Sends the request with the response timeout; `Err` carries the refusal and its kind label.
+pub async fn send(
+    client: &HttpClient,
+    settings: &Settings,
+    req: Request<Body>,
+) -> Result<Response<Incoming>, (Refusal, &'static str)> {
+    match tokio::time::timeout(settings.timeouts.response, client.request(req)).await {
+        Ok(Ok(resp)) => Ok(resp),
+        Ok(Err(e)) => Err(classify(&e, settings)),
+        Err(_) => {
+            let ms = settings.timeouts.response.as_millis();
+            let r = Refusal::new(
+                Reason::UpstreamTimeout,
+                format!(
+                    "Keycloak at {} did not answer within {ms}ms.",
+                    settings.upstream
+                ),
+            )
+            .detail("timeout", format!("{ms}ms"));
+            Err((r, "timeout"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,588 @@
+//! Compiling policy files into one checked `Snapshot`: parse every file, resolve each realm as
+//! built-in defaults ← `[default]` ← `[realms.NAME]`, validate every value and contradiction,
+//! and fail as a whole (every error with file, line and key) or succeed as a whole.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+
+use regex::Regex;
+use toml::Spanned;
+
+use super::model::{List, MetadataRaw, OpRaw, PolicyFile, RealmRaw, RedirectRaw};
+use super::snapshot::{
+    ClientRef, MetadataPolicy, OpPolicy, QuotaPolicy, RealmPolicy, RedirectPolicy, RoleRef, Rule,
+    Snapshot,
+};
+use crate::config::load::{line_col, parse_toml};
+use crate::config::{ConfigError, Mode};
+use crate::pipeline::route::Operation;
+use crate::token::TokenKind;
+
+/// One policy file's path and text.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// Its contents.
+    pub text: String,
+}
+
+/// One section (`[default]` or `[realms.X]`) in one file.
+struct Layer<'a> {
+    origin: String,
+    src: &'a Source,
+    raw: &'a RealmRaw,
+}
+
+struct Ctx {
+    errors: Vec<ConfigError>,
+}
+
+const GRANTS: &[&str] = &[
+    "authorization_code",
+    "implicit",
+    "password",
+    "client_credentials",
+    "refresh_token",
+];
+const RESPONSES: &[&str] = &["code", "token", "id_token", "none"];
+const AUTH_METHODS: &[&str] = &[
+    "none",
+    "client_secret_basic",
+    "client_secret_post",
+    "client_secret_jwt",
+    "private_key_jwt",
+    "tls_client_auth",
+    "self_signed_tls_client_auth",
+];
+const CLIENT_TYPES: &[&str] = &["public", "confidential", "bearer-only"];
+
+/// SHA-256 over every file's path and text, hex, first 16 characters.
+pub fn checksum(sources: &[Source]) -> String {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for s in sources {
+        ctx.update(s.path.to_string_lossy().as_bytes());
+        ctx.update(&[0]);
+        ctx.update(s.text.as_bytes());
+        ctx.update(&[0]);
+    }
+    ctx.finish()
+        .as_ref()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Compiles the sources into a snapshot of the given generation.
+pub fn compile(sources: &[Source], generation: u64) -> Result<Snapshot, Vec<ConfigError>> {
+    let mut ctx = Ctx { errors: Vec::new() };
+    let mut parsed = Vec::new();
+    for s in sources {
+        match parse_toml::<PolicyFile>(&s.text, &s.path) {
+            Ok(f) => parsed.push((s, f)),
+            Err(e) => ctx.errors.push(e),
+        }
+    }
+    let mut default: Option<Layer<'_>> = None;
+    let mut realms: BTreeMap<&str, Layer<'_>> = BTreeMap::new();
+    for (src, file) in &parsed {
+        if let Some(v) = &file.version
+            && *v.get_ref() != 1
+        {
+            ctx.err(src, v.span(), "version", "only version 1 exists".into());
+        }
+        if let Some(d) = &file.default {
+            if let Some(prev) = &default {
+                ctx.err(
+                    src,
+                    d.span(),
+                    "default",
+                    format!(
+                        "[default] is already defined in {}",
+                        prev.src.path.display()
+                    ),
+                );
+            }
+            default = Some(Layer {
+                origin: "default".into(),
+                src,
+                raw: d.get_ref(),
+            });
+        }
+        for (name, r) in &file.realms {
+            if let Some(prev) = realms.get(name.as_str()) {
+                ctx.err(
+                    src,
+                    r.span(),
+                    &format!("realms.{name}"),
+                    format!(
+                        "realm {name} is already defined in {}",
+                        prev.src.path.display()
+                    ),
+                );
+            }
+            realms.insert(
+                name,
+                Layer {
+                    origin: format!("realms.{name}"),
+                    src,
+                    raw: r.get_ref(),
+                },
+            );
+        }
+    }
+    let default_policy = ctx.realm(
+        "default",
+        &[default.as_ref()].into_iter().flatten().collect::<Vec<_>>(),
+    );
+    let mut compiled = HashMap::new();
+    for (name, layer) in &realms {
+        let layers: Vec<&Layer<'_>> = [Some(layer), default.as_ref()]
+            .into_iter()
+            .flatten()
+            .collect();
+        compiled.insert((*name).to_owned(), ctx.realm(name, &layers));
+    }
+    if !ctx.errors.is_empty() {
+        return Err(ctx.errors);
+    }
+    Ok(Snapshot {
+        generation,
+        checksum: checksum(sources),
+        sources: sources.iter().map(|s| s.path.clone()).collect(),
+        default: default_policy,
+        realms: compiled,
+    })
+}
+
+/// The first layer that sets a value, with its origin; most specific layer first.
+fn first<'a, T>(
+    layers: &[&'a Layer<'a>],
+    get: impl Fn(&'a RealmRaw) -> Option<&'a T>,
+) -> Option<(&'a T, &'a Layer<'a>)> {
+    layers.iter().find_map(|l| get(l.raw).map(|v| (v, *l)))
+}
+
+fn md_list(r: &RealmRaw, get: fn(&MetadataRaw) -> Option<&List>) -> Option<&List> {
+    r.metadata.as_ref().and_then(get)
+}
+
+fn rd(r: &RealmRaw) -> Option<&RedirectRaw> {
+    r.metadata.as_ref().and_then(|m| m.redirect_uris.as_ref())
+}
+
+fn op_raw(r: &RealmRaw, op: Operation) -> Option<&OpRaw> {
+    match op {
+        Operation::Create => r.create.as_ref(),
+        Operation::Read => r.read.as_ref(),
+        Operation::Update => r.update.as_ref(),
+        Operation::Delete => r.delete.as_ref(),
+        Operation::Preflight => None,
+    }
+}
+
+// === impl Ctx ===
+
+impl Ctx {
+    fn err(&mut self, src: &Source, span: std::ops::Range<usize>, key: &str, message: String) {
+        self.errors.push(ConfigError {
+            file: Some(src.path.clone()),
+            position: Some(line_col(&src.text, span.start)),
+            key: key.to_owned(),
+            message,
+        });
+    }
+
+    fn mode_for(&self, layers: &[&Layer<'_>], section: impl Fn(&RealmRaw) -> Option<Mode>) -> bool {
+        let m = layers
+            .iter()
+            .find_map(|l| section(l.raw))
+            .or_else(|| layers.iter().find_map(|l| l.raw.mode));
+        m == Some(Mode::Shadow)
+    }
+
+    fn realm(&mut self, name: &str, layers: &[&Layer<'_>]) -> RealmPolicy {
+        let providers = match first(layers, |r| r.providers.as_ref()) {
+            Some((list, l)) => {
+                for p in list.get_ref() {
+                    if p.is_empty()
+                        || !p
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                    {
+                        self.err(
+                            l.src,
+                            list.span(),
+                            "providers",
+                            format!("`{p}` is not a provider id (e.g. openid-connect, default)"),
+                        );
+                    }
+                }
+                Rule::new(
+                    list.get_ref().iter().cloned().collect(),
+                    format!("{}.providers", l.origin),
+                )
+            }
+            None => Rule::new(
+                ["openid-connect", "default"].map(String::from).into(),
+                "built-in.providers".into(),
+            ),
+        }
+        .shadow(self.mode_for(layers, |_| None));
+        let ops = Operation::GOVERNED.map(|op| self.op(op, layers));
+        RealmPolicy {
+            name: name.to_owned(),
+            providers,
+            ops,
+            metadata: self.metadata(layers),
+            quota: self.quota(layers),
+        }
+    }
+
+    fn list<'a>(
+        &mut self,
+        layers: &[&'a Layer<'a>],
+        get: impl Fn(&'a RealmRaw) -> Option<&'a List>,
+    ) -> Option<(&'a List, &'a Layer<'a>)> {
+        first(layers, get)
+    }
+
+    fn op(&mut self, op: Operation, layers: &[&Layer<'_>]) -> OpPolicy {
+        let key = op.as_str();
+        let shadow = self.mode_for(layers, |r| op_raw(r, op).and_then(|o| o.mode));
+        let kinds = match self.list(layers, |r| {
+            op_raw(r, op).and_then(|o| o.token_kinds.as_ref())
+        }) {
+            Some((list, l)) => {
+                let mut kinds = Vec::new();
+                for k in list.get_ref() {
+                    match TokenKind::parse(k) {
+                        Some(TokenKind::InitialAccess) if op != Operation::Create => self.err(l.src, list.span(), &format!("{key}.token_kinds"), format!("Keycloak never accepts an initial access token to {key} a client")),
+                        Some(TokenKind::RegistrationAccess) if op == Operation::Create => self.err(l.src, list.span(), &format!("{key}.token_kinds"), "Keycloak treats a registration access token on create as anonymous; allow `anonymous` instead if that is meant".into()),
+                        Some(kind) => kinds.push(kind),
+                        None => self.err(l.src, list.span(), &format!("{key}.token_kinds"), format!("`{k}` is not a token kind (bearer, initial_access, registration_access, anonymous)")),
+                    }
+                }
+                Rule::new(kinds, format!("{}.{key}.token_kinds", l.origin))
+            }
+            None => {
+                let default = match op {
+                    Operation::Create => vec![TokenKind::Bearer, TokenKind::InitialAccess],
+                    _ => vec![TokenKind::Bearer, TokenKind::RegistrationAccess],
+                };
+                Rule::new(default, format!("built-in.{key}.token_kinds"))
+            }
+        };
+        let roles_any =
+            match self.list(layers, |r| op_raw(r, op).and_then(|o| o.roles_any.as_ref())) {
+                Some((list, l)) => Rule::new(
+                    self.roles(l, list, &format!("{key}.roles_any")),
+                    format!("{}.{key}.roles_any", l.origin),
+                ),
+                None => {
+                    let names: &[&str] = match op {
+                        Operation::Create => &["create-client", "manage-clients"],
+                        Operation::Read => &["view-clients", "manage-clients"],
+                        _ => &["manage-clients"],
+                    };
+                    let roles = names
+                        .iter()
+                        .map(|n| RoleRef {
+                            client: Some(ClientRef::Management),
+                            role: (*n).to_owned(),
+                        })
+                        .collect();
+                    Rule::new(roles, format!("built-in.{key}.roles_any"))
+                }
+            };
+        let roles_all = self.optional_roles(layers, op, "roles_all", |o| o.roles_all.as_ref());
+        let scopes = self.plain_list(layers, op, "scopes", |o| o.scopes.as_ref());
+        let azp = self.plain_list(layers, op, "azp", |o| o.azp.as_ref());
+        let needs_bearer =
+            !roles_all.value.is_empty() || !scopes.value.is_empty() || !azp.value.is_empty();
+        if needs_bearer
+            && !kinds.value.contains(&TokenKind::Bearer)
+            && let Some((list, l)) = self.list(layers, |r| {
+                op_raw(r, op).and_then(|o| o.token_kinds.as_ref())
+            })
+        {
+            self.err(
+                l.src,
+                list.span(),
+                &format!("{key}.token_kinds"),
+                "roles, scopes and azp apply to bearer tokens, which this list does not allow"
+                    .into(),
+            );
+        }
+        OpPolicy {
+            kinds: kinds.shadow(shadow),
+            roles_any: roles_any.shadow(shadow),
+            roles_all: roles_all.shadow(shadow),
+            scopes: scopes.shadow(shadow),
+            azp: azp.shadow(shadow),
+        }
+    }
+
+    fn optional_roles(
+        &mut self,
+        layers: &[&Layer<'_>],
+        op: Operation,
+        field: &str,
+        get: impl Fn(&OpRaw) -> Option<&List>,
+    ) -> Rule<Vec<RoleRef>> {
+        let key = format!("{}.{field}", op.as_str());
+        match first(layers, |r| op_raw(r, op).and_then(&get)) {
+            Some((list, l)) => Rule::new(self.roles(l, list, &key), format!("{}.{key}", l.origin)),
+            None => Rule::new(Vec::new(), format!("built-in.{key}")),
+        }
+    }
+
+    fn plain_list(
+        &mut self,
+        layers: &[&Layer<'_>],
+        op: Operation,
+        field: &str,
+        get: impl Fn(&OpRaw) -> Option<&List>,
+    ) -> Rule<Vec<String>> {
+        let key = format!("{}.{field}", op.as_str());
+        match first(layers, |r| op_raw(r, op).and_then(&get)) {
+            Some((list, l)) => {
+                if list.get_ref().iter().any(String::is_empty) {
+                    self.err(
+                        l.src,
+                        list.span(),
+                        &key,
+                        "empty names are not allowed".into(),
+                    );
+                }
+                Rule::new(list.get_ref().clone(), format!("{}.{key}", l.origin))
+            }
+            None => Rule::new(Vec::new(), format!("built-in.{key}")),
+        }
+    }
+
+    fn roles(&mut self, l: &Layer<'_>, list: &Spanned<Vec<String>>, key: &str) -> Vec<RoleRef> {
+        let mut out = Vec::new();
+        for r in list.get_ref() {
+            match RoleRef::parse(r) {
+                Some(role) => out.push(role),
+                None => self.err(l.src, list.span(), key, format!("`{r}` is not a role (write `client/role`, `$management/role` or a realm role)")),
+            }
+        }
+        out
+    }
+
+    fn known(&mut self, l: &Layer<'_>, list: &List, key: &str, known: &[&str]) -> BTreeSet<String> {
+        for v in list.get_ref() {
+            let combo_ok =
+                key.ends_with("response_types") && v.split(' ').all(|p| known.contains(&p));
+            let urn = key.ends_with("grant_types") && v.starts_with("urn:");
+            if !known.contains(&v.as_str()) && !combo_ok && !urn {
+                self.err(
+                    l.src,
+                    list.span(),
+                    key,
+                    format!("`{v}` is not one of {}", known.join(", ")),
+                );
+            }
+        }
+        list.get_ref().iter().cloned().collect()
+    }
+
+    fn metadata(&mut self, layers: &[&Layer<'_>]) -> MetadataPolicy {
+        let shadow = self.mode_for(layers, |r| r.metadata.as_ref().and_then(|m| m.mode));
+        let set = |ctx: &mut Ctx,
+                   get: fn(&MetadataRaw) -> Option<&List>,
+                   key: &str,
+                   known: Option<&[&str]>| {
+            first(layers, |r| md_list(r, get)).map(|(list, l)| {
+                let v = match known {
+                    Some(k) => ctx.known(l, list, &format!("metadata.{key}"), k),
+                    None => list.get_ref().iter().cloned().collect(),
+                };
+                Rule::new(v, format!("{}.metadata.{key}", l.origin)).shadow(shadow)
+            })
+        };
+        let grant_types = set(
+            self,
+            |m| m.grant_types.as_ref(),
+            "grant_types",
+            Some(GRANTS),
+        );
+        let response_types = set(
+            self,
+            |m| m.response_types.as_ref(),
+            "response_types",
+            Some(RESPONSES),
+        );
+        let auth_methods = set(
+            self,
+            |m| m.token_endpoint_auth_methods.as_ref(),
+            "token_endpoint_auth_methods",
+            Some(AUTH_METHODS),
+        );
+        let scopes = set(self, |m| m.scopes.as_ref(), "scopes", None);
+        let client_types = set(
+            self,
+            |m| m.client_types.as_ref(),
+            "client_types",
+            Some(CLIENT_TYPES),
+        );
+        let forbidden_fields = set(
+            self,
+            |m| m.forbidden_fields.as_ref(),
+            "forbidden_fields",
+            None,
+        );
+        let client_id_pattern = self.pattern(
+            layers,
+            "client_id_pattern",
+            |m| m.client_id_pattern.as_ref(),
+            shadow,
+        );
+        let client_name_pattern = self.pattern(
+            layers,
+            "client_name_pattern",
+            |m| m.client_name_pattern.as_ref(),
+            shadow,
+        );
+        MetadataPolicy {
+            redirect: self.redirect(layers, shadow),
+            grant_types,
+            response_types,
+            auth_methods,
+            scopes,
+            client_types,
+            forbidden_fields,
+            client_id_pattern,
+            client_name_pattern,
+        }
+    }
+
+    fn pattern(
+        &mut self,
+        layers: &[&Layer<'_>],
+        key: &str,
+        get: fn(&MetadataRaw) -> Option<&Spanned<String>>,
+        shadow: bool,
+    ) -> Option<Rule<Regex>> {
+        let (p, l) = first(layers, |r| r.metadata.as_ref().and_then(get))?;
+        match regex::RegexBuilder::new(&format!("^(?:{})$", p.get_ref()))
+            .size_limit(1 << 20)
+            .build()
+        {
+            Ok(re) => Some(Rule::new(re, format!("{}.metadata.{key}", l.origin)).shadow(shadow)),
+            Err(e) => {
+                self.err(
+                    l.src,
+                    p.span(),
+                    &format!("metadata.{key}"),
+                    format!("not a valid regular expression: {e}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn redirect(&mut self, layers: &[&Layer<'_>], shadow: bool) -> Rule<RedirectPolicy> {
+        let Some((_, l)) = first(layers, rd) else {
+            return Rule::new(
+                RedirectPolicy::default(),
+                "built-in.metadata.redirect_uris".into(),
+            )
+            .shadow(shadow);
+        };
+        let origin = format!("{}.metadata.redirect_uris", l.origin);
+        let schemes = first(layers, |r| rd(r).and_then(|x| x.schemes.as_ref()));
+        let hosts = first(layers, |r| rd(r).and_then(|x| x.hosts.as_ref()));
+        if let Some((h, hl)) = hosts {
+            for p in h.get_ref() {
+                let rest = p.strip_prefix("*.").unwrap_or(p);
+                if rest.is_empty()
+                    || rest.contains('*')
+                    || rest.contains('/')
+                    || rest.contains(':')
+                    || !rest.contains('.') && rest != "localhost"
+                {
+                    self.err(
+                        hl.src,
+                        h.span(),
+                        "metadata.redirect_uris.hosts",
+                        format!("`{p}` is not a host or `*.domain` pattern"),
+                    );
+                }
+            }
+            if let Some((s, _)) = schemes
+                && !s.get_ref().iter().any(|x| x == "http" || x == "https")
+            {
+                self.err(
+                    hl.src,
+                    h.span(),
+                    "metadata.redirect_uris.hosts",
+                    "hosts apply to http(s) URIs, but schemes allows neither http nor https".into(),
+                );
+            }
+        }
+        let policy = RedirectPolicy {
+            schemes: schemes
+                .map(|(s, _)| s.get_ref().iter().map(|x| x.to_ascii_lowercase()).collect()),
+            hosts: hosts.map(|(h, _)| h.get_ref().iter().map(|x| x.to_ascii_lowercase()).collect()),
+            loopback: first(layers, |r| rd(r).and_then(|x| x.loopback.as_ref()))
+                .map(|(v, _)| *v)
+                .unwrap_or(false),
+            wildcards: first(layers, |r| rd(r).and_then(|x| x.wildcards.as_ref()))
+                .map(|(v, _)| *v)
+                .unwrap_or(false),
+            max: first(layers, |r| rd(r).and_then(|x| x.max.as_ref())).map(|(v, _)| *v.get_ref()),
+        };
+        Rule::new(policy, origin).shadow(shadow)
+    }
+
+    fn quota(&mut self, layers: &[&Layer<'_>]) -> Option<Rule<QuotaPolicy>> {
+        let (_, l) = first(layers, |r| r.quota.as_ref())?;
+        let shadow = self.mode_for(layers, |r| r.quota.as_ref().and_then(|q| q.mode));
+        let creates = first(layers, |r| {
+            r.quota.as_ref().and_then(|q| q.creates.as_ref())
+        });
+        let window = first(layers, |r| r.quota.as_ref().and_then(|q| q.window.as_ref()));
+        match (creates, window) {
+            (Some((c, cl)), Some((w, wl))) => {
+                if *c.get_ref() == 0 {
+                    self.err(
+                        cl.src,
+                        c.span(),
+                        "quota.creates",
+                        "must be at least 1 (to forbid creating, set create.token_kinds = [])"
+                            .into(),
+                    );
+                }
+                if w.get_ref().0.as_secs() == 0 {
+                    self.err(
+                        wl.src,
+                        w.span(),
+                        "quota.window",
+                        "must be at least 1s".into(),
+                    );
+                }
+                let q = QuotaPolicy {
+                    creates: *c.get_ref(),
+                    window: w.get_ref().0,
+                };
+                Some(Rule::new(q, format!("{}.quota", l.origin)).shadow(shadow))
+            }
+            _ => {
+                self.errors.push(ConfigError {
+                    file: Some(l.src.path.clone()),
+                    position: None,
+                    key: format!("{}.quota", l.origin),
+                    message: "a quota needs both `creates` and `window`".into(),
+                });
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

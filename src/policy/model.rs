@@ -1,0 +1,119 @@
+//! The policy files as operators write them (TOML, every key optional, unknown keys refused).
+//! `docs/policy.md` documents each key; `compile` turns these into a checked `Snapshot`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::config::{Dur, Mode};
+
+/// A list value that remembers where it was written.
+pub type List = Spanned<Vec<String>>;
+
+/// One policy file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    /// Format version; only 1 exists.
+    pub version: Option<Spanned<u32>>,
+    /// Rules for realms not named under `[realms]`.
+    pub default: Option<Spanned<RealmRaw>>,
+    /// Rules per realm.
+    #[serde(default)]
+    pub realms: BTreeMap<String, Spanned<RealmRaw>>,
+}
+
+/// `[default]` or `[realms.NAME]`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealmRaw {
+    /// `enforce` or `shadow` for every rule of this realm.
+    pub mode: Option<Mode>,
+    /// Providers that may be used.
+    pub providers: Option<List>,
+    /// Who may create.
+    pub create: Option<OpRaw>,
+    /// Who may read.
+    pub read: Option<OpRaw>,
+    /// Who may update.
+    pub update: Option<OpRaw>,
+    /// Who may delete.
+    pub delete: Option<OpRaw>,
+    /// Client-metadata rules on create and update.
+    pub metadata: Option<MetadataRaw>,
+    /// Registration quota.
+    pub quota: Option<QuotaRaw>,
+}
+
+/// `[realms.NAME.create]` and the other operations.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpRaw {
+    /// `enforce` or `shadow` for this operation's rules.
+    pub mode: Option<Mode>,
+    /// Token kinds allowed: `bearer`, `initial_access`, `registration_access`, `anonymous`.
+    pub token_kinds: Option<List>,
+    /// Bearer tokens need at least one of these roles (`client/role` or a realm role).
+    pub roles_any: Option<List>,
+    /// Bearer tokens need all of these roles.
+    pub roles_all: Option<List>,
+    /// Bearer tokens need all of these scopes in `scope`.
+    pub scopes: Option<List>,
+    /// Bearer tokens must have been issued to one of these clients (`azp`).
+    pub azp: Option<List>,
+}
+
+/// `[realms.NAME.metadata]`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetadataRaw {
+    /// `enforce` or `shadow` for the metadata rules.
+    pub mode: Option<Mode>,
+    /// Redirect-URI rules.
+    pub redirect_uris: Option<RedirectRaw>,
+    /// Allowed grant types.
+    pub grant_types: Option<List>,
+    /// Allowed response types.
+    pub response_types: Option<List>,
+    /// Allowed token endpoint auth methods.
+    pub token_endpoint_auth_methods: Option<List>,
+    /// Allowed requested client scopes.
+    pub scopes: Option<List>,
+    /// Allowed client types: `public`, `confidential`, `bearer-only`.
+    pub client_types: Option<List>,
+    /// Fields that must not be present.
+    pub forbidden_fields: Option<List>,
+    /// Regular expression the whole client id must match.
+    pub client_id_pattern: Option<Spanned<String>>,
+    /// Regular expression the whole client name must match.
+    pub client_name_pattern: Option<Spanned<String>>,
+}
+
+/// `[realms.NAME.metadata.redirect_uris]`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedirectRaw {
+    /// Allowed schemes (`https`, `http`, or a private-use scheme like `com.example.app`).
+    pub schemes: Option<List>,
+    /// Allowed hosts for http(s) URIs: exact, or `*.example.com`.
+    pub hosts: Option<List>,
+    /// Allow `http`/`https` on loopback hosts with any port (RFC 8252).
+    pub loopback: Option<bool>,
+    /// Allow `*` wildcards (Keycloak's pattern syntax).
+    pub wildcards: Option<bool>,
+    /// Maximum number of redirect URIs.
+    pub max: Option<Spanned<usize>>,
+}
+
+/// `[realms.NAME.quota]`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaRaw {
+    /// `enforce` or `shadow` for the quota.
+    pub mode: Option<Mode>,
+    /// Creates allowed per caller per window.
+    pub creates: Option<Spanned<u32>>,
+    /// The window, e.g. `1h`.
+    pub window: Option<Spanned<Dur>>,
+}

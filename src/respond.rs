@@ -1,0 +1,147 @@
+//! The only place a `Refusal` becomes an HTTP response: one JSON shape for every error the
+//! gateway returns, its own or rewritten from Keycloak, with RFC 6750 `WWW-Authenticate` on
+//! 401 and 403 and `Retry-After` where a retry makes sense.
+
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderValue, Response, StatusCode};
+use serde_json::{Map, Value, json};
+
+use crate::error::Refusal;
+use crate::hints::{HintCtx, hint};
+use crate::net::{Body, full};
+
+/// Makes a string safe for an RFC 6750 quoted `error_description` (no `"` or `\`, ASCII only).
+pub fn header_safe(s: &str) -> String {
+    let cleaned: String = s
+        .chars()
+        .map(|c| match c {
+            '"' => '\'',
+            '\\' => '/',
+            c if (' '..='~').contains(&c) => c,
+            _ => '?',
+        })
+        .collect();
+    match cleaned.char_indices().nth(300) {
+        Some((i, _)) => format!("{}...", &cleaned[..i]),
+        None => cleaned,
+    }
+}
+
+/// The JSON body of a refusal.
+pub fn body_json(r: &Refusal, ctx: &HintCtx<'_>, request_id: &str) -> Value {
+    let mut details = Map::new();
+    if let Some(realm) = ctx.realm {
+        details.insert("realm".into(), realm.into());
+    }
+    if let Some(op) = ctx.operation {
+        details.insert("operation".into(), op.as_str().into());
+    }
+    if let Some(p) = ctx.provider {
+        details.insert("provider".into(), p.into());
+    }
+    if let Some(k) = ctx.kind {
+        details.insert("token_kind".into(), k.as_str().into());
+    }
+    details.extend(r.details.clone());
+    let mut out = json!({
+        "error": r.reason.oauth_error(),
+        "error_description": r.description,
+        "hint": hint(r, ctx),
+        "reason": r.reason.code(),
+        "details": details,
+        "request_id": request_id,
+    });
+    if let Some(u) = &r.upstream {
+        out["upstream"] = json!({ "status": u.status, "body": u.body });
+    }
+    out
+}
+
+/// Builds the response for a refusal.
+pub fn refusal(r: &Refusal, ctx: &HintCtx<'_>, request_id: &str) -> Response<Body> {
+    let status = r.status();
+    let body = body_json(r, ctx, request_id);
+    let mut resp = Response::new(full(body.to_string()));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        let mut challenge = format!(
+            "Bearer error=\"{}\", error_description=\"{}\"",
+            r.reason.oauth_error(),
+            header_safe(&r.description)
+        );
+        if let Some(scope) = &r.scope {
+            challenge.push_str(&format!(", scope=\"{}\"", header_safe(scope)));
+        }
+        if let Ok(v) = HeaderValue::from_str(&challenge) {
+            h.insert(WWW_AUTHENTICATE, v);
+        }
+    }
+    if let Some(secs) = r.retry_after {
+        h.insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{Reason, UpstreamAnswer};
+
+    fn ctx() -> HintCtx<'static> {
+        HintCtx {
+            realm: Some("demo"),
+            public_url: "http://gw",
+            ..HintCtx::default()
+        }
+    }
+
+    #[test]
+    fn shape_and_challenge() {
+        let r = Refusal::new(Reason::MissingRole, "The token has none of \"x\".")
+            .with_scope("realm-management/create-client");
+        let resp = refusal(&r, &ctx(), "rid-1");
+        assert_eq!(resp.status(), 403);
+        let www = resp.headers()[WWW_AUTHENTICATE].to_str().unwrap();
+        assert!(
+            www.starts_with("Bearer error=\"insufficient_scope\""),
+            "{www}"
+        );
+        assert!(www.contains("scope=\"realm-management/create-client\""));
+        assert!(!www.contains("\\\""));
+        let v = body_json(&r, &ctx(), "rid-1");
+        for key in [
+            "error",
+            "error_description",
+            "hint",
+            "reason",
+            "details",
+            "request_id",
+        ] {
+            assert!(v.get(key).is_some(), "{key}");
+        }
+        assert_eq!(v["details"]["realm"], "demo");
+        assert!(v.get("upstream").is_none());
+    }
+
+    #[test]
+    fn upstream_kept() {
+        let mut r = Refusal::new(Reason::InitialTokenExhausted, "x");
+        r.upstream = Some(UpstreamAnswer {
+            status: 401,
+            body: json!({"error": "invalid_token"}),
+        });
+        let v = body_json(&r, &ctx(), "r");
+        assert_eq!(v["upstream"]["status"], 401);
+        let resp = refusal(&r.clone().retry_after(3), &ctx(), "r");
+        assert_eq!(resp.headers()[RETRY_AFTER], "3");
+    }
+
+    #[test]
+    fn header_safety() {
+        assert_eq!(header_safe("a \"b\" \\ é"), "a 'b' / ?");
+        assert!(header_safe(&"x".repeat(1000)).len() < 310);
+    }
+}

@@ -1,0 +1,366 @@
+//! The JWKS cache: one key set per realm behind an `ArcSwap`, fetched with the gateway's own
+//! client before the realm is served and refreshed in the background.
+//!
+//! An unknown `kid` triggers one refetch, coalesced (single flight) and rate limited; kids that
+//! stay unknown are remembered, so junk kids cost Keycloak at most one fetch per interval. A
+//! failed fetch keeps the last good set until `max_staleness`; one bad key is skipped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
+use parking_lot::Mutex;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::cache::TokenCache;
+use crate::config::JwksSettings;
+use crate::error::{Reason, Refusal};
+use crate::metrics::Metrics;
+use crate::net::{HttpClient, get_bytes};
+
+mod registry;
+pub use registry::Jwks;
+
+/// One usable verification key.
+pub struct Key {
+    /// Key id.
+    pub kid: String,
+    /// Key family (RSA, EC, OKP), to match against the token's `alg`.
+    pub family: AlgorithmFamily,
+    /// The only algorithm this key may verify, when the JWK names one (or its curve implies one).
+    pub alg: Option<Algorithm>,
+    /// The key material.
+    pub decoding: DecodingKey,
+}
+
+/// A fetched key set.
+#[derive(Default)]
+pub struct KeySet {
+    /// Keys by `kid`.
+    pub keys: HashMap<String, Arc<Key>>,
+    /// When the set was last fetched successfully (`None`: never).
+    pub fetched_at: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Throttle {
+    last_attempt: Option<Instant>,
+    last_error: Option<String>,
+    unknown: HashMap<String, Instant>,
+}
+
+/// The key set of one realm and the machinery that keeps it fresh.
+pub struct RealmKeys {
+    realm: String,
+    label: String,
+    uri: String,
+    discovery: Option<String>,
+    settings: JwksSettings,
+    client: HttpClient,
+    metrics: Metrics,
+    tokens: Arc<TokenCache>,
+    set: ArcSwap<KeySet>,
+    throttle: Mutex<Throttle>,
+    attempts: AtomicU64,
+    fetching: tokio::sync::Mutex<()>,
+}
+
+/// Parses one JWK into a verification key; `Err` says why it is skipped.
+pub fn parse_key(v: &Value) -> Result<Arc<Key>, String> {
+    let jwk: Jwk = serde_json::from_value(v.clone()).map_err(|e| format!("not a JWK: {e}"))?;
+    let kid = jwk.common.key_id.clone().ok_or("no kid")?;
+    if matches!(jwk.common.public_key_use, Some(ref u) if *u != PublicKeyUse::Signature) {
+        return Err(format!("key {kid} is not for signatures (use is not sig)"));
+    }
+    let (family, implied) = match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => (AlgorithmFamily::Rsa, None),
+        AlgorithmParameters::EllipticCurve(p) => match p.curve {
+            EllipticCurve::P256 => (AlgorithmFamily::Ec, Some(Algorithm::ES256)),
+            EllipticCurve::P384 => (AlgorithmFamily::Ec, Some(Algorithm::ES384)),
+            _ => return Err(format!("key {kid} uses an unsupported curve")),
+        },
+        AlgorithmParameters::OctetKeyPair(_) => (AlgorithmFamily::Ed, Some(Algorithm::EdDSA)),
+        _ => {
+            return Err(format!(
+                "key {kid} is symmetric or of an unknown type; only public keys are used"
+            ));
+        }
+    };
+    let alg = match jwk.common.key_algorithm {
+        Some(a) => Some(
+            Algorithm::try_from(a).map_err(|_| format!("key {kid} has a non-signature alg {a}"))?,
+        ),
+        None => implied,
+    };
+    if alg.is_some_and(|a| a.family() != family) {
+        return Err(format!("key {kid}: alg does not fit its key type"));
+    }
+    let decoding = DecodingKey::from_jwk(&jwk).map_err(|e| format!("key {kid}: {e}"))?;
+    Ok(Arc::new(Key {
+        kid,
+        family,
+        alg,
+        decoding,
+    }))
+}
+
+/// Parses a JWKS document, skipping (and reporting) keys that cannot be used.
+pub fn parse_set(body: &[u8]) -> Result<(HashMap<String, Arc<Key>>, Vec<String>), String> {
+    let doc: Value =
+        serde_json::from_slice(body).map_err(|e| format!("the JWKS is not JSON: {e}"))?;
+    let list = doc
+        .get("keys")
+        .and_then(Value::as_array)
+        .ok_or("the JWKS has no `keys` array")?;
+    let mut keys = HashMap::new();
+    let mut skipped = Vec::new();
+    for v in list {
+        match parse_key(v) {
+            Ok(k) => {
+                keys.insert(k.kid.clone(), k);
+            }
+            Err(why) => skipped.push(why),
+        }
+    }
+    Ok((keys, skipped))
+}
+
+// === impl RealmKeys ===
+
+impl RealmKeys {
+    /// The realm name.
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
+
+    /// The current key set (lock-free).
+    pub fn current(&self) -> Arc<KeySet> {
+        self.set.load_full()
+    }
+
+    /// Whether `kid` is in the current set.
+    pub fn holds(&self, kid: &str) -> bool {
+        self.set.load().keys.contains_key(kid)
+    }
+
+    /// Loaded, and not older than `max_staleness`.
+    pub fn is_fresh(&self) -> bool {
+        self.set
+            .load()
+            .fetched_at
+            .is_some_and(|t| t.elapsed() <= self.settings.max_staleness)
+    }
+
+    /// Seconds since the last successful fetch.
+    pub fn age_secs(&self) -> Option<f64> {
+        self.set
+            .load()
+            .fetched_at
+            .map(|t| t.elapsed().as_secs_f64())
+    }
+
+    /// Where keys come from (for messages).
+    pub fn source(&self) -> &str {
+        self.discovery.as_deref().unwrap_or(&self.uri)
+    }
+
+    fn unavailable(&self, what: &str) -> Refusal {
+        let last = self
+            .throttle
+            .lock()
+            .last_error
+            .clone()
+            .unwrap_or_else(|| "no fetch has completed yet".into());
+        Refusal::new(
+            Reason::JwksUnavailable,
+            format!(
+                "The gateway cannot verify bearer tokens for realm {}: {what}.",
+                self.realm
+            ),
+        )
+        .detail("jwks_uri", self.source())
+        .detail("last_error", last)
+        .retry_after(self.settings.min_refetch_interval.as_secs().max(1))
+    }
+
+    /// The key for `kid`, refetching once (single flight, rate limited) when it is unknown.
+    pub async fn key(&self, kid: &str) -> Result<Arc<Key>, Refusal> {
+        if let Some(k) = self.lookup(kid)? {
+            return Ok(k);
+        }
+        if self.remembered_unknown(kid) {
+            return Err(self.kid_unknown(kid, "it was not there at the last refetch either"));
+        }
+        let refetched = self.refetch().await;
+        if let Some(k) = self.lookup(kid)? {
+            return Ok(k);
+        }
+        if self.set.load().fetched_at.is_none() {
+            return Err(self.unavailable("its key set could not be fetched"));
+        }
+        if refetched {
+            self.remember_unknown(kid);
+            return Err(self.kid_unknown(kid, "a refetch just now did not find it"));
+        }
+        Err(self.kid_unknown(
+            kid,
+            "the key set was fetched moments ago and refetches are rate limited",
+        ))
+    }
+
+    fn lookup(&self, kid: &str) -> Result<Option<Arc<Key>>, Refusal> {
+        let set = self.set.load();
+        let Some(k) = set.keys.get(kid) else {
+            return Ok(None);
+        };
+        match set.fetched_at {
+            Some(t) if t.elapsed() > self.settings.max_staleness => {
+                Err(self.unavailable(&format!(
+                    "its keys are {}s old, past max_staleness ({}s), and refreshing them fails",
+                    t.elapsed().as_secs(),
+                    self.settings.max_staleness.as_secs()
+                )))
+            }
+            _ => Ok(Some(k.clone())),
+        }
+    }
+
+    fn kid_unknown(&self, kid: &str, why: &str) -> Refusal {
+        Refusal::new(
+            Reason::KidUnknown,
+            format!("Key {kid} is not in realm {}'s JWKS ({why}).", self.realm),
+        )
+        .detail("kid", kid)
+        .detail("jwks_uri", self.source())
+        .detail(
+            "known_kids",
+            self.set.load().keys.keys().cloned().collect::<Vec<_>>(),
+        )
+    }
+
+    fn remembered_unknown(&self, kid: &str) -> bool {
+        let mut t = self.throttle.lock();
+        match t.unknown.get(kid) {
+            Some(at) if at.elapsed() < self.settings.unknown_kid_ttl => true,
+            Some(_) => {
+                t.unknown.remove(kid);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn remember_unknown(&self, kid: &str) {
+        let ttl = self.settings.unknown_kid_ttl;
+        let mut t = self.throttle.lock();
+        if t.unknown.len() >= 4096 {
+            t.unknown.retain(|_, at| at.elapsed() < ttl);
+            if t.unknown.len() >= 4096 {
+                t.unknown.clear();
+            }
+        }
+        t.unknown.insert(kid.to_owned(), Instant::now());
+    }
+
+    fn may_fetch(&self) -> bool {
+        let t = self.throttle.lock();
+        t.last_attempt
+            .is_none_or(|at| at.elapsed() >= self.settings.min_refetch_interval)
+    }
+
+    /// One coalesced, rate-limited refetch. Returns whether a fetch ran (here or concurrently).
+    /// While no set was ever loaded, it waits for a fetch in progress instead of giving up.
+    pub async fn refetch(&self) -> bool {
+        let before = self.attempts.load(Ordering::Acquire);
+        let loaded = self.set.load().fetched_at.is_some();
+        if loaded && !self.may_fetch() {
+            return false;
+        }
+        let _flight = self.fetching.lock().await;
+        if self.attempts.load(Ordering::Acquire) != before {
+            return true; // someone else fetched while we waited
+        }
+        if !self.may_fetch() {
+            return false;
+        }
+        let _ = self.fetch_locked().await;
+        true
+    }
+
+    /// Fetches and swaps in a new set now (no rate limit); used by the background refresher.
+    pub async fn fetch_now(&self) -> Result<(), String> {
+        let _flight = self.fetching.lock().await;
+        self.fetch_locked().await
+    }
+
+    async fn fetch_locked(&self) -> Result<(), String> {
+        self.throttle.lock().last_attempt = Some(Instant::now());
+        let outcome = self.fetch().await;
+        self.attempts.fetch_add(1, Ordering::AcqRel);
+        let result = match outcome {
+            Ok((keys, skipped)) => {
+                for why in &skipped {
+                    tracing::debug!(realm = %self.realm, why = %why, "skipped a JWKS key");
+                }
+                self.install(keys);
+                self.throttle.lock().last_error = None;
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(realm = %self.realm, uri = %self.source(), error = %e, "JWKS fetch failed; keeping the last good key set");
+                self.throttle.lock().last_error = Some(e.clone());
+                Err(e)
+            }
+        };
+        let label = if result.is_ok() { "success" } else { "error" };
+        self.metrics
+            .jwks_fetches
+            .with_label_values(&[&self.label, label])
+            .inc();
+        result
+    }
+
+    fn install(&self, keys: HashMap<String, Arc<Key>>) {
+        let count = i64::try_from(keys.len()).unwrap_or(i64::MAX);
+        let new = Arc::new(KeySet {
+            keys,
+            fetched_at: Some(Instant::now()),
+        });
+        self.set.store(new.clone());
+        self.metrics
+            .jwks_keys
+            .with_label_values(&[&self.label])
+            .set(count);
+        self.tokens
+            .retain_keys(&self.realm, |kid| new.keys.contains_key(kid));
+        self.throttle
+            .lock()
+            .unknown
+            .retain(|kid, _| !new.keys.contains_key(kid));
+    }
+
+    async fn fetch(&self) -> Result<(HashMap<String, Arc<Key>>, Vec<String>), String> {
+        let timeout = self.settings.fetch_timeout;
+        let uri = match &self.discovery {
+            Some(doc) => {
+                let body = get_bytes(&self.client, doc, timeout, 1 << 20).await?;
+                let v: Value = serde_json::from_slice(&body)
+                    .map_err(|e| format!("discovery document is not JSON: {e}"))?;
+                v.get("jwks_uri")
+                    .and_then(Value::as_str)
+                    .ok_or("discovery document has no jwks_uri")?
+                    .to_owned()
+            }
+            None => self.uri.clone(),
+        };
+        let body = get_bytes(&self.client, &uri, timeout, 1 << 20).await?;
+        parse_set(&body)
+    }
+}
+
+#[cfg(test)]
+mod tests;

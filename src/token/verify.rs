@@ -1,0 +1,333 @@
+//! Stage 3, verification: bearer tokens are checked against the realm's JWKS with `jsonwebtoken`
+//! (aws-lc-rs backend); Keycloak's HMAC tokens pass on after triage.
+//!
+//! Algorithms come from configuration only; `none` and HS* are refused for bearer tokens
+//! whatever the header says. Claims are checked before the key is looked up, so a foreign or
+//! expired token never causes a JWKS fetch.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use http::HeaderMap;
+use jsonwebtoken::Algorithm;
+
+use super::cache::{Entry, TokenCache, digest};
+use super::claims::{Claims, Decoded, TokenKind};
+use super::jwks::{Jwks, Key};
+use super::triage::{Presented, Triaged, extract, issuer_mismatch, rfc3339, triage};
+use crate::config::{RealmSettings, Settings};
+use crate::error::{Reason, Refusal};
+use crate::metrics::Metrics;
+use crate::pipeline::route::RegRoute;
+
+/// Who is asking, as far as the gateway can tell.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The credential kind.
+    pub kind: TokenKind,
+    /// Claims: verified for bearer tokens, unverified for HMAC tokens, empty for anonymous.
+    pub claims: Arc<Claims>,
+    /// The JWS header `alg` and `kid` (empty for anonymous).
+    pub alg: String,
+    /// Key id of the token, if any.
+    pub kid: Option<String>,
+    /// Whether the verified-token cache answered.
+    pub cached: bool,
+}
+
+impl Identity {
+    /// No credential.
+    pub fn anonymous() -> Self {
+        Identity {
+            kind: TokenKind::Anonymous,
+            claims: Arc::default(),
+            alg: String::new(),
+            kid: None,
+            cached: false,
+        }
+    }
+}
+
+/// Verifies bearer tokens and triages the rest.
+pub struct Verifier {
+    settings: Arc<Settings>,
+    /// Key sets per realm.
+    pub jwks: Arc<Jwks>,
+    /// Verified tokens.
+    pub cache: Arc<TokenCache>,
+    metrics: Metrics,
+}
+
+fn now() -> i64 {
+    i64::try_from(jsonwebtoken::get_current_timestamp()).unwrap_or(i64::MAX)
+}
+
+/// Checks the configured algorithm list; `none` and HS* get their own explanation.
+pub fn check_alg(alg: &str, allowed: &[Algorithm]) -> Result<Algorithm, Refusal> {
+    let refuse = |why: String| {
+        Refusal::new(Reason::AlgorithmNotAllowed, why)
+            .detail("alg", alg)
+            .detail(
+                "allowed",
+                allowed.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>(),
+            )
+    };
+    if alg.eq_ignore_ascii_case("none") {
+        return Err(refuse(
+            "Algorithm none is never accepted: an unsigned token proves nothing.".into(),
+        ));
+    }
+    if alg.starts_with("HS") {
+        return Err(refuse(format!(
+            "Algorithm {alg} is never accepted for bearer access tokens: Keycloak signs them with its published RSA/EC keys, and an HMAC token checked against a public key is the classic algorithm-confusion forgery."
+        )));
+    }
+    match Algorithm::from_str(alg) {
+        Ok(a) if allowed.contains(&a) => Ok(a),
+        _ => Err(refuse(format!(
+            "Algorithm {alg} is not allowed by the gateway's configuration (jwt.algorithms)."
+        ))),
+    }
+}
+
+/// The time and audience checks of a bearer token, made before any key is touched.
+pub fn check_claims(
+    c: &Claims,
+    realm: &str,
+    issuer: &str,
+    rs: &RealmSettings,
+    leeway: i64,
+    now: i64,
+) -> Result<(), Refusal> {
+    let iss = c.iss.as_deref().unwrap_or("");
+    if iss != issuer {
+        return Err(issuer_mismatch(iss, realm, issuer));
+    }
+    let exp = c.exp.ok_or_else(|| {
+        Refusal::new(
+            Reason::ExpMissing,
+            "The bearer token has no exp claim; the gateway requires one.",
+        )
+    })?;
+    if exp + leeway < now {
+        return Err(Refusal::new(
+            Reason::TokenExpired,
+            format!(
+                "The bearer token expired at {} ({}s ago).",
+                rfc3339(exp),
+                now - exp
+            ),
+        )
+        .detail("exp", exp)
+        .detail("leeway_seconds", leeway));
+    }
+    if let Some(nbf) = c.nbf.filter(|nbf| *nbf - leeway > now) {
+        return Err(Refusal::new(
+            Reason::TokenNotYetValid,
+            format!("The bearer token is not valid before {}.", rfc3339(nbf)),
+        )
+        .detail("nbf", nbf));
+    }
+    if let Some(iat) = c.iat.filter(|iat| *iat - leeway > now) {
+        return Err(Refusal::new(
+            Reason::TokenIssuedInFuture,
+            format!(
+                "The bearer token says it was issued at {}, in the future: check the clocks.",
+                rfc3339(iat)
+            ),
+        )
+        .detail("iat", iat));
+    }
+    if !rs.audiences.is_empty()
+        && !rs
+            .audiences
+            .iter()
+            .any(|a| c.aud.as_ref().is_some_and(|aud| aud.contains(a)))
+    {
+        return Err(Refusal::new(
+            Reason::AudienceMismatch,
+            format!(
+                "The bearer token's aud does not include any of {:?}.",
+                rs.audiences
+            ),
+        )
+        .detail("aud", serde_json::to_value(&c.aud).unwrap_or_default())
+        .detail("expected_audiences", rs.audiences.clone()));
+    }
+    if !rs.azp.is_empty() && !c.azp.as_ref().is_some_and(|azp| rs.azp.contains(azp)) {
+        return Err(Refusal::new(
+            Reason::AzpMismatch,
+            format!(
+                "The bearer token was issued to client {:?}, not one of {:?}.",
+                c.azp.as_deref().unwrap_or("(none)"),
+                rs.azp
+            ),
+        )
+        .detail("azp", c.azp.clone().unwrap_or_default())
+        .detail("expected_azp", rs.azp.clone()));
+    }
+    Ok(())
+}
+
+/// Checks that `key` may verify `alg`, then the signature over `header.payload`.
+pub fn check_signature(token: &str, d: &Decoded, key: &Key, alg: Algorithm) -> Result<(), Refusal> {
+    let unusable = |why: &str| {
+        Refusal::new(
+            Reason::KeyUnusable,
+            format!("Key {} cannot verify this token: {why}.", key.kid),
+        )
+        .detail("kid", key.kid.clone())
+        .detail("alg", format!("{alg:?}"))
+    };
+    if alg.family() != key.family {
+        return Err(unusable(&format!(
+            "it is a {:?} key and the token says {alg:?}",
+            key.family
+        )));
+    }
+    if key.alg.is_some_and(|k| k != alg) {
+        return Err(unusable(&format!("the key is for {:?} only", key.alg)));
+    }
+    let (message, rest) = token.split_at(d.signed_len);
+    let signature = rest.strip_prefix('.').unwrap_or("");
+    match jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key.decoding, alg) {
+        Ok(true) => Ok(()),
+        _ => Err(Refusal::new(
+            Reason::SignatureInvalid,
+            format!("The signature does not verify with realm key {}.", key.kid),
+        )
+        .detail("kid", key.kid.clone())),
+    }
+}
+
+// === impl Verifier ===
+
+impl Verifier {
+    /// A verifier over the given key sets and cache.
+    pub fn new(
+        settings: Arc<Settings>,
+        jwks: Arc<Jwks>,
+        cache: Arc<TokenCache>,
+        metrics: Metrics,
+    ) -> Self {
+        Verifier {
+            settings,
+            jwks,
+            cache,
+            metrics,
+        }
+    }
+
+    /// Reads, triages and (for bearer tokens) verifies the request's credential.
+    pub async fn authenticate(
+        &self,
+        route: &RegRoute,
+        headers: &HeaderMap,
+    ) -> Result<Identity, Refusal> {
+        let presented = extract(headers)?;
+        let leeway = i64::try_from(self.settings.jwt.leeway.as_secs()).unwrap_or(0);
+        let now = now();
+        if let Presented::Bearer(token) = presented
+            && let Some(id) = self.cached(route, token, now, leeway)
+        {
+            return Ok(id);
+        }
+        let issuer = self.settings.issuer_for(&route.realm);
+        match triage(presented, route, &issuer, leeway, now)? {
+            Triaged::Anonymous | Triaged::Basic => Ok(Identity::anonymous()),
+            Triaged::Hmac(kind, d) => Ok(Identity {
+                kind,
+                alg: d.header.alg,
+                kid: d.header.kid,
+                claims: Arc::new(d.claims),
+                cached: false,
+            }),
+            Triaged::Bearer(d) => {
+                let Presented::Bearer(token) = presented else {
+                    return Err(Refusal::new(Reason::Internal, "bearer without token"));
+                };
+                let result = self.verify(route, token, d, &issuer, leeway, now).await;
+                let (label, reason) = match &result {
+                    Ok(_) => ("valid", "ok"),
+                    Err(r) => ("invalid", r.reason.code()),
+                };
+                self.metrics
+                    .verifications
+                    .with_label_values(&[label, reason])
+                    .inc();
+                result
+            }
+        }
+    }
+
+    fn cached(&self, route: &RegRoute, token: &str, now: i64, leeway: i64) -> Option<Identity> {
+        let d = digest(token);
+        let e = self.cache.get(&d, now, leeway)?;
+        let keys = self.jwks.realm(&route.realm).ok()?;
+        if *e.realm != *route.realm || !keys.holds(&e.kid) {
+            if !keys.holds(&e.kid) {
+                self.cache.remove(&d);
+            }
+            return None;
+        }
+        self.metrics
+            .verifications
+            .with_label_values(&["cached", "ok"])
+            .inc();
+        Some(Identity {
+            kind: TokenKind::Bearer,
+            claims: e.claims,
+            alg: String::new(),
+            kid: Some(e.kid.to_string()),
+            cached: true,
+        })
+    }
+
+    async fn verify(
+        &self,
+        route: &RegRoute,
+        token: &str,
+        d: Decoded,
+        issuer: &str,
+        leeway: i64,
+        now: i64,
+    ) -> Result<Identity, Refusal> {
+        let alg = check_alg(&d.header.alg, &self.settings.jwt.algorithms)?;
+        check_claims(
+            &d.claims,
+            &route.realm,
+            issuer,
+            &self.settings.realm(&route.realm),
+            leeway,
+            now,
+        )?;
+        let kid = d.header.kid.clone().ok_or_else(|| {
+            Refusal::new(
+                Reason::KidMissing,
+                "The bearer token's header has no kid, so no realm key can be chosen for it.",
+            )
+        })?;
+        let key = self.jwks.realm(&route.realm)?.key(&kid).await?;
+        check_signature(token, &d, &key, alg)?;
+        let claims = Arc::new(d.claims);
+        if let Some(exp) = claims.exp {
+            let entry = Entry {
+                realm: route.realm.as_str().into(),
+                kid: kid.as_str().into(),
+                exp,
+                claims: claims.clone(),
+            };
+            self.cache.insert(digest(token), entry, now);
+        }
+        Ok(Identity {
+            kind: TokenKind::Bearer,
+            claims,
+            alg: d.header.alg,
+            kid: Some(kid),
+            cached: false,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
