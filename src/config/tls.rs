@@ -136,7 +136,7 @@ pub fn client_config(file: &UpstreamTlsFile) -> Result<UpstreamTls, TlsError> {
         }
     };
     let builder = ClientConfig::builder().with_root_certificates(store);
-    let mut cfg = match (&file.client_cert, &file.client_key) {
+    let cfg = match (&file.client_cert, &file.client_key) {
         (Some(c), Some(k)) => {
             let chain = certs("upstream_tls.client_cert", c)?;
             let key = private_key("upstream_tls.client_key", k)?;
@@ -161,7 +161,6 @@ pub fn client_config(file: &UpstreamTlsFile) -> Result<UpstreamTls, TlsError> {
             ));
         }
     };
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(UpstreamTls(Arc::new(cfg)))
 }
 
