@@ -22,6 +22,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Validate policy files offline and print what each realm allows.
     Check(CheckArgs),
+    /// Would this token be allowed to do this, and if not, what to change? (offline)
+    Explain(crate::explain::ExplainArgs),
 }
 
 /// `dcr-gateway serve`.

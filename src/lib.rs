@@ -13,6 +13,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod explain;
 pub mod hints;
 pub mod metrics;
 pub mod net;

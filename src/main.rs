@@ -95,5 +95,18 @@ fn main() -> ExitCode {
             let code = check::run(args, &mut std::io::stdout(), &mut std::io::stderr());
             ExitCode::from(u8::try_from(code).unwrap_or(1))
         }
+        Command::Explain(args) => {
+            let mut out = String::new();
+            let result = dcr_gateway::explain::run(args, &mut out);
+            print!("{out}");
+            match result {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("dcr-gateway explain: {}", e.0);
+                    ExitCode::from(2)
+                }
+            }
+        }
     }
 }
