@@ -121,6 +121,7 @@ reasons! {
     ClientNotFound => ("client_not_found", 404, "invalid_request"),
     HttpsRequired => ("https_required", 403, "invalid_request"),
     ProviderNotFound => ("provider_not_found", 404, "invalid_request"),
+    RealmNotFound => ("realm_not_found", 404, "invalid_request"),
     WrongClientProtocol => ("wrong_client_protocol", 400, "invalid_client"),
     KeycloakServerError => ("keycloak_server_error", 500, "server_error"),
     KeycloakError => ("keycloak_error", 400, "invalid_request"),

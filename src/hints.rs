@@ -45,7 +45,7 @@ fn ds(r: &Refusal, key: &str) -> String {
             .collect::<Vec<_>>()
             .join(", "),
         Some(v) => v.to_string(),
-        None => String::new(),
+        None => format!("<{key}>"),
     }
 }
 
@@ -260,8 +260,68 @@ fn keycloak_hint(r: &Refusal, c: &HintCtx<'_>, realm: &str, m: &str, role: &str)
         Reason::ClientNotFound => format!("There is no client '{client}' in realm {realm}. On openid-connect the id is the client_id (a UUID) from the create response, not the client name."),
         Reason::HttpsRequired => format!("Realm {realm} requires HTTPS for this caller (Realm settings → General → Require SSL). Call the gateway over HTTPS, and let Keycloak trust the gateway's X-Forwarded-Proto (KC_PROXY_HEADERS=xforwarded with KC_PROXY_TRUSTED_ADDRESSES), or relax Require SSL for development."),
         Reason::ProviderNotFound => format!("Keycloak has no registration provider '{}': use openid-connect (RFC 7591) or default (Keycloak's client representation).", c.provider.unwrap_or("?")),
+        Reason::RealmNotFound => format!("Keycloak has no realm '{realm}': check the realm name in the URL (it is case-sensitive) and that the realm exists (admin console → realm list)."),
         Reason::WrongClientProtocol => "The client behind the token uses another protocol than this endpoint: use openid-connect for OIDC clients and saml2-entity-descriptor for SAML clients.".into(),
         Reason::KeycloakServerError => format!("Keycloak failed internally (500); its log has the stack trace. Known causes: `Authorization: Bearer` with no token before 26.4.13/26.6.3, and invalid tokens on openid-connect in 26.6.2–26.6.4 (keycloak#49909); upgrading fixes both. The {m}/{role} role and a fresh token rule out the common causes."),
         _ => "Keycloak refused the request; its own answer is under `upstream`.".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::respond::{body_json, refusal};
+
+    /// Every reason gets its own hint (not the generic fallback), a status and error that agree
+    /// with the table, RFC 6750 challenges on 401/403, and the one body shape.
+    #[test]
+    fn every_reason_is_answered_with_a_fix() {
+        let ctx = HintCtx {
+            realm: Some("demo"),
+            operation: Some(Operation::Create),
+            provider: Some("default"),
+            kind: Some(TokenKind::Bearer),
+            azp: Some("registrar"),
+            username: Some("service-account-registrar"),
+            public_url: "https://sso.example.com",
+            upstream: "http://keycloak:8080",
+        };
+        let generic = hint(&Refusal::new(Reason::KeycloakError, "x"), &ctx);
+        for &reason in Reason::ALL {
+            let r = Refusal::new(reason, "Something specific.");
+            let h = hint(&r, &ctx);
+            assert!(h.len() > 40, "{}: hint too short: {h}", reason.code());
+            if reason != Reason::KeycloakError {
+                assert_ne!(h, generic, "{} falls back to the generic hint", reason.code());
+            }
+            let resp = refusal(&r, &ctx, "rid");
+            assert_eq!(resp.status(), reason.status(), "{}", reason.code());
+            let challenge = resp.headers().get(http::header::WWW_AUTHENTICATE);
+            let wants = matches!(reason.status().as_u16(), 401 | 403);
+            assert_eq!(challenge.is_some(), wants, "{}", reason.code());
+            if let Some(c) = challenge {
+                let c = c.to_str().unwrap_or_default();
+                assert!(c.starts_with(&format!("Bearer error=\"{}\"", reason.oauth_error())), "{c}");
+            }
+            let body = body_json(&r, &ctx, "rid");
+            assert_eq!(body["reason"], reason.code());
+            assert_eq!(body["error"], reason.oauth_error());
+            assert_eq!(body["details"]["realm"], "demo");
+        }
+    }
+
+    #[test]
+    fn missing_role_hint_is_the_forum_answer() {
+        let ctx = HintCtx { realm: Some("demo"), operation: Some(Operation::Create), azp: Some("registrar"), username: Some("service-account-registrar"), public_url: "http://gw", ..HintCtx::default() };
+        let r = Refusal::new(Reason::MissingRole, "x").detail("roles_needed_any", vec!["realm-management/create-client", "realm-management/manage-clients"]);
+        let h = hint(&r, &ctx);
+        assert!(h.starts_with("The service account of client 'registrar' has no create-client role of client realm-management."), "{h}");
+        assert!(h.contains("Clients → registrar → Service account roles → Assign role → filter by clients → realm-management → create-client"));
+        assert!(h.contains("request a new token: roles are fixed when a token is issued"));
+        let master = HintCtx { realm: Some("master"), ..ctx };
+        let r = Refusal::new(Reason::MissingRole, "x");
+        assert!(hint(&r, &master).contains("master-realm"), "{}", hint(&r, &master));
+        let no_ra = hint(&Refusal::new(Reason::RolesNotInToken, "x"), &ctx);
+        assert!(no_ra.contains("Full scope allowed") && no_ra.contains("`roles` client scope"), "{no_ra}");
     }
 }

@@ -208,8 +208,13 @@ async fn rewrite(
         let held = match (identity.kind, &identity.kid) {
             (TokenKind::Bearer, Some(kid)) => match app.verifier.jwks.realm(&reg.realm) {
                 Ok(keys) => {
-                    keys.refetch().await;
-                    Some(keys.holds(kid))
+                    // Only a fresh key set can tell "rotated away" from "revoked".
+                    let fresh = keys.refetch().await;
+                    match keys.holds(kid) {
+                        false => Some(false),
+                        true if fresh => Some(true),
+                        true => None,
+                    }
                 }
                 Err(_) => None,
             },

@@ -41,17 +41,17 @@ pub fn parse_error(body: &[u8]) -> (KcError, Value) {
                     .unwrap_or_default()
                     .to_owned()
             };
-            let description = [s("error_description"), s("errorMessage"), s("message")]
+            let mut error = s("error");
+            let mut description = [s("error_description"), s("errorMessage"), s("message")]
                 .into_iter()
                 .find(|x| !x.is_empty())
                 .unwrap_or_default();
-            (
-                KcError {
-                    error: s("error"),
-                    description,
-                },
-                v,
-            )
+            // Keycloak sometimes puts a sentence in `error` and no description.
+            if description.is_empty() && error.contains(' ') {
+                description = std::mem::take(&mut error);
+            }
+            (KcError { error, description }, v)
+
         }
         Err(_) => {
             let text = String::from_utf8_lossy(&body[..body.len().min(2048)])
@@ -125,7 +125,8 @@ pub fn classify(status: u16, e: &KcError, k: &Known<'_>) -> Refusal {
         (400, d) if e.error == "invalid_client_metadata" => r(Reason::ClientMetadataInvalid, format!("Keycloak refused the client metadata: {d}")),
         (400, "Wrong client protocol.") => r(Reason::WrongClientProtocol, "The client behind the token speaks another protocol than this endpoint.".into()),
         (404, "Client not found") => r(Reason::ClientNotFound, format!("Keycloak has no client `{}` in realm {}.", k.route.client_id.as_deref().unwrap_or_default(), k.route.realm)),
-        (404, _) if e.error.is_empty() || desc.contains("provider") => r(Reason::ProviderNotFound, format!("Keycloak has no registration provider `{}` (or no realm `{}`).", k.route.provider, k.route.realm)),
+        (404, "Realm does not exist") => r(Reason::RealmNotFound, format!("Keycloak has no realm `{}`.", k.route.realm)),
+        (404, d) if d.contains("provider not found") => r(Reason::ProviderNotFound, format!("Keycloak has no registration provider `{}`.", k.route.provider)),
         (500..=599, _) => r(Reason::KeycloakServerError, format!("Keycloak failed with {status} while handling the registration.")),
         _ => r(Reason::KeycloakError, format!("Keycloak refused the request: {status} {}{}", e.error, if desc.is_empty() { String::new() } else { format!(" / {desc}") })),
     }
@@ -203,7 +204,8 @@ pub fn diagnose_decode_failure(r: Refusal, k: &Known<'_>, kid_still_held: Option
     }
     match (k.identity.kind, kid_still_held) {
         (TokenKind::Bearer, Some(false)) => Refusal::new(Reason::KidUnknown, format!("Keycloak refused the token: key {kid} that signed it was removed from realm {} (rotated away).", k.route.realm)).detail("kid", kid),
-        (TokenKind::Bearer, _) => Refusal::new(Reason::TokenRevoked, "Keycloak refused a token whose signature, issuer and expiry the gateway verified: it was most likely revoked or its session ended.".to_owned()),
+        (TokenKind::Bearer, None) => r,
+        (TokenKind::Bearer, Some(true)) => Refusal::new(Reason::TokenRevoked, "Keycloak refused a token whose signature, issuer and expiry the gateway verified: it was most likely revoked or its session ended.".to_owned()),
         (TokenKind::InitialAccess | TokenKind::RegistrationAccess, _) => Refusal::new(
             Reason::HmacKeyUnknown,
             format!("Keycloak could not verify this {} although its issuer and expiry are right: the realm's HMAC key {kid} that signed it is probably gone.", k.identity.kind.phrase().trim_start_matches("an ").trim_start_matches("a ")),

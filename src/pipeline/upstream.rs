@@ -221,6 +221,23 @@ fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Whether the upstream's TLS layer refused us (e.g. an alert for a missing client certificate,
+/// which TLS 1.3 delivers only after the client's half of the handshake, so after "connect").
+fn tls_refused(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        let io_tls = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .is_some_and(|inner| inner.is::<rustls::Error>());
+        if io_tls || err.is::<rustls::Error>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
 /// The refusal for a failed upstream request, and the metric label of its kind.
 pub fn classify(
     e: &hyper_util::client::legacy::Error,
@@ -237,7 +254,7 @@ pub fn classify(
                 settings.timeouts.connect.as_millis()
             ),
         )
-    } else if e.is_connect() {
+    } else if e.is_connect() || tls_refused(e) {
         (
             Reason::UpstreamUnreachable,
             "unreachable",

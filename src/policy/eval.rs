@@ -469,7 +469,14 @@ pub fn check_redirect(p: &super::snapshot::RedirectPolicy, u: &str, d: Dialect) 
             format!("Redirect URI `{u}` has a fragment (#...), which OAuth forbids."),
         );
     }
+    if uri::DANGEROUS_SCHEMES.contains(&parsed.scheme.as_str()) {
+        return bad(
+            Reason::RedirectUriNotAllowed,
+            format!("Redirect URI `{u}` uses scheme `{}`, which is never allowed (it runs code or reads local data in the browser).", parsed.scheme),
+        );
+    }
     if parsed.wildcard && !p.wildcards {
+
         return bad(
             Reason::RedirectUriNotAllowed,
             format!("Redirect URI `{u}` contains a wildcard (*); list exact URIs."),

@@ -70,11 +70,15 @@ fn host_of(authority: &str) -> Result<String, String> {
             None => (authority, None),
         },
     };
-    if let Some(p) = port.filter(|p| !p.chars().all(|c| c.is_ascii_digit())) {
-        return Err(format!("`{p}` is not a port"));
+    if let Some(p) = port.filter(|p| p.parse::<u16>().is_err() && !p.is_empty()) {
+        return Err(format!("`{p}` is not a port (0-65535)"));
     }
+
     Ok(host.trim_end_matches('.').to_ascii_lowercase())
 }
+
+/// Schemes refused in every redirect URI, whatever the policy says (Keycloak refuses them too).
+pub const DANGEROUS_SCHEMES: [&str; 4] = ["javascript", "data", "vbscript", "file"];
 
 /// Whether `host` is a loopback host: `localhost`, `127.0.0.0/8` or `::1`.
 pub fn is_loopback(host: &str) -> bool {
@@ -134,6 +138,8 @@ mod tests {
             "1http://x",
             "https://a b/cb",
             "https://x:port/cb",
+            "https://x:99999/cb",
+
             "http://[::1/cb",
         ] {
             assert!(parse(bad).is_err(), "{bad}");

@@ -192,7 +192,9 @@ impl RealmKeys {
         if let Some(k) = self.lookup(kid)? {
             return Ok(k);
         }
-        if self.remembered_unknown(kid) {
+        // Remembered only while refetches are rate limited anyway: a kid published after it was
+        // first seen (a rotation racing the JWKS) must be found by the next allowed refetch.
+        if self.remembered_unknown(kid) && !self.may_fetch() {
             return Err(self.kid_unknown(kid, "it was not there at the last refetch either"));
         }
         let refetched = self.refetch().await;
@@ -322,6 +324,14 @@ impl RealmKeys {
             .with_label_values(&[&self.label, label])
             .inc();
         result
+    }
+
+    /// Installs a key set from a JWKS document (e.g. read from a file); returns the key count.
+    pub fn install_document(&self, body: &[u8]) -> Result<usize, String> {
+        let (keys, _) = parse_set(body)?;
+        let n = keys.len();
+        self.install(keys);
+        Ok(n)
     }
 
     fn install(&self, keys: HashMap<String, Arc<Key>>) {

@@ -264,6 +264,9 @@ impl Verifier {
         let d = digest(token);
         let e = self.cache.get(&d, now, leeway)?;
         let keys = self.jwks.realm(&route.realm).ok()?;
+        if !keys.is_fresh() {
+            return None; // past max_staleness: the full path answers jwks_unavailable
+        }
         if *e.realm != *route.realm || !keys.holds(&e.kid) {
             if !keys.holds(&e.kid) {
                 self.cache.remove(&d);

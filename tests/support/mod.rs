@@ -26,6 +26,16 @@ use parking_lot::Mutex;
 use serde_json::Value;
 use tokio::net::TcpListener;
 
+pub mod keycloak;
+
+pub mod policy_kit;
+
+pub mod proxy_kit;
+
+pub mod tls;
+
+pub mod token_kit;
+
 /// Settings for a test gateway: both listeners on port 0, the given upstream, built-in policy
 /// unless `policies` is given, short JWKS intervals.
 pub fn settings(upstream: &str, policies: Option<&Path>) -> Settings {

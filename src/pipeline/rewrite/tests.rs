@@ -262,6 +262,16 @@ fn catalogue() {
             &bearer,
             Reason::KeycloakError,
         ),
+        (404, json!({"error": "Client registration provider not found"}), Operation::Create, &bearer, Reason::ProviderNotFound),
+        (404, json!({"error": "Realm does not exist"}), Operation::Create, &bearer, Reason::RealmNotFound),
+        (
+            400,
+            json!({"error": "Invalid json representation for OIDCClientRepresentation. Unrecognized field \"resource\" at line 1 column 32."}),
+            Operation::Create,
+            &iat,
+            Reason::UnrecognizedField,
+        ),
+
         (
             500,
             json!({"error": "unknown_error"}),

@@ -295,6 +295,8 @@ fn redirect_uri_rules_both_dialects() {
             Reason::RedirectUriNotAllowed,
         ),
         (json!(["not a uri"]), Reason::RedirectUriMalformed),
+        (json!(["javascript:alert(1)"]), Reason::RedirectUriNotAllowed),
+
         (
             json!(["com.example.app:/cb"]),
             Reason::RedirectUriNotAllowed,

@@ -55,16 +55,12 @@ impl Jwks {
 
     /// Marks realms as named (from policy), so they get their own metric label and prefetch.
     pub fn name_realms(&self, realms: impl IntoIterator<Item = String>) {
-        let fresh: Vec<String> = {
-            let mut named = self.named.write();
-            realms
-                .into_iter()
-                .filter(|r| named.insert(r.clone()))
-                .collect()
-        };
-        for r in fresh {
+        let realms: Vec<String> = realms.into_iter().collect();
+        self.named.write().extend(realms.iter().cloned());
+        for r in realms {
             let _ = self.realm(&r);
         }
+
     }
 
     /// The key set of `realm`, created (and its refresher started) on first use.

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Runs the real-Keycloak suite for one Keycloak version: starts Keycloak (scripts/keycloak.sh),
+# the dcr-gateway binary in front of it, and a Prometheus server scraping the gateway's admin
+# port; provisions realm `demo` through the gateway; runs tests/keycloak.rs; checks the scraped
+# metrics with promtool; stops everything.
+#
+#   scripts/keycloak-suite.sh VERSION [BASE_PORT]
+#
+# Ports: Keycloak BASE_PORT (+1000 management), gateway BASE_PORT+100, its admin BASE_PORT+101,
+# Prometheus BASE_PORT+102. State and logs go to .state/suite-VERSION/.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
+DCR_PROG=keycloak-suite.sh
+# shellcheck source=scripts/lib.sh
+source "$SCRIPT_DIR/lib.sh"
+
+VERSION=${1:?usage: keycloak-suite.sh VERSION [BASE_PORT]}
+BASE=${2:-18080}
+KC_PORT=$BASE
+GW_PORT=$((BASE + 100))
+ADMIN_PORT=$((BASE + 101))
+PROM_PORT=$((BASE + 102))
+STATE="$ROOT/.state/suite-$VERSION"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/dcr-gateway"
+
+require_cmd curl jq prometheus promtool
+[[ -x $BIN ]] || die "$BIN is missing: run cargo build first"
+rm -rf "$STATE"
+mkdir -p "$STATE"
+
+GW_PID=
+PROM_PID=
+cleanup() {
+    local rc=$?
+    [[ -n $GW_PID ]] && kill "$GW_PID" 2>/dev/null && wait "$GW_PID" 2>/dev/null
+    [[ -n $PROM_PID ]] && kill "$PROM_PID" 2>/dev/null && wait "$PROM_PID" 2>/dev/null
+    "$SCRIPT_DIR/keycloak.sh" stop "$STATE" || true
+    if [[ $rc -ne 0 ]]; then
+        log "suite for Keycloak $VERSION failed; last gateway log lines:"
+        tail -n 30 "$STATE/gateway.log" >&2 2>/dev/null || true
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+
+wait_http() { # URL SECONDS
+    local i
+    for ((i = 0; i < $2 * 5; i++)); do
+        curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+        sleep 0.2
+    done
+    die "no answer from $1 within $2 s"
+}
+
+started=$(date +%s)
+# Keycloak reads the gateway's X-Forwarded-* headers, and only from the gateway's address.
+KC_EXTRA_OPTS="--proxy-headers=xforwarded --proxy-trusted-addresses=127.0.0.1" \
+    "$SCRIPT_DIR/keycloak.sh" start "$VERSION" "$KC_PORT" "$STATE"
+
+"$BIN" serve --config "$ROOT/tests/keycloak/gateway.toml" \
+    --listen "127.0.0.1:$GW_PORT" --admin-listen "127.0.0.1:$ADMIN_PORT" \
+    --upstream "http://127.0.0.1:$KC_PORT" --public-url "http://127.0.0.1:$GW_PORT" \
+    --policies "$ROOT/policies" --log-format json 2>"$STATE/gateway.log" &
+GW_PID=$!
+wait_http "http://127.0.0.1:$ADMIN_PORT/healthz" 20
+
+# Provision through the gateway: tokens and initial access tokens carry the public issuer.
+"$SCRIPT_DIR/keycloak.sh" provision "http://127.0.0.1:$GW_PORT" "$STATE/env"
+wait_http "http://127.0.0.1:$ADMIN_PORT/readyz" 60
+
+cat >"$STATE/prometheus.yml" <<YAML
+global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: dcr-gateway
+    static_configs:
+      - targets: ["127.0.0.1:$ADMIN_PORT"]
+YAML
+promtool check config "$STATE/prometheus.yml" >/dev/null
+prometheus --config.file="$STATE/prometheus.yml" --storage.tsdb.path="$STATE/prom" \
+    --web.listen-address="127.0.0.1:$PROM_PORT" >"$STATE/prometheus.log" 2>&1 &
+PROM_PID=$!
+wait_http "http://127.0.0.1:$PROM_PORT/-/ready" 30
+
+log "Keycloak $VERSION, gateway and Prometheus up in $(($(date +%s) - started)) s"
+GW_URL="http://127.0.0.1:$GW_PORT" GW_ADMIN_URL="http://127.0.0.1:$ADMIN_PORT" \
+    KC_URL="http://127.0.0.1:$KC_PORT" KC_VERSION="$VERSION" PROM_URL="http://127.0.0.1:$PROM_PORT" \
+    KC_ENV_FILE="$STATE/env" \
+    cargo test --test keycloak -- --ignored --test-threads=1
+
+curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" >"$STATE/metrics.txt"
+promtool check metrics <"$STATE/metrics.txt"
+log "Keycloak $VERSION suite passed in $(($(date +%s) - started)) s"
