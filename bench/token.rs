@@ -26,22 +26,39 @@ use serde_json::json;
 const ISS: &str = "http://127.0.0.1:8080/realms/demo";
 
 fn route() -> RegRoute {
-    RegRoute { realm: "demo".into(), provider: "openid-connect".into(), client_id: None, operation: Operation::Create }
+    RegRoute {
+        realm: "demo".into(),
+        provider: "openid-connect".into(),
+        client_id: None,
+        operation: Operation::Create,
+    }
 }
 
 fn triage_bench(c: &mut Criterion) {
     let key = TestKey::rsa("k1", "RS256").unwrap();
     let bearer = key.token(&service_account_claims(ISS, "registrar", &["create-client"], 3600));
-    let iat = hmac_token(b"secret", &json!({"alg": "HS512", "typ": "JWT", "kid": "h"}), &internal_claims(ISS, "InitialAccessToken", 0));
+    let iat = hmac_token(
+        b"secret",
+        &json!({"alg": "HS512", "typ": "JWT", "kid": "h"}),
+        &internal_claims(ISS, "InitialAccessToken", 0),
+    );
     let r = route();
     let t = now();
-    c.bench_function("triage/bearer", |b| b.iter(|| triage(Presented::Bearer(black_box(&bearer)), &r, ISS, 30, t).unwrap()));
-    c.bench_function("triage/initial_access", |b| b.iter(|| triage(Presented::Bearer(black_box(&iat)), &r, ISS, 30, t).unwrap()));
+    c.bench_function("triage/bearer", |b| {
+        b.iter(|| triage(Presented::Bearer(black_box(&bearer)), &r, ISS, 30, t).unwrap())
+    });
+    c.bench_function("triage/initial_access", |b| {
+        b.iter(|| triage(Presented::Bearer(black_box(&iat)), &r, ISS, 30, t).unwrap())
+    });
 }
 
 fn signature_bench(c: &mut Criterion) {
     let rs = dcr_gateway::config::RealmSettings::default();
-    for (name, key) in [("RS256", TestKey::rsa("r", "RS256").unwrap()), ("PS256", TestKey::rsa("p", "PS256").unwrap()), ("ES256", TestKey::ec("e").unwrap())] {
+    for (name, key) in [
+        ("RS256", TestKey::rsa("r", "RS256").unwrap()),
+        ("PS256", TestKey::rsa("p", "PS256").unwrap()),
+        ("ES256", TestKey::ec("e").unwrap()),
+    ] {
         let token = key.token(&service_account_claims(ISS, "registrar", &["create-client"], 3600));
         let parsed = parse_key(&key.jwk()).unwrap();
         let allowed = [Algorithm::RS256, Algorithm::PS256, Algorithm::ES256];
@@ -59,7 +76,14 @@ fn signature_bench(c: &mut Criterion) {
 /// A verifier whose realm `demo` holds `key`, with a token cache of `capacity` entries.
 fn verifier(rt: &tokio::runtime::Runtime, key: &TestKey, capacity: usize) -> Verifier {
     rt.block_on(async {
-        let mut s = load(None, &Overrides { upstream: Some("http://127.0.0.1:8080".into()), ..Default::default() }).unwrap();
+        let mut s = load(
+            None,
+            &Overrides {
+                upstream: Some("http://127.0.0.1:8080".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         s.jwt.token_cache_capacity = capacity;
         s.jwks.refresh_interval = std::time::Duration::from_secs(3600);
         s.jwks.min_refetch_interval = std::time::Duration::from_secs(3600);
@@ -68,7 +92,10 @@ fn verifier(rt: &tokio::runtime::Runtime, key: &TestKey, capacity: usize) -> Ver
         let client = dcr_gateway::net::client(&s);
         let cache = Arc::new(TokenCache::new(capacity));
         let jwks = Arc::new(Jwks::new(s.clone(), client, metrics.clone(), cache.clone()));
-        jwks.realm("demo").unwrap().install_document(jwks_doc(key).as_bytes()).unwrap();
+        jwks.realm("demo")
+            .unwrap()
+            .install_document(jwks_doc(key).as_bytes())
+            .unwrap();
         Verifier::new(s, jwks, cache, metrics)
     })
 }
@@ -78,7 +105,10 @@ fn jwks_doc(key: &TestKey) -> String {
 }
 
 fn authenticate_bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let key = TestKey::rsa("k1", "RS256").unwrap();
     let token = key.token(&service_account_claims(ISS, "registrar", &["create-client"], 3600));
     let mut headers = HeaderMap::new();
@@ -87,29 +117,54 @@ fn authenticate_bench(c: &mut Criterion) {
     for (name, capacity) in [("authenticate/RS256_no_cache", 0), ("authenticate/RS256_cached", 1000)] {
         let v = verifier(&rt, &key, capacity);
         rt.block_on(v.authenticate(&r, &headers)).unwrap();
-        c.bench_function(name, |b| b.iter(|| rt.block_on(v.authenticate(black_box(&r), &headers)).unwrap()));
+        c.bench_function(name, |b| {
+            b.iter(|| rt.block_on(v.authenticate(black_box(&r), &headers)).unwrap())
+        });
     }
 }
 
 fn jwks_bench(c: &mut Criterion) {
-    let keys = [TestKey::rsa("a", "RS256").unwrap(), TestKey::rsa("b", "RS256").unwrap(), TestKey::ec("c").unwrap()];
+    let keys = [
+        TestKey::rsa("a", "RS256").unwrap(),
+        TestKey::rsa("b", "RS256").unwrap(),
+        TestKey::ec("c").unwrap(),
+    ];
     let mut doc = jwks(&keys.iter().collect::<Vec<_>>());
     // Keycloak also publishes an encryption key, which is skipped.
-    doc["keys"].as_array_mut().unwrap().push(json!({"kid": "enc", "kty": "RSA", "use": "enc", "alg": "RSA-OAEP", "n": keys[0].jwk()["n"], "e": "AQAB"}));
+    doc["keys"].as_array_mut().unwrap().push(
+        json!({"kid": "enc", "kty": "RSA", "use": "enc", "alg": "RSA-OAEP", "n": keys[0].jwk()["n"], "e": "AQAB"}),
+    );
     let body = doc.to_string();
-    c.bench_function("jwks/parse_4_keys", |b| b.iter(|| parse_set(black_box(body.as_bytes())).unwrap()));
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    c.bench_function("jwks/parse_4_keys", |b| {
+        b.iter(|| parse_set(black_box(body.as_bytes())).unwrap())
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let v = verifier(&rt, &keys[0], 0);
     let realm = v.jwks.realm("demo").unwrap();
-    c.bench_function("jwks/parse_and_swap_4_keys", |b| b.iter(|| realm.install_document(black_box(body.as_bytes())).unwrap()));
+    c.bench_function("jwks/parse_and_swap_4_keys", |b| {
+        b.iter(|| realm.install_document(black_box(body.as_bytes())).unwrap())
+    });
     let url = rt.block_on(serve_jwks(body.clone()));
-    let s = load(None, &Overrides { upstream: Some(url.clone()), ..Default::default() }).unwrap();
+    let s = load(
+        None,
+        &Overrides {
+            upstream: Some(url.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let client = dcr_gateway::net::client(&s);
     let uri = format!("{url}/realms/demo/protocol/openid-connect/certs");
     c.bench_function("jwks/fetch_loopback_parse", |b| {
         b.iter(|| {
             rt.block_on(async {
-                let bytes = dcr_gateway::net::get_bytes(&client, &uri, std::time::Duration::from_secs(2), 1 << 20).await.unwrap();
+                let bytes = dcr_gateway::net::get_bytes(&client, &uri, std::time::Duration::from_secs(2), 1 << 20)
+                    .await
+                    .unwrap();
                 parse_set(&bytes).unwrap()
             })
         })
@@ -129,7 +184,9 @@ async fn serve_jwks(body: String) -> String {
                     let body = body.clone();
                     async move { Ok::<_, std::convert::Infallible>(http::Response::new(dcr_gateway::net::full(body))) }
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
             });
         }
     });

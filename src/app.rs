@@ -70,13 +70,9 @@ impl App {
             cache.clone(),
         ));
         let named = jwks.clone();
-        let on_apply = Box::new(move |snap: &crate::policy::Snapshot| {
-            named.name_realms(snap.realms.keys().cloned())
-        });
+        let on_apply = Box::new(move |snap: &crate::policy::Snapshot| named.name_realms(snap.realms.keys().cloned()));
         let path = settings.policies_path();
-        let policy = Arc::new(
-            PolicyStore::open(path, metrics.clone(), on_apply).map_err(StartError::Policy)?,
-        );
+        let policy = Arc::new(PolicyStore::open(path, metrics.clone(), on_apply).map_err(StartError::Policy)?);
         jwks.name_realms(
             settings
                 .realms

@@ -33,11 +33,7 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             for e in &errors {
                 let _ = writeln!(err, "{e}");
             }
-            let _ = writeln!(
-                err,
-                "{} error(s); nothing is valid until all are fixed",
-                errors.len()
-            );
+            let _ = writeln!(err, "{} error(s); nothing is valid until all are fixed", errors.len());
             failed = true;
         }
     }

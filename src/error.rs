@@ -67,7 +67,7 @@ reasons! {
     JwksUnavailable => ("jwks_unavailable", 503, "temporarily_unavailable"),
     // --- policy (gateway) ---
     ProviderNotAllowed => ("provider_not_allowed", 403, "access_denied"),
-    AnonymousNotAllowed => ("anonymous_not_allowed", 401, "invalid_token"),
+    AnonymousNotAllowed => ("anonymous_not_allowed", 401, "invalid_request"),
     TokenKindNotAllowed => ("token_kind_not_allowed", 403, "access_denied"),
     MissingRole => ("missing_role", 403, "insufficient_scope"),
     RolesNotInToken => ("roles_not_in_token", 403, "insufficient_scope"),
@@ -147,7 +147,7 @@ pub struct Refusal {
     /// Facts the gateway knows (realm, roles, field, rule, ...), shown under `details`.
     pub details: Map<String, Value>,
     /// Keycloak's original answer, when the refusal is a rewrite.
-    pub upstream: Option<UpstreamAnswer>,
+    pub upstream: Option<Box<UpstreamAnswer>>,
     /// `scope="…"` for `insufficient_scope` challenges.
     pub scope: Option<String>,
     /// Seconds for `Retry-After` (429, 503).
@@ -222,10 +222,10 @@ mod tests {
     fn upstream_status_wins() {
         let mut r = Refusal::new(Reason::MissingRole, "x");
         assert_eq!(r.status(), StatusCode::FORBIDDEN);
-        r.upstream = Some(UpstreamAnswer {
+        r.upstream = Some(Box::new(UpstreamAnswer {
             status: 401,
             body: Value::Null,
-        });
+        }));
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     }
 }

@@ -71,14 +71,22 @@ fn read_token(arg: &str) -> Result<String, Usage> {
         return Ok(arg.trim().to_owned());
     }
     let mut s = String::new();
-    std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(|e| usage(format!("cannot read the token from stdin: {e}")))?;
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+        .map_err(|e| usage(format!("cannot read the token from stdin: {e}")))?;
     Ok(s.trim().trim_start_matches("Bearer ").to_owned())
 }
 
 /// Runs `explain`; `Ok(true)` when the request would be allowed.
 pub fn run(a: &ExplainArgs, out: &mut String) -> Result<bool, Usage> {
-    let op = Operation::parse(&a.operation).filter(|o| *o != Operation::Preflight).ok_or_else(|| usage("--operation must be create, read, update or delete"))?;
-    let over = Overrides { upstream: a.upstream.clone(), public_url: a.public_url.clone(), policies: a.policies.clone(), ..Overrides::default() };
+    let op = Operation::parse(&a.operation)
+        .filter(|o| *o != Operation::Preflight)
+        .ok_or_else(|| usage("--operation must be create, read, update or delete"))?;
+    let over = Overrides {
+        upstream: a.upstream.clone(),
+        public_url: a.public_url.clone(),
+        policies: a.policies.clone(),
+        ..Overrides::default()
+    };
     let settings = load(a.config.as_deref(), &over).map_err(|e| usage(e.to_string()))?;
     let token = read_token(&a.token)?;
     let body = match &a.body {
@@ -86,26 +94,57 @@ pub fn run(a: &ExplainArgs, out: &mut String) -> Result<bool, Usage> {
         None => None,
     };
     let snap = match &a.policies {
-        Some(p) => store::load(Some(p), 1).map_err(|errs| usage(errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")))?,
-        None => store::load(settings.policies_path().as_deref(), 1).map_err(|errs| usage(errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")))?,
+        Some(p) => store::load(Some(p), 1)
+            .map_err(|errs| usage(errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")))?,
+        None => store::load(settings.policies_path().as_deref(), 1)
+            .map_err(|errs| usage(errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")))?,
     };
-    let mut route = RegRoute { realm: a.realm.clone(), provider: a.provider.clone(), client_id: None, operation: op };
+    let mut route = RegRoute {
+        realm: a.realm.clone(),
+        provider: a.provider.clone(),
+        client_id: None,
+        operation: op,
+    };
     let issuer = settings.issuer_for(&a.realm);
     let leeway = i64::try_from(settings.jwt.leeway.as_secs()).unwrap_or(0);
     let now = crate::testkit::now();
     let metadata = match (&body, Dialect::of(&a.provider)) {
         (Some(b), Some(d)) => match parse_object(b).and_then(|m| normalise(d, &m)) {
             Ok(md) => Some((md, d)),
-            Err(r) => return Ok(verdict(out, &r, &HintCtx { realm: Some(&a.realm), operation: Some(op), provider: Some(&a.provider), public_url: &settings.public_url.as_string(), upstream: &settings.upstream.as_string(), ..HintCtx::default() })),
+            Err(r) => {
+                return Ok(verdict(
+                    out,
+                    &r,
+                    &HintCtx {
+                        realm: Some(&a.realm),
+                        operation: Some(op),
+                        provider: Some(&a.provider),
+                        public_url: &settings.public_url.as_string(),
+                        upstream: &settings.upstream.as_string(),
+                        ..HintCtx::default()
+                    },
+                ));
+            }
         },
         _ => None,
     };
     if op != Operation::Create {
-        route.client_id = a.client_id.clone().or_else(|| metadata.as_ref().and_then(|(m, _)| m.client_id.clone())).or(Some("client".into()));
+        route.client_id = a
+            .client_id
+            .clone()
+            .or_else(|| metadata.as_ref().and_then(|(m, _)| m.client_id.clone()))
+            .or(Some("client".into()));
     }
     let public = settings.public_url.as_string();
     let upstream = settings.upstream.as_string();
-    let mut ctx = HintCtx { realm: Some(&a.realm), operation: Some(op), provider: Some(&a.provider), public_url: &public, upstream: &upstream, ..HintCtx::default() };
+    let mut ctx = HintCtx {
+        realm: Some(&a.realm),
+        operation: Some(op),
+        provider: Some(&a.provider),
+        public_url: &public,
+        upstream: &upstream,
+        ..HintCtx::default()
+    };
     let triaged = match triage(Presented::Bearer(&token), &route, &issuer, leeway, now) {
         Ok(t) => t,
         Err(r) => {
@@ -125,22 +164,41 @@ pub fn run(a: &ExplainArgs, out: &mut String) -> Result<bool, Usage> {
     describe_token(out, kind, &d, &issuer, now);
     if kind == TokenKind::Bearer {
         let checked = check_alg(&d.header.alg, &settings.jwt.algorithms)
-            .and_then(|alg| check_claims(&d.claims, &a.realm, &issuer, &settings.realm(&a.realm), leeway, now).map(|()| alg))
+            .and_then(|alg| {
+                check_claims(&d.claims, &a.realm, &issuer, &settings.realm(&a.realm), leeway, now).map(|()| alg)
+            })
             .and_then(|alg| signature(out, a, &settings, &token, &d, alg));
         if let Err(r) = checked {
             return Ok(verdict(out, &r, &ctx));
         }
     } else {
-        let _ = writeln!(out, "signature:  not checkable outside Keycloak (HMAC key never published); shape, issuer and expiry checked");
+        let _ = writeln!(
+            out,
+            "signature:  not checkable outside Keycloak (HMAC key never published); shape, issuer and expiry checked"
+        );
     }
-    let identity = Identity { kind, claims: claims.clone(), alg: d.header.alg.clone(), kid: d.header.kid.clone(), cached: false };
-    let input = Input { route: &route, identity: &identity, metadata: metadata.as_ref().map(|(m, d)| (m, *d)), peer: [127, 0, 0, 1].into() };
+    let identity = Identity {
+        kind,
+        claims: claims.clone(),
+        alg: d.header.alg.clone(),
+        kid: d.header.kid.clone(),
+        cached: false,
+    };
+    let input = Input {
+        route: &route,
+        identity: &identity,
+        metadata: metadata.as_ref().map(|(m, d)| (m, *d)),
+        peer: [127, 0, 0, 1].into(),
+    };
     let decision = decide(&snap, &input, true, &Quotas::default());
     rules(out, &snap, &route, kind, metadata.is_some(), &decision.shadowed);
     match decision.shadowed.first() {
         Some(r) => Ok(verdict(out, r, &ctx)),
         None => {
-            let _ = writeln!(out, "\nverdict:    ALLOWED by the gateway; Keycloak still checks the token and its own registration policies");
+            let _ = writeln!(
+                out,
+                "\nverdict:    ALLOWED by the gateway; Keycloak still checks the token and its own registration policies"
+            );
             Ok(true)
         }
     }
@@ -148,7 +206,13 @@ pub fn run(a: &ExplainArgs, out: &mut String) -> Result<bool, Usage> {
 
 fn describe_token(out: &mut String, kind: TokenKind, d: &Decoded, issuer: &str, now: i64) {
     let c: &Claims = &d.claims;
-    let _ = writeln!(out, "token:      {} (alg {}, kid {})", kind.phrase(), d.header.alg, d.header.kid.as_deref().unwrap_or("-"));
+    let _ = writeln!(
+        out,
+        "token:      {} (alg {}, kid {})",
+        kind.phrase(),
+        d.header.alg,
+        d.header.kid.as_deref().unwrap_or("-")
+    );
     let iss = c.iss.as_deref().unwrap_or("-");
     let mark = if iss == issuer { "matches" } else { "DIFFERS from" };
     let _ = writeln!(out, "issuer:     {iss} ({mark} the expected {issuer})");
@@ -157,23 +221,54 @@ fn describe_token(out: &mut String, kind: TokenKind, d: &Decoded, issuer: &str, 
             let _ = writeln!(out, "expires:    never (exp 0)");
         }
         Some(exp) => {
-            let _ = writeln!(out, "expires:    {} ({})", rfc3339(exp), if exp >= now { format!("in {}s", exp - now) } else { format!("{}s ago", now - exp) });
+            let _ = writeln!(
+                out,
+                "expires:    {} ({})",
+                rfc3339(exp),
+                if exp >= now {
+                    format!("in {}s", exp - now)
+                } else {
+                    format!("{}s ago", now - exp)
+                }
+            );
         }
         None => {
             let _ = writeln!(out, "expires:    (no exp claim)");
         }
     }
     if let Some(azp) = c.client() {
-        let _ = writeln!(out, "client:     {azp}{}", c.preferred_username.as_deref().map(|u| format!(" (user {u})")).unwrap_or_default());
+        let _ = writeln!(
+            out,
+            "client:     {azp}{}",
+            c.preferred_username
+                .as_deref()
+                .map(|u| format!(" (user {u})"))
+                .unwrap_or_default()
+        );
     }
     if kind == TokenKind::Bearer {
         let roles = c.role_names();
-        let _ = writeln!(out, "roles:      {}", if c.resource_access.is_none() { "(no resource_access claim)".to_owned() } else { roles.join(", ") });
+        let _ = writeln!(
+            out,
+            "roles:      {}",
+            if c.resource_access.is_none() {
+                "(no resource_access claim)".to_owned()
+            } else {
+                roles.join(", ")
+            }
+        );
         let _ = writeln!(out, "scope:      {}", c.scope.as_deref().unwrap_or("-"));
     }
 }
 
-fn signature(out: &mut String, a: &ExplainArgs, settings: &crate::config::Settings, token: &str, d: &Decoded, alg: jsonwebtoken::Algorithm) -> Result<(), Refusal> {
+fn signature(
+    out: &mut String,
+    a: &ExplainArgs,
+    settings: &crate::config::Settings,
+    token: &str,
+    d: &Decoded,
+    alg: jsonwebtoken::Algorithm,
+) -> Result<(), Refusal> {
     let kid = d.header.kid.clone().unwrap_or_default();
     let (body, source) = if let Some(p) = &a.jwks {
         (std::fs::read(p).map_err(|e| e.to_string()), p.display().to_string())
@@ -192,7 +287,12 @@ fn signature(out: &mut String, a: &ExplainArgs, settings: &crate::config::Settin
         }
     };
     let Some(key) = keys.get(&kid) else {
-        return Err(Refusal::new(crate::error::Reason::KidUnknown, format!("Key {kid} is not in realm {}'s JWKS ({source}).", a.realm)).detail("kid", kid).detail("jwks_uri", source));
+        return Err(Refusal::new(
+            crate::error::Reason::KidUnknown,
+            format!("Key {kid} is not in realm {}'s JWKS ({source}).", a.realm),
+        )
+        .detail("kid", kid)
+        .detail("jwks_uri", source));
     };
     check_signature(token, d, key, alg)?;
     let _ = writeln!(out, "signature:  valid (key {kid} from {source})");
@@ -200,28 +300,61 @@ fn signature(out: &mut String, a: &ExplainArgs, settings: &crate::config::Settin
 }
 
 fn fetch(settings: &crate::config::Settings, uri: &str) -> Result<Vec<u8>, String> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
     rt.block_on(async {
         let client = crate::net::client(settings);
-        crate::net::get_bytes(&client, uri, settings.jwks.fetch_timeout, 1 << 20).await.map(|b| b.to_vec())
+        crate::net::get_bytes(&client, uri, settings.jwks.fetch_timeout, 1 << 20)
+            .await
+            .map(|b| b.to_vec())
     })
 }
 
 fn rules(out: &mut String, snap: &Snapshot, route: &RegRoute, kind: TokenKind, body: bool, failed: &[Refusal]) {
     let p = snap.for_realm(&route.realm);
-    let section = if p.name == "default" { "[default] and built-in".to_owned() } else { format!("[realms.{}]", p.name) };
-    let _ = writeln!(out, "\nrules for {} in realm {} (policy {section}):", route.operation.as_str(), route.realm);
+    let section = if p.name == "default" {
+        "[default] and built-in".to_owned()
+    } else {
+        format!("[realms.{}]", p.name)
+    };
+    let _ = writeln!(
+        out,
+        "\nrules for {} in realm {} (policy {section}):",
+        route.operation.as_str(),
+        route.realm
+    );
     let mut ids = vec![p.providers.origin.clone()];
     if let Some(op) = p.op(route.operation) {
         ids.push(op.kinds.origin.clone());
         if kind == TokenKind::Bearer {
-            ids.extend([&op.roles_any.origin, &op.roles_all.origin, &op.scopes.origin, &op.azp.origin].into_iter().cloned());
+            ids.extend(
+                [
+                    &op.roles_any.origin,
+                    &op.roles_all.origin,
+                    &op.scopes.origin,
+                    &op.azp.origin,
+                ]
+                .into_iter()
+                .cloned(),
+            );
         }
     }
     if body {
         let m = &p.metadata;
         ids.push(m.redirect.origin.clone());
-        for r in [&m.grant_types, &m.response_types, &m.auth_methods, &m.scopes, &m.client_types, &m.forbidden_fields].into_iter().flatten() {
+        for r in [
+            &m.grant_types,
+            &m.response_types,
+            &m.auth_methods,
+            &m.scopes,
+            &m.client_types,
+            &m.forbidden_fields,
+        ]
+        .into_iter()
+        .flatten()
+        {
             ids.push(r.origin.clone());
         }
         for r in [&m.client_id_pattern, &m.client_name_pattern].into_iter().flatten() {
@@ -229,7 +362,10 @@ fn rules(out: &mut String, snap: &Snapshot, route: &RegRoute, kind: TokenKind, b
         }
     }
     for id in ids {
-        match failed.iter().find(|r| r.details.get("rule").and_then(|v| v.as_str()) == Some(id.as_str())) {
+        match failed
+            .iter()
+            .find(|r| r.details.get("rule").and_then(|v| v.as_str()) == Some(id.as_str()))
+        {
             Some(r) => {
                 let _ = writeln!(out, "  FAIL  {id:<44} {}", r.description);
             }
@@ -238,13 +374,24 @@ fn rules(out: &mut String, snap: &Snapshot, route: &RegRoute, kind: TokenKind, b
             }
         }
     }
-    for r in failed.iter().filter(|r| r.details.get("rule").and_then(|v| v.as_str()).is_some_and(|id| id.starts_with("built-in.update"))) {
+    for r in failed.iter().filter(|r| {
+        r.details
+            .get("rule")
+            .and_then(|v| v.as_str())
+            .is_some_and(|id| id.starts_with("built-in.update"))
+    }) {
         let _ = writeln!(out, "  FAIL  {:<44} {}", "built-in.update.client_id", r.description);
     }
 }
 
 fn verdict(out: &mut String, r: &Refusal, ctx: &HintCtx<'_>) -> bool {
-    let _ = writeln!(out, "\nverdict:    REFUSED ({} {}, reason {})", r.status().as_u16(), r.reason.oauth_error(), r.reason.code());
+    let _ = writeln!(
+        out,
+        "\nverdict:    REFUSED ({} {}, reason {})",
+        r.status().as_u16(),
+        r.reason.oauth_error(),
+        r.reason.code()
+    );
     let _ = writeln!(out, "why:        {}", r.description);
     let _ = writeln!(out, "fix:        {}", hint(r, ctx));
     false

@@ -37,11 +37,7 @@ fn ds(r: &Refusal, key: &str) -> String {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Array(a)) => a
             .iter()
-            .map(|v| {
-                v.as_str()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| v.to_string())
-            })
+            .map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()))
             .collect::<Vec<_>>()
             .join(", "),
         Some(v) => v.to_string(),
@@ -73,6 +69,19 @@ fn role_for(op: Option<Operation>) -> &'static str {
 
 /// The hint for a refusal.
 pub fn hint(r: &Refusal, c: &HintCtx<'_>) -> String {
+    // Refusals at the token stage come before the caller is known: use what they recorded.
+    let kind = c.kind.or_else(|| {
+        r.details
+            .get("token_kind")
+            .and_then(Value::as_str)
+            .and_then(TokenKind::parse)
+    });
+    let azp_detail = r.details.get("azp").and_then(Value::as_str).filter(|s| !s.is_empty());
+    let c = &HintCtx {
+        kind,
+        azp: c.azp.or(azp_detail),
+        ..*c
+    };
     let realm = c.realm.unwrap_or("<realm>");
     let public = c.public_url;
     let azp = c.azp.unwrap_or("<client>");
@@ -94,7 +103,7 @@ pub fn hint(r: &Refusal, c: &HintCtx<'_>) -> String {
         Reason::TokenTypeUnsupported => format!("Use an access token from {public}/realms/{realm}/protocol/openid-connect/token (typ Bearer), an initial access token, or a registration access token. ID tokens and refresh tokens are not accepted."),
         Reason::TokenKindMismatch if c.kind == Some(TokenKind::InitialAccess) => "Use the registration access token from the create response (`registration_access_token` on openid-connect, `registrationAccessToken` on default) to read, update or delete that client, or a bearer token with manage-clients (view-clients to read).".into(),
         Reason::TokenKindMismatch => format!("Create clients with an initial access token or a service-account token that has {m}/create-client. {}", new_iat(realm, public)),
-        Reason::HmacAlgorithmExpected => format!("Send the token exactly as Keycloak issued it; if in doubt, {}", new_iat(realm, public).to_lowercase()),
+        Reason::HmacAlgorithmExpected => format!("Send the token exactly as Keycloak issued it. If in doubt: {}", new_iat(realm, public)),
         Reason::IssuerMismatch => format!(
             "The token was issued as `{}` but realm {realm} at this gateway expects `{}`. Keycloak writes the host it was reached through into each token: request tokens (and initial access tokens) through {public}, the URL clients use, or pin Keycloak's hostname with KC_HOSTNAME={public} so every token carries the same issuer. If the gateway's own public URL is wrong, start it with --public-url <URL> (or set [realms.{realm}] issuer in its config).",
             ds(r, "token_issuer"),
@@ -171,9 +180,7 @@ fn missing_role(r: &Refusal, c: &HintCtx<'_>, realm: &str, m: &str) -> String {
         format!("User '{}'", c.username.unwrap_or("<user>"))
     };
     let path = if service {
-        format!(
-            "Clients → {azp} → Service account roles → Assign role → filter by clients → {client} → {role}"
-        )
+        format!("Clients → {azp} → Service account roles → Assign role → filter by clients → {client} → {role}")
     } else {
         format!(
             "Users → {} → Role mapping → Assign role → filter by clients → {client} → {role}",
@@ -194,11 +201,7 @@ fn redirect_hint(r: &Refusal, rule: &str) -> String {
     let mut allowed = Vec::new();
     for key in ["allowed_schemes", "allowed_hosts"] {
         if d(r, key).is_some() {
-            allowed.push(format!(
-                "{}: {}",
-                key.trim_start_matches("allowed_"),
-                ds(r, key)
-            ));
+            allowed.push(format!("{}: {}", key.trim_start_matches("allowed_"), ds(r, key)));
         }
     }
     let allowed = if allowed.is_empty() {
@@ -301,7 +304,11 @@ mod tests {
             assert_eq!(challenge.is_some(), wants, "{}", reason.code());
             if let Some(c) = challenge {
                 let c = c.to_str().unwrap_or_default();
-                assert!(c.starts_with(&format!("Bearer error=\"{}\"", reason.oauth_error())), "{c}");
+                let expected = match reason {
+                    Reason::AnonymousNotAllowed => "Bearer realm=\"demo\"".to_owned(),
+                    _ => format!("Bearer error=\"{}\"", reason.oauth_error()),
+                };
+                assert!(c.starts_with(&expected), "{c}");
             }
             let body = body_json(&r, &ctx, "rid");
             assert_eq!(body["reason"], reason.code());
@@ -312,16 +319,37 @@ mod tests {
 
     #[test]
     fn missing_role_hint_is_the_forum_answer() {
-        let ctx = HintCtx { realm: Some("demo"), operation: Some(Operation::Create), azp: Some("registrar"), username: Some("service-account-registrar"), public_url: "http://gw", ..HintCtx::default() };
-        let r = Refusal::new(Reason::MissingRole, "x").detail("roles_needed_any", vec!["realm-management/create-client", "realm-management/manage-clients"]);
+        let ctx = HintCtx {
+            realm: Some("demo"),
+            operation: Some(Operation::Create),
+            azp: Some("registrar"),
+            username: Some("service-account-registrar"),
+            public_url: "http://gw",
+            ..HintCtx::default()
+        };
+        let r = Refusal::new(Reason::MissingRole, "x").detail(
+            "roles_needed_any",
+            vec!["realm-management/create-client", "realm-management/manage-clients"],
+        );
         let h = hint(&r, &ctx);
-        assert!(h.starts_with("The service account of client 'registrar' has no create-client role of client realm-management."), "{h}");
+        assert!(
+            h.starts_with(
+                "The service account of client 'registrar' has no create-client role of client realm-management."
+            ),
+            "{h}"
+        );
         assert!(h.contains("Clients → registrar → Service account roles → Assign role → filter by clients → realm-management → create-client"));
         assert!(h.contains("request a new token: roles are fixed when a token is issued"));
-        let master = HintCtx { realm: Some("master"), ..ctx };
+        let master = HintCtx {
+            realm: Some("master"),
+            ..ctx
+        };
         let r = Refusal::new(Reason::MissingRole, "x");
         assert!(hint(&r, &master).contains("master-realm"), "{}", hint(&r, &master));
         let no_ra = hint(&Refusal::new(Reason::RolesNotInToken, "x"), &ctx);
-        assert!(no_ra.contains("Full scope allowed") && no_ra.contains("`roles` client scope"), "{no_ra}");
+        assert!(
+            no_ra.contains("Full scope allowed") && no_ra.contains("`roles` client scope"),
+            "{no_ra}"
+        );
     }
 }

@@ -76,20 +76,10 @@ pub async fn start(settings: Settings) -> Result<Gateway, StartError> {
     })?;
     policy::watch::spawn(app.policy.clone(), app.settings.timeouts.policy_poll);
     let (stop, rx) = watch::channel(false);
-    let tls = app
-        .settings
-        .tls
-        .as_ref()
-        .map(|t| TlsAcceptor::from(t.0.clone()));
+    let tls = app.settings.tls.as_ref().map(|t| TlsAcceptor::from(t.0.clone()));
     let grace = app.settings.timeouts.shutdown_grace;
     let tasks = vec![
-        tokio::spawn(server::serve(
-            app.clone(),
-            listener,
-            tls,
-            stopped(rx.clone()),
-            grace,
-        )),
+        tokio::spawn(server::serve(app.clone(), listener, tls, stopped(rx.clone()), grace)),
         tokio::spawn(server::admin::serve(app.clone(), admin, stopped(rx))),
     ];
     tracing::info!(listen = %addr, admin = %admin_addr, upstream = %app.settings.upstream, public_url = %app.settings.public_url, mode = ?app.settings.mode, "dcr-gateway serving");

@@ -4,8 +4,8 @@
 //! configuration or policy knows (others are counted as `other`).
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Every metric the gateway exports.
@@ -44,23 +44,13 @@ pub struct Metrics {
     pub ready: IntGauge,
 }
 
-fn counter(
-    reg: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> prometheus::Result<IntCounterVec> {
+fn counter(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
     let c = IntCounterVec::new(Opts::new(name, help), labels)?;
     reg.register(Box::new(c.clone()))?;
     Ok(c)
 }
 
-fn gauge_vec(
-    reg: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> prometheus::Result<IntGaugeVec> {
+fn gauge_vec(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntGaugeVec> {
     let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
     reg.register(Box::new(g.clone()))?;
     Ok(g)
@@ -78,8 +68,7 @@ impl Metrics {
                 "Request latency, first byte in to response head out.",
             )
             .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                10.0,
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ]),
             &["route", "operation"],
         )?;
@@ -87,10 +76,7 @@ impl Metrics {
         let in_flight = IntGauge::new("in_flight_requests", "Requests being served now.")?;
         reg.register(Box::new(in_flight.clone()))?;
         let jwks_age = GaugeVec::new(
-            Opts::new(
-                "jwks_age_seconds",
-                "Seconds since the realm's key set was fetched.",
-            ),
+            Opts::new("jwks_age_seconds", "Seconds since the realm's key set was fetched."),
             &["realm"],
         )?;
         reg.register(Box::new(jwks_age.clone()))?;
@@ -115,12 +101,7 @@ impl Metrics {
             )?,
             latency,
             in_flight,
-            upstream_errors: counter(
-                &reg,
-                "upstream_errors_total",
-                "Upstream failures by kind.",
-                &["kind"],
-            )?,
+            upstream_errors: counter(&reg, "upstream_errors_total", "Upstream failures by kind.", &["kind"])?,
             jwks_fetches: counter(
                 &reg,
                 "jwks_fetches_total",
@@ -150,7 +131,7 @@ impl Metrics {
             reloads: counter(
                 &reg,
                 "policy_reloads_total",
-                "Policy loads by result (success, error, unchanged).",
+                "Policy loads by result (success, error).",
                 &["result"],
             )?,
             reload_last_success,
@@ -195,11 +176,14 @@ mod tests {
     #[test]
     fn renders_owned_registry() {
         let m = Metrics::new().unwrap();
-        m.requests
-            .with_label_values(&["registration", "create", "2xx"])
-            .inc();
+        m.requests.with_label_values(&["registration", "create", "2xx"]).inc();
         let text = m.render();
-        assert!(text.contains("dcr_gateway_requests_total{operation=\"create\",route=\"registration\",status_class=\"2xx\"} 1"), "{text}");
+        assert!(
+            text.contains(
+                "dcr_gateway_requests_total{operation=\"create\",route=\"registration\",status_class=\"2xx\"} 1"
+            ),
+            "{text}"
+        );
         // A second registry is independent (no globals).
         let other = Metrics::new().unwrap();
         assert!(!other.render().contains("status_class=\"2xx\""));

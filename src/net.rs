@@ -23,9 +23,7 @@ pub type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
 
 /// A body holding `bytes`.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed()
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
 }
 
 /// An empty body.
@@ -83,28 +81,18 @@ where
 }
 
 /// GETs `uri` and returns the body when the status is 200, within `timeout` and `limit`.
-pub async fn get_bytes(
-    client: &HttpClient,
-    uri: &str,
-    timeout: Duration,
-    limit: usize,
-) -> Result<Bytes, String> {
+pub async fn get_bytes(client: &HttpClient, uri: &str, timeout: Duration, limit: usize) -> Result<Bytes, String> {
     let req = http::Request::get(uri)
         .header(http::header::ACCEPT, "application/json")
         .body(empty())
         .map_err(|e| format!("bad URL {uri}: {e}"))?;
     let fetch = async {
-        let resp = client
-            .request(req)
-            .await
-            .map_err(|e| describe_client_error(&e))?;
+        let resp = client.request(req).await.map_err(|e| describe_client_error(&e))?;
         let status = resp.status();
-        let body = read_limited(resp.into_body(), limit)
-            .await
-            .map_err(|e| match e {
-                ReadError::TooLarge => format!("the answer is larger than {limit} bytes"),
-                ReadError::Failed(m) => m,
-            })?;
+        let body = read_limited(resp.into_body(), limit).await.map_err(|e| match e {
+            ReadError::TooLarge => format!("the answer is larger than {limit} bytes"),
+            ReadError::Failed(m) => m,
+        })?;
         if status != http::StatusCode::OK {
             let snippet = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
             return Err(format!("HTTP {status}: {snippet}"));

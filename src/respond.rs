@@ -6,7 +6,7 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 use serde_json::{Map, Value, json};
 
-use crate::error::Refusal;
+use crate::error::{Reason, Refusal};
 use crate::hints::{HintCtx, hint};
 use crate::net::{Body, full};
 
@@ -66,7 +66,13 @@ pub fn refusal(r: &Refusal, ctx: &HintCtx<'_>, request_id: &str) -> Response<Bod
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+    if r.reason == Reason::AnonymousNotAllowed {
+        // No credential was sent: RFC 6750 §3.1 asks for a bare challenge, without an error code.
+        let realm = header_safe(ctx.realm.unwrap_or("keycloak"));
+        if let Ok(v) = HeaderValue::from_str(&format!("Bearer realm=\"{realm}\"")) {
+            h.insert(WWW_AUTHENTICATE, v);
+        }
+    } else if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
         let mut challenge = format!(
             "Bearer error=\"{}\", error_description=\"{}\"",
             r.reason.oauth_error(),
@@ -88,7 +94,7 @@ pub fn refusal(r: &Refusal, ctx: &HintCtx<'_>, request_id: &str) -> Response<Bod
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::{Reason, UpstreamAnswer};
+    use crate::error::UpstreamAnswer;
 
     fn ctx() -> HintCtx<'static> {
         HintCtx {
@@ -105,21 +111,11 @@ mod tests {
         let resp = refusal(&r, &ctx(), "rid-1");
         assert_eq!(resp.status(), 403);
         let www = resp.headers()[WWW_AUTHENTICATE].to_str().unwrap();
-        assert!(
-            www.starts_with("Bearer error=\"insufficient_scope\""),
-            "{www}"
-        );
+        assert!(www.starts_with("Bearer error=\"insufficient_scope\""), "{www}");
         assert!(www.contains("scope=\"realm-management/create-client\""));
         assert!(!www.contains("\\\""));
         let v = body_json(&r, &ctx(), "rid-1");
-        for key in [
-            "error",
-            "error_description",
-            "hint",
-            "reason",
-            "details",
-            "request_id",
-        ] {
+        for key in ["error", "error_description", "hint", "reason", "details", "request_id"] {
             assert!(v.get(key).is_some(), "{key}");
         }
         assert_eq!(v["details"]["realm"], "demo");
@@ -129,10 +125,10 @@ mod tests {
     #[test]
     fn upstream_kept() {
         let mut r = Refusal::new(Reason::InitialTokenExhausted, "x");
-        r.upstream = Some(UpstreamAnswer {
+        r.upstream = Some(Box::new(UpstreamAnswer {
             status: 401,
             body: json!({"error": "invalid_token"}),
-        });
+        }));
         let v = body_json(&r, &ctx(), "r");
         assert_eq!(v["upstream"]["status"], 401);
         let resp = refusal(&r.clone().retry_after(3), &ctx(), "r");

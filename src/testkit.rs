@@ -33,9 +33,7 @@ fn b64(bytes: &[u8]) -> String {
 
 /// The current Unix time in seconds.
 pub fn now() -> i64 {
-    jsonwebtoken::get_current_timestamp()
-        .try_into()
-        .unwrap_or(i64::MAX)
+    jsonwebtoken::get_current_timestamp().try_into().unwrap_or(i64::MAX)
 }
 
 // === impl TestKey ===
@@ -43,8 +41,7 @@ pub fn now() -> i64 {
 impl TestKey {
     /// A fresh RSA-2048 key signing with `RS256` or `PS256`.
     pub fn rsa(kid: &str, alg: &'static str) -> Result<Self, String> {
-        let pair =
-            RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).map_err(|e| e.to_string())?;
+        let pair = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).map_err(|e| e.to_string())?;
         let pk = pair.public_key();
         let jwk = json!({
             "kid": kid, "kty": "RSA", "alg": alg, "use": "sig",
@@ -65,8 +62,7 @@ impl TestKey {
 
     /// A fresh P-256 key signing with `ES256`.
     pub fn ec(kid: &str) -> Result<Self, String> {
-        let pair = EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING)
-            .map_err(|e| e.to_string())?;
+        let pair = EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING).map_err(|e| e.to_string())?;
         let point = pair.public_key().as_ref().to_vec();
         if point.len() != 65 {
             return Err("unexpected EC point".into());
@@ -102,10 +98,7 @@ impl TestKey {
 
     /// Signs `claims` under a standard header (`alg`, `kid`, `typ: JWT`).
     pub fn token(&self, claims: &Value) -> String {
-        self.sign(
-            &json!({"alg": self.alg, "typ": "JWT", "kid": self.kid}),
-            claims,
-        )
+        self.sign(&json!({"alg": self.alg, "typ": "JWT", "kid": self.kid}), claims)
     }
 
     /// Signs `claims` under an arbitrary header.

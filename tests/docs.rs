@@ -105,9 +105,7 @@ fn section<'a>(secs: &'a [(String, Vec<String>)], prefix: &str) -> &'a [String] 
 /// Whether a `###` heading of the section names `key` in backticks.
 fn has_key_heading(lines: &[String], key: &str) -> bool {
     let needle = format!("`{key}`");
-    lines
-        .iter()
-        .any(|l| l.starts_with("### ") && l.contains(&needle))
+    lines.iter().any(|l| l.starts_with("### ") && l.contains(&needle))
 }
 
 /// The field names of the structs in a Rust source file: `pub name:` and `pub(crate) name:`
@@ -136,9 +134,7 @@ fn struct_fields(src: &str) -> BTreeMap<String, Vec<String>> {
             current = None;
             continue;
         }
-        let rest = t
-            .strip_prefix("pub(crate) ")
-            .or_else(|| t.strip_prefix("pub "));
+        let rest = t.strip_prefix("pub(crate) ").or_else(|| t.strip_prefix("pub "));
         if let (Some(rest), Some(name)) = (rest, &current)
             && let Some((field, _)) = rest.split_once(':')
             && field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -150,9 +146,7 @@ fn struct_fields(src: &str) -> BTreeMap<String, Vec<String>> {
 }
 
 fn fields_of<'a>(all: &'a BTreeMap<String, Vec<String>>, name: &str) -> &'a [String] {
-    let f = all
-        .get(name)
-        .unwrap_or_else(|| panic!("struct {name} not found"));
+    let f = all.get(name).unwrap_or_else(|| panic!("struct {name} not found"));
     assert!(!f.is_empty(), "struct {name} has no fields?");
     f
 }
@@ -168,10 +162,7 @@ fn error_groups() -> Vec<(String, Vec<String>)> {
     let mut groups: Vec<(String, Vec<String>)> = Vec::new();
     for line in src.lines() {
         let t = line.trim();
-        if let Some(title) = t
-            .strip_prefix("// --- ")
-            .and_then(|r| r.strip_suffix(" ---"))
-        {
+        if let Some(title) = t.strip_prefix("// --- ").and_then(|r| r.strip_suffix(" ---")) {
             groups.push((title.to_owned(), Vec::new()));
         } else if let Some((_, rest)) = t.split_once(" => (\"")
             && let Some((code, _)) = rest.split_once('"')
@@ -327,45 +318,21 @@ fn errors_md_sections_match_the_code() {
             .iter()
             .find(|l| !l.trim().is_empty())
             .unwrap_or_else(|| panic!("{code}: empty section"));
-        let expected = format!(
-            "Status {} · error `{}`",
-            reason.status().as_u16(),
-            reason.oauth_error()
-        );
-        assert_eq!(
-            first.trim(),
-            expected,
-            "{code}: the first line must be the status line"
-        );
+        let expected = format!("Status {} · error `{}`", reason.status().as_u16(), reason.oauth_error());
+        assert_eq!(first.trim(), expected, "{code}: the first line must be the status line");
         for part in ["**Cause.**", "**Fix.**"] {
             assert!(
                 s.text.iter().any(|l| l.starts_with(part)),
                 "{code}: no paragraph starting with {part}"
             );
         }
-        let cause = s
-            .text
-            .iter()
-            .position(|l| l.starts_with("**Cause.**"))
-            .unwrap();
-        let fix = s
-            .text
-            .iter()
-            .position(|l| l.starts_with("**Fix.**"))
-            .unwrap();
+        let cause = s.text.iter().position(|l| l.starts_with("**Cause.**")).unwrap();
+        let fix = s.text.iter().position(|l| l.starts_with("**Fix.**")).unwrap();
         assert!(cause < fix, "{code}: Cause must come before Fix");
         let json: Vec<&Block> = s.blocks.iter().filter(|b| b.lang == "json").collect();
-        assert_eq!(
-            json.len(),
-            1,
-            "{code}: expected exactly one ```json example"
-        );
-        let v: Value = serde_json::from_str(&json[0].text).unwrap_or_else(|e| {
-            panic!(
-                "{code}: the example (line {}) is not JSON: {e}",
-                json[0].line
-            )
-        });
+        assert_eq!(json.len(), 1, "{code}: expected exactly one ```json example");
+        let v: Value = serde_json::from_str(&json[0].text)
+            .unwrap_or_else(|e| panic!("{code}: the example (line {}) is not JSON: {e}", json[0].line));
         let obj = v
             .as_object()
             .unwrap_or_else(|| panic!("{code}: example is not an object"));
@@ -497,10 +464,7 @@ fn policy_md_examples_compile() {
             _ => {}
         }
     }
-    assert!(
-        valid >= 5 && invalid >= 1,
-        "docs/policy.md should show policy examples"
-    );
+    assert!(valid >= 5 && invalid >= 1, "docs/policy.md should show policy examples");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -541,9 +505,7 @@ fn config_md_documents_every_key() {
 /// The `ServeArgs` fields of src/cli.rs as flags, with their environment variables.
 fn serve_flags() -> Vec<(String, Option<String>)> {
     let src = read("src/cli.rs");
-    let start = src
-        .find("pub struct ServeArgs {")
-        .expect("ServeArgs in src/cli.rs");
+    let start = src.find("pub struct ServeArgs {").expect("ServeArgs in src/cli.rs");
     let body = &src[start..];
     let body = &body[..body.find("\n}").expect("end of ServeArgs")];
     let mut out = Vec::new();
@@ -611,10 +573,7 @@ fn config_md_examples_are_valid() {
             t == "[tls]" || t == "[upstream_tls]"
         });
         if !needs_files && let Err(e) = loads(&b.text, "example.toml") {
-            panic!(
-                "docs/config.md: the toml block at line {} does not load: {e}",
-                b.line
-            );
+            panic!("docs/config.md: the toml block at line {} does not load: {e}", b.line);
         }
     }
 }
@@ -643,8 +602,7 @@ fn config_md_full_example_loads_and_is_full() {
         .collect();
     let present = |k: &str| {
         keys.iter().any(|l| {
-            l.strip_prefix(k)
-                .is_some_and(|r| r.trim_start().starts_with('='))
+            l.strip_prefix(k).is_some_and(|r| r.trim_start().starts_with('='))
                 || *l == format!("[{k}]")
                 || l.starts_with(&format!("[{k}."))
         })

@@ -54,27 +54,16 @@ async fn rotation_picks_up_a_new_key_and_drops_a_removed_one() {
     *kc.doc.lock() = testkit::jwks(&[&b_key]);
     sleep(PAST_INTERVAL).await;
     let junk = rsa("key-c");
-    assert_refused(
-        &create(&gw, &sa_token(&junk, &iss)).await,
-        401,
-        "kid_unknown",
-    );
+    assert_refused(&create(&gw, &sa_token(&junk, &iss)).await, 401, "kid_unknown");
     assert_eq!(fetches(&kc), f0 + 3);
 
     // The token by A that was cached is refused now: the cache does not outlive its key.
     let v = assert_refused(&create(&gw, &by_a).await, 401, "kid_unknown");
     assert_eq!(v["details"]["known_kids"], json!(["key-b"]), "{v}");
-    assert_refused(
-        &create(&gw, &sa_token(&a_key, &iss)).await,
-        401,
-        "kid_unknown",
-    );
+    assert_refused(&create(&gw, &sa_token(&a_key, &iss)).await, 401, "kid_unknown");
     // B is unaffected, and served from the cache.
     assert_eq!(create(&gw, &by_b).await.status, 201);
-    assert_eq!(
-        metric(&gw, r#"dcr_gateway_jwks_keys{realm="demo"}"#).await,
-        Some(1.0)
-    );
+    assert_eq!(metric(&gw, r#"dcr_gateway_jwks_keys{realm="demo"}"#).await, Some(1.0));
     assert_eq!(
         upstream_calls(&kc).len(),
         5,
@@ -90,10 +79,7 @@ async fn a_background_refresh_purges_tokens_of_a_removed_key() {
     let b_key = rsa("key-b");
     let kc = jwks_server(testkit::jwks(&[&a_key, &b_key])).await;
     let iss = issuer(&kc);
-    let gw = ready_gateway(&kc, |s| {
-        s.jwks.refresh_interval = Duration::from_millis(300)
-    })
-    .await;
+    let gw = ready_gateway(&kc, |s| s.jwks.refresh_interval = Duration::from_millis(300)).await;
     let by_a = sa_token(&a_key, &iss);
     assert_eq!(create(&gw, &by_a).await.status, 201);
     // A is removed; no request forces anything, the refresher notices on its own.
@@ -128,11 +114,7 @@ async fn an_unknown_kid_flood_costs_at_most_two_fetches() {
         async move {
             let tasks: Vec<_> = tokens
                 .into_iter()
-                .map(|t| {
-                    tokio::spawn(async move {
-                        send(req("POST", addr, CREATE, Some(&t), Some(&body()))).await
-                    })
-                })
+                .map(|t| tokio::spawn(async move { send(req("POST", addr, CREATE, Some(&t), Some(&body()))).await }))
                 .collect();
             let mut out = Vec::new();
             for t in tasks {
@@ -156,11 +138,7 @@ async fn an_unknown_kid_flood_costs_at_most_two_fetches() {
     for a in flood(tokens[..50].to_vec()).await {
         assert_refused(&a, 401, "kid_unknown");
     }
-    assert!(
-        fetches(&kc) - f1 <= 1,
-        "{} fetches for a replay",
-        fetches(&kc) - f1
-    );
+    assert!(fetches(&kc) - f1 <= 1, "{} fetches for a replay", fetches(&kc) - f1);
     assert!(upstream_calls(&kc).is_empty(), "{:?}", upstream_calls(&kc));
     assert_eq!(
         metric(
@@ -207,26 +185,16 @@ async fn jwks_down_at_start_is_not_ready_then_recovers_without_restart() {
             .ends_with("/realms/demo/protocol/openid-connect/certs"),
         "{v}"
     );
-    assert!(
-        v["details"]["last_error"].as_str().unwrap().contains("503"),
-        "{v}"
-    );
+    assert!(v["details"]["last_error"].as_str().unwrap().contains("503"), "{v}");
 
     // Retried in the background with backoff: more than once in ~2 s, but not in a tight loop.
     sleep(Duration::from_millis(2200).saturating_sub(started.elapsed())).await;
     let n = fetches(&kc);
+    assert!((2..=5).contains(&n), "{n} fetches in {:?}", started.elapsed());
     assert!(
-        (2..=5).contains(&n),
-        "{n} fetches in {:?}",
-        started.elapsed()
-    );
-    assert!(
-        metric(
-            &gw,
-            r#"dcr_gateway_jwks_fetches_total{realm="demo",result="error"}"#
-        )
-        .await
-        .unwrap()
+        metric(&gw, r#"dcr_gateway_jwks_fetches_total{realm="demo",result="error"}"#)
+            .await
+            .unwrap()
             >= 2.0
     );
     assert_eq!(admin(&gw, "/readyz").await.0, 503);
@@ -268,27 +236,16 @@ async fn jwks_down_later_serves_stale_keys_until_max_staleness() {
 
     // Past max_staleness (2 s after the last good fetch, at most 300 ms before `down`).
     sleep(Duration::from_millis(2300).saturating_sub(down.elapsed())).await;
-    let v = assert_refused(
-        &create(&gw, &sa_token(&key, &iss)).await,
-        503,
-        "jwks_unavailable",
-    );
+    let v = assert_refused(&create(&gw, &sa_token(&key, &iss)).await, 503, "jwks_unavailable");
     assert!(
-        v["error_description"]
-            .as_str()
-            .unwrap()
-            .contains("max_staleness"),
+        v["error_description"].as_str().unwrap().contains("max_staleness"),
         "{v}"
     );
     assert_refused(&create(&gw, &early).await, 503, "jwks_unavailable");
     let (status, text) = admin(&gw, "/readyz").await;
     assert_eq!(status, 503, "{text}");
     let n = fetches(&kc) - f0;
-    assert!(
-        (3..=12).contains(&n),
-        "{n} fetches while down for {:?}",
-        down.elapsed()
-    );
+    assert!((3..=12).contains(&n), "{n} fetches while down for {:?}", down.elapsed());
     assert_eq!(upstream_calls(&kc).len(), 3);
 
     // And back.
@@ -312,8 +269,7 @@ async fn jwks_and_verification_metrics_are_exported() {
 
     let (status, text) = admin(&gw, "/metrics").await;
     assert_eq!(status, 200);
-    let get =
-        |series: &str| sample(&text, series).unwrap_or_else(|| panic!("no {series} in\n{text}"));
+    let get = |series: &str| sample(&text, series).unwrap_or_else(|| panic!("no {series} in\n{text}"));
     assert!(get(r#"dcr_gateway_jwks_fetches_total{realm="demo",result="success"}"#) >= 1.0);
     assert_eq!(get(r#"dcr_gateway_jwks_keys{realm="demo"}"#), 2.0);
     let age = get(r#"dcr_gateway_jwks_age_seconds{realm="demo"}"#);

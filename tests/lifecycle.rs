@@ -55,10 +55,7 @@ fn assert_config_exit(o: &Output, needles: &[&str]) {
     for n in needles {
         assert!(err.contains(n), "stderr lacks `{n}`: {err}");
     }
-    assert!(
-        !err.contains("serving"),
-        "the gateway started serving: {err}"
-    );
+    assert!(!err.contains("serving"), "the gateway started serving: {err}");
 }
 
 #[test]
@@ -68,9 +65,7 @@ fn unknown_config_key_exits_2_naming_file_line_and_key() {
     let file = dir.path().join("gateway.toml");
     std::fs::write(
         &file,
-        format!(
-            "listen = \"{addr}\"\nadmin_listen = \"{addr}\"\nlisten_adress = \"127.0.0.1:1\"\n"
-        ),
+        format!("listen = \"{addr}\"\nadmin_listen = \"{addr}\"\nlisten_adress = \"127.0.0.1:1\"\n"),
     )
     .unwrap();
     let o = run(&["serve", "--config", file.to_str().unwrap()]);
@@ -225,24 +220,13 @@ async fn sigterm_drains_in_flight_refuses_new_and_exits_0() {
         if health.is_ok_and(|r| r.status() == 200) {
             break;
         }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the gateway exited: {}",
-            logs()
-        );
-        assert!(
-            Instant::now() < deadline,
-            "never became healthy: {}",
-            logs()
-        );
+        assert!(child.try_wait().unwrap().is_none(), "the gateway exited: {}", logs());
+        assert!(Instant::now() < deadline, "never became healthy: {}", logs());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let in_flight =
-        tokio::spawn(
-            async move { send(req("GET", addr, "/realms/demo/account", None, None)).await },
-        );
+    let in_flight = tokio::spawn(async move { send(req("GET", addr, "/realms/demo/account", None, None)).await });
     assert!(
         eventually(Duration::from_secs(3), || account_hits(&up) == 1).await,
         "the request never reached the upstream: {}",
@@ -250,10 +234,7 @@ async fn sigterm_drains_in_flight_refuses_new_and_exits_0() {
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let pid = child.id().unwrap();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
+    let killed = Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
     assert!(killed.success());
 
     // Shutdown has begun: new connections are refused while the old request is still served.

@@ -98,10 +98,7 @@ async fn redirect_uri_outside_policy_is_refused_in_both_dialects() {
         assert_eq!(v["reason"], "redirect_uri_not_allowed", "{v}");
         assert_eq!(v["details"]["field"], field, "{v}");
         assert_eq!(v["details"]["value"], "https://evil.com/cb", "{v}");
-        assert_eq!(
-            v["details"]["rule"], "realms.demo.metadata.redirect_uris",
-            "{v}"
-        );
+        assert_eq!(v["details"]["rule"], "realms.demo.metadata.redirect_uris", "{v}");
     }
     assert_eq!(kc.reg_hits(), 0, "a refused create reached Keycloak");
     gw.shutdown().await;
@@ -119,10 +116,7 @@ async fn forbidden_protocol_mappers_are_refused() {
     assert_eq!(v["reason"], "field_forbidden", "{v}");
     assert_eq!(v["error"], "invalid_client_metadata", "{v}");
     assert_eq!(v["details"]["field"], "protocolMappers", "{v}");
-    assert_eq!(
-        v["details"]["rule"], "realms.demo.metadata.forbidden_fields",
-        "{v}"
-    );
+    assert_eq!(v["details"]["rule"], "realms.demo.metadata.forbidden_fields", "{v}");
     assert_eq!(kc.reg_hits(), 0, "a refused create reached Keycloak");
     gw.shutdown().await;
 }
@@ -144,10 +138,7 @@ async fn blocked_providers_are_refused() {
     let v = a.json();
     assert_eq!(v["reason"], "provider_not_allowed", "{v}");
     assert_eq!(v["details"]["rule"], "realms.demo.providers", "{v}");
-    assert_eq!(
-        v["details"]["allowed_providers"],
-        json!(["default", "openid-connect"])
-    );
+    assert_eq!(v["details"]["allowed_providers"], json!(["default", "openid-connect"]));
     // A realm the policy does not name gets [default]: openid-connect only.
     let other = kc.bearer("other", "app-a", CREATE);
     let body = json!({"clientId": "x"});
@@ -176,10 +167,7 @@ async fn anonymous_create_is_refused() {
     assert_eq!(a.status, 401);
     let v = a.json();
     assert_eq!(v["reason"], "anonymous_not_allowed", "{v}");
-    assert_eq!(
-        v["details"]["rule"], "realms.demo.create.token_kinds",
-        "{v}"
-    );
+    assert_eq!(v["details"]["rule"], "realms.demo.create.token_kinds", "{v}");
     assert!(www_authenticate(&a).starts_with("Bearer "), "{a:?}");
     assert_eq!(kc.reg_hits(), 0, "a refused create reached Keycloak");
     gw.shutdown().await;
@@ -189,7 +177,8 @@ async fn anonymous_create_is_refused() {
 async fn allowed_create_reaches_upstream() {
     let (kc, gw) = demo().await;
     let token = kc.bearer("demo", "app-a", CREATE);
-    let body = json!({"client_name": "ok", "redirect_uris": ["https://app.example.com/cb", "http://127.0.0.1:5000/cb"]});
+    let body =
+        json!({"client_name": "ok", "redirect_uris": ["https://app.example.com/cb", "http://127.0.0.1:5000/cb"]});
     let a = send(req("POST", gw.addr, OIDC, Some(&token), Some(&body))).await;
     assert_eq!(a.status, 201, "{}", String::from_utf8_lossy(&a.body));
     let seen = kc.registrations();
@@ -218,8 +207,7 @@ async fn ambiguous_bodies_are_refused_and_never_forwarded() {
         ),
         (
             "invalid UTF-8",
-            b"{\"client_name\":\"caf\xe9\",\"redirect_uris\":[\"https://app.example.com/cb\"]}"
-                .to_vec(),
+            b"{\"client_name\":\"caf\xe9\",\"redirect_uris\":[\"https://app.example.com/cb\"]}".to_vec(),
             "body_not_json",
         ),
         ("nesting deeper than 32", deep.into_bytes(), "body_too_deep"),
@@ -262,15 +250,9 @@ async fn allowed_body_is_forwarded_byte_identical() {
     let seen = kc.registrations();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].body.as_ref(), body, "the forwarded body differs");
-    let kc_body: &[u8] = br#"{"clientId":"byte-test","redirectUris":["https://app.example.com/cb"],"publicClient":true}"#;
-    let a = send(raw_req(
-        "POST",
-        gw.addr,
-        KC_DEFAULT,
-        Some(&token),
-        kc_body.to_vec(),
-    ))
-    .await;
+    let kc_body: &[u8] =
+        br#"{"clientId":"byte-test","redirectUris":["https://app.example.com/cb"],"publicClient":true}"#;
+    let a = send(raw_req("POST", gw.addr, KC_DEFAULT, Some(&token), kc_body.to_vec())).await;
     assert_eq!(a.status, 201);
     let seen = kc.registrations();
     assert_eq!(seen.len(), 2);
@@ -327,12 +309,7 @@ async fn quota_keys_initial_access_tokens_by_jti() {
     let iat1 = kc.initial_access("demo", "iat-one");
     for i in 0..2 {
         let a = send(req("POST", gw.addr, KC_DEFAULT, Some(&iat1), Some(&body))).await;
-        assert_eq!(
-            a.status,
-            201,
-            "create {i}: {}",
-            String::from_utf8_lossy(&a.body)
-        );
+        assert_eq!(a.status, 201, "create {i}: {}", String::from_utf8_lossy(&a.body));
     }
     let a = send(req("POST", gw.addr, KC_DEFAULT, Some(&iat1), Some(&body))).await;
     assert_eq!(a.status, 429);
@@ -372,10 +349,7 @@ async fn global_shadow_forwards_and_counts_would_be_refusals() {
         ],
     );
     assert_eq!(shadowed, Some(1.0), "{m}");
-    assert_eq!(
-        metric(&m, "dcr_gateway_decisions_total", &[("decision", "deny")]),
-        None
-    );
+    assert_eq!(metric(&m, "dcr_gateway_decisions_total", &[("decision", "deny")]), None);
     gw.shutdown().await;
 }
 
@@ -445,11 +419,7 @@ async fn token_failures_are_never_shadowed() {
     let a = send(req("POST", gw.addr, OIDC, Some(&forged), Some(&body))).await;
     assert_eq!(a.status, 401);
     assert_eq!(a.json()["reason"], "signature_invalid");
-    assert_eq!(
-        kc.reg_hits(),
-        0,
-        "a forged token reached Keycloak in shadow mode"
-    );
+    assert_eq!(kc.reg_hits(), 0, "a forged token reached Keycloak in shadow mode");
     gw.shutdown().await;
 }
 
@@ -473,13 +443,7 @@ impl Served {
             }
         }
         let mut child = cmd
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-            ])
+            .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .args(["--upstream", upstream, "--log-format", "json", "--policies"])
             .arg(policies)
             .env("RUST_LOG", "info")
@@ -549,8 +513,7 @@ async fn one_audit_line_per_decision_without_the_token() {
     let served = Served::start(&kc.url(), &demo_policy()).await;
     let good = kc.bearer("demo", "app-a", CREATE);
     let weak = kc.bearer("demo", "app-b", &["view-clients"]);
-    let ok_body =
-        json!({"client_name": "audited", "redirect_uris": ["https://app.example.com/cb"]});
+    let ok_body = json!({"client_name": "audited", "redirect_uris": ["https://app.example.com/cb"]});
     let evil_body = json!({"redirect_uris": ["https://evil.com/cb"]});
     let mut ids = Vec::new();
     for (token, body) in [(&good, &ok_body), (&weak, &ok_body), (&good, &evil_body)] {
@@ -567,10 +530,7 @@ async fn one_audit_line_per_decision_without_the_token() {
         None,
     ))
     .await;
-    assert_eq!(
-        a.status, 201,
-        "the stand-in answers 201 to anything but keys"
-    );
+    assert_eq!(a.status, 201, "the stand-in answers 201 to anything but keys");
     let text = served.stop();
 
     let lines: Vec<Value> = text
@@ -578,11 +538,7 @@ async fn one_audit_line_per_decision_without_the_token() {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON log line: {l}")))
         .collect();
     let audit: Vec<&Value> = lines.iter().filter(|l| l["target"] == "audit").collect();
-    assert_eq!(
-        audit.len(),
-        3,
-        "one audit line per registration decision:\n{text}"
-    );
+    assert_eq!(audit.len(), 3, "one audit line per registration decision:\n{text}");
     let expect = [
         ((201, "allow"), ("", "ok", 201, "app-a")),
         (
@@ -599,9 +555,7 @@ async fn one_audit_line_per_decision_without_the_token() {
             ),
         ),
     ];
-    for ((status, id), ((want_status, decision), (rule, reason, upstream, azp))) in
-        ids.iter().zip(expect)
-    {
+    for ((status, id), ((want_status, decision), (rule, reason, upstream, azp))) in ids.iter().zip(expect) {
         assert_eq!(*status, want_status);
         let line = audit
             .iter()
@@ -620,14 +574,8 @@ async fn one_audit_line_per_decision_without_the_token() {
     }
     for token in [&good, &weak] {
         let signature = token.rsplit('.').next().unwrap();
-        assert!(
-            !text.contains(token.as_str()),
-            "a token was logged:\n{text}"
-        );
-        assert!(
-            !text.contains(signature),
-            "a token signature was logged:\n{text}"
-        );
+        assert!(!text.contains(token.as_str()), "a token was logged:\n{text}");
+        assert!(!text.contains(signature), "a token signature was logged:\n{text}");
     }
     assert!(
         !text.to_ascii_lowercase().contains("bearer ey"),
@@ -662,10 +610,7 @@ fn check_accepts_the_demo_policy_and_describes_each_realm() {
         stdout.contains("realms not named (default):\n  providers: openid-connect\n"),
         "{stdout}"
     );
-    assert!(
-        stdout.contains("forbidden_fields: protocol_mappers"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("forbidden_fields: protocol_mappers"), "{stdout}");
 }
 
 #[test]
@@ -686,15 +631,9 @@ fn check_reports_every_error_with_file_line_and_column() {
     let b = b.display();
     let lines: Vec<&str> = stderr.lines().collect();
     let has = |prefix: &str| lines.iter().any(|l| l.starts_with(prefix));
-    assert!(
-        has(&format!("{a}:3:13: providers: `bad provider!`")),
-        "{stderr}"
-    );
+    assert!(has(&format!("{a}:3:13: providers: `bad provider!`")), "{stderr}");
     assert!(has(&format!("{a}:5:15: read.token_kinds: ")), "{stderr}");
-    assert!(
-        has(&format!("{b}:2:1: ")) && stderr.contains("token_kindz"),
-        "{stderr}"
-    );
+    assert!(has(&format!("{b}:2:1: ")) && stderr.contains("token_kindz"), "{stderr}");
     assert!(stderr.contains("3 error(s)"), "{stderr}");
     assert!(out.stdout.is_empty(), "{out:?}");
 }

@@ -41,10 +41,7 @@ async fn other_paths_are_forwarded_untouched() {
     ))
     .await;
     assert_eq!(a.status, 200);
-    assert_eq!(
-        a.json()["path"],
-        "/realms/demo/.well-known/openid-configuration?x=1"
-    );
+    assert_eq!(a.json()["path"], "/realms/demo/.well-known/openid-configuration?x=1");
     assert_eq!(up.hits(), 1);
     gw.shutdown().await;
 }
@@ -74,9 +71,7 @@ async fn large_bodies_stream_whole_both_ways() {
         resp.headers().get("content-length").is_none(),
         "the streamed answer should not have been buffered into a sized one"
     );
-    let echoed = header(resp.headers(), "x-request-body-sha256")
-        .unwrap()
-        .to_owned();
+    let echoed = header(resp.headers(), "x-request-body-sha256").unwrap().to_owned();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
 
     let sent = support::proxy_kit::pattern(CHUNKS * CHUNK, 1);
@@ -203,12 +198,7 @@ async fn forwarded_headers_from_untrusted_peers_are_overwritten() {
     let gw = gateway(settings(&up.url(), None)).await;
     assert_eq!(send(spoofed(gw.addr)).await.status, 200);
     let h = up.seen.lock()[0].headers.clone();
-    let all = |name: &str| -> Vec<&str> {
-        h.get_all(name)
-            .iter()
-            .map(|v| v.to_str().unwrap())
-            .collect()
-    };
+    let all = |name: &str| -> Vec<&str> { h.get_all(name).iter().map(|v| v.to_str().unwrap()).collect() };
     assert_eq!(all("x-forwarded-for"), ["127.0.0.1"]);
     assert_eq!(all("x-forwarded-proto"), ["http"]);
     assert_eq!(all("x-forwarded-host"), ["public.example:8443"]);
@@ -229,10 +219,7 @@ async fn forwarded_headers_from_trusted_proxies_are_appended_and_kept() {
     let gw = gateway(s).await;
     assert_eq!(send(spoofed(gw.addr)).await.status, 200);
     let h = up.seen.lock()[0].headers.clone();
-    assert_eq!(
-        header(&h, "x-forwarded-for"),
-        Some("203.0.113.7, 127.0.0.1")
-    );
+    assert_eq!(header(&h, "x-forwarded-for"), Some("203.0.113.7, 127.0.0.1"));
     assert_eq!(header(&h, "x-forwarded-proto"), Some("https"));
     assert_eq!(header(&h, "x-forwarded-host"), Some("login.example"));
     assert_eq!(
@@ -294,10 +281,7 @@ async fn well_formed_request_id_travels_both_ways() {
     assert_eq!(a.status, 200);
     assert_eq!(header(&a.headers, "x-request-id"), Some(id));
     let seen = up.seen.lock()[0].headers.clone();
-    assert_eq!(
-        seen.get_all("x-request-id").iter().collect::<Vec<_>>(),
-        [id]
-    );
+    assert_eq!(seen.get_all("x-request-id").iter().collect::<Vec<_>>(), [id]);
     gw.shutdown().await;
 }
 
@@ -347,8 +331,7 @@ async fn registration_body_over_the_limit_is_413_and_never_forwarded() {
     let mut s = settings(&up.url(), None);
     s.max_body_bytes = 1024;
     let gw = gateway(s).await;
-    let big =
-        json!({"client_name": "n".repeat(4096), "redirect_uris": ["https://app.example.com/cb"]});
+    let big = json!({"client_name": "n".repeat(4096), "redirect_uris": ["https://app.example.com/cb"]});
 
     // Declared length.
     let a = send(req("POST", gw.addr, REG, None, Some(&big))).await;
@@ -363,11 +346,7 @@ async fn registration_body_over_the_limit_is_413_and_never_forwarded() {
     let a = send(request).await;
     assert_refusal(&a, 413, "body_too_large");
 
-    assert_eq!(
-        up.hits(),
-        0,
-        "an oversized registration body reached Keycloak"
-    );
+    assert_eq!(up.hits(), 0, "an oversized registration body reached Keycloak");
     gw.shutdown().await;
 }
 
@@ -380,7 +359,7 @@ async fn closed_upstream_port_is_502_unreachable() {
     let a = send(req("GET", gw.addr, "/realms/demo/account", None, None)).await;
     let v = assert_refusal(&a, 502, "upstream_unreachable");
     assert!(
-        v["details"]["error"].as_str().unwrap().len() > 0,
+        !v["details"]["error"].as_str().unwrap().is_empty(),
         "the cause is named: {v}"
     );
     // Registration traffic fails the same way (a preflight passes policy and reaches it).
@@ -423,12 +402,7 @@ async fn upstream_connect_timeout_is_504() {
     let mut held = Vec::new();
     let mut saturated = false;
     for _ in 0..32 {
-        match tokio::time::timeout(
-            Duration::from_millis(200),
-            tokio::net::TcpStream::connect(addr),
-        )
-        .await
-        {
+        match tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(addr)).await {
             Ok(Ok(s)) => held.push(s),
             Ok(Err(e)) => panic!("probe connect failed: {e}"),
             Err(_) => {
@@ -447,10 +421,7 @@ async fn upstream_connect_timeout_is_504() {
     let took = started.elapsed();
     let v = assert_refusal(&a, 504, "upstream_connect_timeout");
     assert_eq!(v["details"]["timeout"], "200ms");
-    assert!(
-        took < Duration::from_millis(1500),
-        "answered after {took:?}"
-    );
+    assert!(took < Duration::from_millis(1500), "answered after {took:?}");
     drop(held);
     drop(listener);
     gw.shutdown().await;
@@ -486,9 +457,7 @@ async fn overload_is_shed_with_503_and_recovers() {
     let slow: Vec<_> = (0..2)
         .map(|i| {
             let addr = gw.addr;
-            tokio::spawn(
-                async move { send(req("GET", addr, &format!("/slow/{i}"), None, None)).await },
-            )
+            tokio::spawn(async move { send(req("GET", addr, &format!("/slow/{i}"), None, None)).await })
         })
         .collect();
     assert!(
@@ -534,13 +503,11 @@ async fn overload_is_shed_with_503_and_recovers() {
 
 #[tokio::test]
 async fn http2_client_is_proxied_to_http1_upstream() {
-    let up = upstream(|s| async move {
-        json_response(
-            200,
-            &json!({"body": String::from_utf8_lossy(&s.body), "uri": s.uri}),
+    let up =
+        upstream(
+            |s| async move { json_response(200, &json!({"body": String::from_utf8_lossy(&s.body), "uri": s.uri})) },
         )
-    })
-    .await;
+        .await;
     let gw = gateway(settings(&up.url(), None)).await;
     let h2 = Client::builder(TokioExecutor::new())
         .http2_only(true)
@@ -558,10 +525,7 @@ async fn http2_client_is_proxied_to_http1_upstream() {
     assert_eq!(v["uri"], "/realms/demo/h2?q=1");
     let seen = up.seen.lock()[0].clone();
     // The HTTP/2 authority became the Host the HTTP/1.1 upstream sees.
-    assert_eq!(
-        header(&seen.headers, "host"),
-        Some(gw.addr.to_string().as_str())
-    );
+    assert_eq!(header(&seen.headers, "host"), Some(gw.addr.to_string().as_str()));
     assert_eq!(
         header(&seen.headers, "x-forwarded-host"),
         Some(gw.addr.to_string().as_str())
@@ -579,43 +543,16 @@ async fn malformed_registration_paths_are_400_and_never_forwarded() {
         ("POST", "/realms//clients-registrations/openid-connect"), // empty realm
         ("POST", "/realms/demo/clients-registrations/"),           // empty provider
         ("POST", "/realms/demo/clients-registrations"),            // no provider
-        (
-            "GET",
-            "/realms/demo/clients-registrations/openid-connect/abc%2Fdef",
-        ),
-        (
-            "GET",
-            "/realms/demo/clients-registrations/openid-connect/abc%2fdef",
-        ),
-        (
-            "GET",
-            "/realms/demo/clients-registrations/openid-connect/../default",
-        ),
-        (
-            "POST",
-            "/realms/demo/./clients-registrations/openid-connect",
-        ),
-        (
-            "POST",
-            "/realms/demo/clients-registrations/%2e%2e/openid-connect",
-        ),
-        (
-            "GET",
-            "/realms/demo/clients-registrations/openid-connect/abc/extra",
-        ),
-        (
-            "POST",
-            "/realms/demo/clients%2Dregistrations/openid-connect",
-        ),
+        ("GET", "/realms/demo/clients-registrations/openid-connect/abc%2Fdef"),
+        ("GET", "/realms/demo/clients-registrations/openid-connect/abc%2fdef"),
+        ("GET", "/realms/demo/clients-registrations/openid-connect/../default"),
+        ("POST", "/realms/demo/./clients-registrations/openid-connect"),
+        ("POST", "/realms/demo/clients-registrations/%2e%2e/openid-connect"),
+        ("GET", "/realms/demo/clients-registrations/openid-connect/abc/extra"),
+        ("POST", "/realms/demo/clients%2Dregistrations/openid-connect"),
         ("POST", "/realms/demo/Clients-Registrations/openid-connect"),
-        (
-            "POST",
-            "/realms/demo/clients-registrations;x=1/openid-connect",
-        ),
-        (
-            "POST",
-            "/realms/demo/x/clients-registrations/openid-connect",
-        ),
+        ("POST", "/realms/demo/clients-registrations;x=1/openid-connect"),
+        ("POST", "/realms/demo/x/clients-registrations/openid-connect"),
     ];
     for (method, path) in cases {
         let a = send(req(method, gw.addr, path, None, None)).await;
@@ -623,11 +560,7 @@ async fn malformed_registration_paths_are_400_and_never_forwarded() {
         assert_eq!(v["details"]["path"], path, "{method} {path}");
         assert_eq!(v["error"], "invalid_request", "{method} {path}");
     }
-    assert_eq!(
-        up.hits(),
-        0,
-        "a malformed registration path reached Keycloak"
-    );
+    assert_eq!(up.hits(), 0, "a malformed registration path reached Keycloak");
     gw.shutdown().await;
 }
 
@@ -639,24 +572,10 @@ async fn wrong_methods_are_405() {
     let v = assert_refusal(&a, 405, "method_not_allowed");
     assert_eq!(v["details"]["method"], "GET");
     assert_eq!(v["details"]["allowed"], "POST, OPTIONS");
-    let a = send(req(
-        "POST",
-        gw.addr,
-        &format!("{REG}/some-client"),
-        None,
-        None,
-    ))
-    .await;
+    let a = send(req("POST", gw.addr, &format!("{REG}/some-client"), None, None)).await;
     let v = assert_refusal(&a, 405, "method_not_allowed");
     assert_eq!(v["details"]["allowed"], "GET, PUT, DELETE, OPTIONS");
-    let a = send(req(
-        "PATCH",
-        gw.addr,
-        &format!("{REG}/some-client"),
-        None,
-        None,
-    ))
-    .await;
+    let a = send(req("PATCH", gw.addr, &format!("{REG}/some-client"), None, None)).await;
     assert_refusal(&a, 405, "method_not_allowed");
     assert_eq!(up.hits(), 0);
     gw.shutdown().await;

@@ -57,30 +57,12 @@ async fn reload_state(gw: &Gateway) -> ReloadState {
         checksums: series(&m, "dcr_gateway_policy_info")
             .into_iter()
             .filter(|(_, v)| *v == 1.0)
-            .flat_map(|(l, _)| {
-                l.into_iter()
-                    .filter(|(k, _)| k == "checksum")
-                    .map(|(_, v)| v)
-            })
+            .flat_map(|(l, _)| l.into_iter().filter(|(k, _)| k == "checksum").map(|(_, v)| v))
             .collect(),
-        errors: metric(
-            &m,
-            "dcr_gateway_policy_reloads_total",
-            &[("result", "error")],
-        )
-        .unwrap_or(0.0),
-        successes: metric(
-            &m,
-            "dcr_gateway_policy_reloads_total",
-            &[("result", "success")],
-        )
-        .unwrap_or(0.0),
-        last_success: metric(
-            &m,
-            "dcr_gateway_policy_last_reload_success_timestamp_seconds",
-            &[],
-        )
-        .expect("last success"),
+        errors: metric(&m, "dcr_gateway_policy_reloads_total", &[("result", "error")]).unwrap_or(0.0),
+        successes: metric(&m, "dcr_gateway_policy_reloads_total", &[("result", "success")]).unwrap_or(0.0),
+        last_success: metric(&m, "dcr_gateway_policy_last_reload_success_timestamp_seconds", &[])
+            .expect("last success"),
     }
 }
 
@@ -118,10 +100,7 @@ async fn reload_valid_broken_valid_on_a_directory() {
 
     // broken three ways, each of which would otherwise allow `default` again
     let broken = [
-        (
-            "syntax error",
-            format!("{ALLOW}[realms.demo.create\nroles_any = []\n"),
-        ),
+        ("syntax error", format!("{ALLOW}[realms.demo.create\nroles_any = []\n")),
         (
             "unknown key",
             format!("{ALLOW}[realms.demo.create]\ntoken_kindz = [\"bearer\"]\n"),
@@ -134,10 +113,7 @@ async fn reload_valid_broken_valid_on_a_directory() {
     let mut errors = s2.errors;
     for (what, text) in broken {
         write_policy(&file, &text);
-        let seen = until(APPLY, || async {
-            reload_state(&gw).await.errors >= errors + 1.0
-        })
-        .await;
+        let seen = until(APPLY, || async { reload_state(&gw).await.errors >= errors + 1.0 }).await;
         assert!(seen, "{what}: no failed reload counted");
         errors += 1.0;
         assert_eq!(probe(&kc, &gw).await, 403, "{what}: behaviour changed");
@@ -148,11 +124,7 @@ async fn reload_valid_broken_valid_on_a_directory() {
         assert_eq!(s.last_success, s2.last_success, "{what}: {s:?}");
         let r = readyz(&gw).await;
         assert_eq!(r["policy"]["generation"], 2, "{what}: {r}");
-        assert_eq!(
-            r["policy"]["checksum"],
-            s2.checksums[0].as_str(),
-            "{what}: {r}"
-        );
+        assert_eq!(r["policy"]["checksum"], s2.checksums[0].as_str(), "{what}: {r}");
     }
 
     // valid again: applies, generation 3, new checksum, newer success time
@@ -172,11 +144,7 @@ async fn reload_valid_broken_valid_on_a_directory() {
     let r = readyz(&gw).await;
     assert_eq!(r["policy"]["generation"], 3, "{r}");
     assert_eq!(r["policy"]["checksum"], s3.checksums[0].as_str(), "{r}");
-    assert_eq!(
-        r["policy"]["source"],
-        dir.path().display().to_string(),
-        "{r}"
-    );
+    assert_eq!(r["policy"]["source"], dir.path().display().to_string(), "{r}");
     gw.shutdown().await;
 }
 
@@ -241,11 +209,7 @@ async fn sighup_reloads_the_policy() {
 
     std::fs::write(&real, FORBID).unwrap();
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(
-        probe(&kc, &gw).await,
-        201,
-        "something other than SIGHUP reloaded"
-    );
+    assert_eq!(probe(&kc, &gw).await, 201, "something other than SIGHUP reloaded");
     let before = reload_state(&gw).await;
     assert_eq!(before.generation, 1.0);
 
@@ -353,15 +317,11 @@ async fn requests_see_one_whole_policy_during_reloads() {
     let mixed: Vec<&(u16, String)> = outcomes
         .iter()
         .filter(|o| {
-            *o != &(400, "redirect_uri_not_allowed".to_owned())
-                && *o != &(403, "provider_not_allowed".to_owned())
+            *o != &(400, "redirect_uri_not_allowed".to_owned()) && *o != &(403, "provider_not_allowed".to_owned())
         })
         .collect();
     eprintln!("{} requests: {p1} saw P1, {p2} saw P2", outcomes.len());
-    assert!(
-        mixed.is_empty(),
-        "outcomes no whole policy gives: {mixed:?}"
-    );
+    assert!(mixed.is_empty(), "outcomes no whole policy gives: {mixed:?}");
     assert_eq!(kc.reg_hits(), 0, "a request was forwarded");
     assert!(
         p1 > 0 && p2 > 0,

@@ -9,9 +9,7 @@ use dcr_gateway::config::tls::{ServerTlsFile, UpstreamTlsFile, client_config, se
 use http::{StatusCode, Version};
 use serde_json::json;
 use support::proxy_kit::assert_refusal;
-use support::tls::{
-    cert_file, client_tls, https_upstream, load_certs, tls_get, upstream_server_tls,
-};
+use support::tls::{cert_file, client_tls, https_upstream, load_certs, tls_get, upstream_server_tls};
 use support::*;
 
 fn listener_tls(client_ca: bool) -> dcr_gateway::config::tls::ServerTls {
@@ -43,31 +41,20 @@ async fn tls_listener_serves_h2_and_http1_by_alpn() {
     let gw = gateway(s).await;
     let host = format!("localhost:{}", gw.addr.port());
 
-    let a = tls_get(
-        gw.addr,
-        client_tls(&["h2", "http/1.1"], None),
-        "/realms/demo/account",
-    )
-    .await
-    .unwrap();
+    let a = tls_get(gw.addr, client_tls(&["h2", "http/1.1"], None), "/realms/demo/account")
+        .await
+        .unwrap();
     assert_eq!(a.alpn.as_deref(), Some("h2"));
     assert_eq!(a.version, Version::HTTP_2);
     assert_eq!(a.status, StatusCode::OK);
     let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
     assert_eq!(v["xfp"], "https");
     assert_eq!(v["host"], host.as_str());
-    assert_eq!(
-        v["forwarded"],
-        format!("for=127.0.0.1;proto=https;host=\"{host}\"")
-    );
+    assert_eq!(v["forwarded"], format!("for=127.0.0.1;proto=https;host=\"{host}\""));
 
-    let a = tls_get(
-        gw.addr,
-        client_tls(&["http/1.1"], None),
-        "/realms/demo/account",
-    )
-    .await
-    .unwrap();
+    let a = tls_get(gw.addr, client_tls(&["http/1.1"], None), "/realms/demo/account")
+        .await
+        .unwrap();
     assert_eq!(a.alpn.as_deref(), Some("http/1.1"));
     assert_eq!(a.version, Version::HTTP_11);
     assert_eq!(a.status, StatusCode::OK);
@@ -95,36 +82,21 @@ async fn tls_listener_with_client_ca_requires_a_trusted_client_certificate() {
     s.tls = Some(listener_tls(true));
     let gw = gateway(s).await;
 
-    let none = tls_get(
-        gw.addr,
-        client_tls(&["http/1.1"], None),
-        "/realms/demo/account",
-    )
-    .await;
-    assert!(
-        none.is_err(),
-        "served without a client certificate: {none:?}"
-    );
+    let none = tls_get(gw.addr, client_tls(&["http/1.1"], None), "/realms/demo/account").await;
+    assert!(none.is_err(), "served without a client certificate: {none:?}");
     let other = tls_get(
         gw.addr,
         client_tls(&["http/1.1"], Some("other-client")),
         "/realms/demo/account",
     )
     .await;
-    assert!(
-        other.is_err(),
-        "served with a certificate from another CA: {other:?}"
-    );
+    assert!(other.is_err(), "served with a certificate from another CA: {other:?}");
     assert_eq!(up.hits(), 0);
 
     for alpn in [&["h2"][..], &["http/1.1"][..]] {
-        let a = tls_get(
-            gw.addr,
-            client_tls(alpn, Some("client")),
-            "/realms/demo/account",
-        )
-        .await
-        .unwrap();
+        let a = tls_get(gw.addr, client_tls(alpn, Some("client")), "/realms/demo/account")
+            .await
+            .unwrap();
         assert_eq!(a.status, StatusCode::OK);
         assert_eq!(a.alpn.as_deref(), Some(alpn[0]));
     }
@@ -188,11 +160,7 @@ async fn upstream_mtls_client_certificate() {
     assert_eq!(up.hits(), 1);
     let presented = up.client_certs.lock()[0].clone();
     let expected = load_certs(&cert_file("client.pem"))[0].as_ref().to_vec();
-    assert_eq!(
-        presented,
-        Some(expected),
-        "the gateway presented client.pem"
-    );
+    assert_eq!(presented, Some(expected), "the gateway presented client.pem");
     gw.shutdown().await;
 
     // Without it: the upstream refuses the handshake and the gateway says so.
@@ -205,15 +173,9 @@ async fn upstream_mtls_client_certificate() {
     let gw = gateway(s).await;
     let a = send(req("GET", gw.addr, "/realms/demo/account", None, None)).await;
     let v = assert_refusal(&a, 502, "upstream_unreachable");
-    assert_eq!(
-        up.hits(),
-        1,
-        "a request got through without a client certificate"
-    );
+    assert_eq!(up.hits(), 1, "a request got through without a client certificate");
     assert!(
-        up.failed_handshakes
-            .load(std::sync::atomic::Ordering::SeqCst)
-            >= 1,
+        up.failed_handshakes.load(std::sync::atomic::Ordering::SeqCst) >= 1,
         "the upstream saw no failed handshake: {v}"
     );
     gw.shutdown().await;

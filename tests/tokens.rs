@@ -28,13 +28,7 @@ async fn rs256_ps256_and_es256_service_account_tokens_are_forwarded() {
     for key in [&rs, &ps, &es] {
         let token = sa_token(key, &iss);
         let a = create(&gw, &token).await;
-        assert_eq!(
-            a.status,
-            201,
-            "{}: {}",
-            key.alg,
-            String::from_utf8_lossy(&a.body)
-        );
+        assert_eq!(a.status, 201, "{}: {}", key.alg, String::from_utf8_lossy(&a.body));
         assert_eq!(a.json()["upstream"], true, "{}", key.alg);
         let seen = kc.upstream.seen.lock().last().cloned().unwrap();
         assert_eq!(seen.method, "POST");
@@ -44,10 +38,7 @@ async fn rs256_ps256_and_es256_service_account_tokens_are_forwarded() {
             format!("Bearer {token}"),
             "the bearer token is forwarded untouched"
         );
-        assert_eq!(
-            serde_json::from_slice::<serde_json::Value>(&seen.body).unwrap(),
-            body()
-        );
+        assert_eq!(serde_json::from_slice::<serde_json::Value>(&seen.body).unwrap(), body());
     }
     assert_eq!(upstream_calls(&kc).len(), 3);
     assert_eq!(
@@ -75,11 +66,7 @@ async fn a_repeated_token_is_served_from_the_verified_token_cache() {
     assert_eq!(metric(&gw, CACHED).await, None);
 
     assert_eq!(create(&gw, &token).await.status, 201);
-    assert_eq!(
-        metric(&gw, VALID).await,
-        Some(1.0),
-        "no second full verification"
-    );
+    assert_eq!(metric(&gw, VALID).await, Some(1.0), "no second full verification");
     assert_eq!(metric(&gw, CACHED).await, Some(1.0));
 
     // A different token by the same key is verified in full.
@@ -118,47 +105,24 @@ async fn algorithm_confusion_and_unsigned_tokens_are_refused() {
     // alg none, in any spelling.
     let unsigned = testkit::unsigned_token(&sa_claims(&iss));
     let v = assert_refused(&create(&gw, &unsigned).await, 401, "algorithm_not_allowed");
-    assert!(
-        v["error_description"].as_str().unwrap().contains("none"),
-        "{v}"
-    );
-    let none_upper = key.sign(
-        &json!({"alg": "NONE", "typ": "JWT", "kid": key.kid}),
-        &sa_claims(&iss),
-    );
-    assert_refused(
-        &create(&gw, &none_upper).await,
-        401,
-        "algorithm_not_allowed",
-    );
+    assert!(v["error_description"].as_str().unwrap().contains("none"), "{v}");
+    let none_upper = key.sign(&json!({"alg": "NONE", "typ": "JWT", "kid": key.kid}), &sa_claims(&iss));
+    assert_refused(&create(&gw, &none_upper).await, 401, "algorithm_not_allowed");
 
     // RS512 is not configured (RS256, PS256, ES256 are), even with a real key and kid.
-    let rs512 = key.sign(
-        &json!({"alg": "RS512", "typ": "JWT", "kid": key.kid}),
-        &sa_claims(&iss),
-    );
+    let rs512 = key.sign(&json!({"alg": "RS512", "typ": "JWT", "kid": key.kid}), &sa_claims(&iss));
     let v = assert_refused(&create(&gw, &rs512).await, 401, "algorithm_not_allowed");
     assert_eq!(v["details"]["alg"], "RS512", "{v}");
 
     // The key is published for RS256 only: a PS256 header is not verified with it, nor is an
     // ES256 header (wrong family).
-    let ps_header = key.sign(
-        &json!({"alg": "PS256", "typ": "JWT", "kid": key.kid}),
-        &sa_claims(&iss),
-    );
+    let ps_header = key.sign(&json!({"alg": "PS256", "typ": "JWT", "kid": key.kid}), &sa_claims(&iss));
     assert_refused(&create(&gw, &ps_header).await, 401, "key_unusable");
-    let es_header = key.sign(
-        &json!({"alg": "ES256", "typ": "JWT", "kid": key.kid}),
-        &sa_claims(&iss),
-    );
+    let es_header = key.sign(&json!({"alg": "ES256", "typ": "JWT", "kid": key.kid}), &sa_claims(&iss));
     assert_refused(&create(&gw, &es_header).await, 401, "key_unusable");
     // Another key posing under the realm key's kid: the signature does not verify.
     let impostor = rsa("k1");
-    assert_refused(
-        &create(&gw, &sa_token(&impostor, &iss)).await,
-        401,
-        "signature_invalid",
-    );
+    assert_refused(&create(&gw, &sa_token(&impostor, &iss)).await, 401, "signature_invalid");
 
     assert!(upstream_calls(&kc).is_empty(), "{:?}", upstream_calls(&kc));
     assert_eq!(fetches(&kc), before, "refused algorithms never fetch keys");
@@ -199,12 +163,7 @@ async fn time_claims_are_checked_with_the_configured_leeway() {
                 assert_eq!(v["details"][*claim], json!(value), "{v}");
             }
             None => {
-                assert_eq!(
-                    a.status,
-                    201,
-                    "{claim}={value}: {}",
-                    String::from_utf8_lossy(&a.body)
-                );
+                assert_eq!(a.status, 201, "{claim}={value}: {}", String::from_utf8_lossy(&a.body));
                 accepted += 1;
             }
         }
@@ -269,17 +228,9 @@ async fn a_foreign_issuer_is_refused_and_never_fetches_keys() {
     // Expired tokens with unknown kids do not fetch either.
     let mut c = sa_claims(&iss);
     c["exp"] = json!(now() - 3600);
-    assert_refused(
-        &create(&gw, &stranger.token(&c)).await,
-        401,
-        "token_expired",
-    );
+    assert_refused(&create(&gw, &stranger.token(&c)).await, 401, "token_expired");
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(
-        fetches(&kc),
-        before,
-        "claims are checked before any key lookup"
-    );
+    assert_eq!(fetches(&kc), before, "claims are checked before any key lookup");
     assert!(upstream_calls(&kc).is_empty(), "{:?}", upstream_calls(&kc));
     gw.shutdown().await;
 }
@@ -291,11 +242,7 @@ async fn initial_access_tokens_pass_through_on_create() {
     let iss = issuer(&kc);
     let gw = ready_gateway(&kc, |_| {}).await;
     let before = fetches(&kc);
-    let iat = internal_token(&testkit::internal_claims(
-        &iss,
-        "InitialAccessToken",
-        now() + 300,
-    ));
+    let iat = internal_token(&testkit::internal_claims(&iss, "InitialAccessToken", now() + 300));
     let never = internal_token(&testkit::internal_claims(&iss, "InitialAccessToken", 0));
     // Keycloak ≤ 23 signed them with HS256.
     let hs256 = testkit::hmac_token(
@@ -340,11 +287,7 @@ async fn registration_access_tokens_pass_on_read_update_and_delete() {
     let kc = jwks_server(testkit::jwks(&[&key])).await;
     let iss = issuer(&kc);
     let gw = ready_gateway(&kc, |_| {}).await;
-    let rat = internal_token(&testkit::internal_claims(
-        &iss,
-        "RegistrationAccessToken",
-        0,
-    ));
+    let rat = internal_token(&testkit::internal_claims(&iss, "RegistrationAccessToken", 0));
     let c1 = json!({"clientId": "c1"});
     for (method, body) in [("GET", None), ("PUT", Some(&c1)), ("DELETE", None)] {
         let a = send(req(method, gw.addr, CLIENT, Some(&rat), body)).await;
@@ -356,10 +299,7 @@ async fn registration_access_tokens_pass_on_read_update_and_delete() {
         );
         let seen = kc.upstream.seen.lock().last().cloned().unwrap();
         assert_eq!((seen.method.as_str(), seen.uri.as_str()), (method, CLIENT));
-        assert_eq!(
-            seen.headers["authorization"].to_str().unwrap(),
-            format!("Bearer {rat}")
-        );
+        assert_eq!(seen.headers["authorization"].to_str().unwrap(), format!("Bearer {rat}"));
     }
     assert_eq!(upstream_calls(&kc).len(), 3);
     gw.shutdown().await;
@@ -372,20 +312,13 @@ async fn internal_tokens_on_the_wrong_operation_are_refused() {
     let iss = issuer(&kc);
     let gw = ready_gateway(&kc, |_| {}).await;
     let iat = internal_token(&testkit::internal_claims(&iss, "InitialAccessToken", 0));
-    let rat = internal_token(&testkit::internal_claims(
-        &iss,
-        "RegistrationAccessToken",
-        0,
-    ));
+    let rat = internal_token(&testkit::internal_claims(&iss, "RegistrationAccessToken", 0));
     let c1 = json!({"clientId": "c1"});
 
     for (method, body) in [("GET", None), ("PUT", Some(&c1)), ("DELETE", None)] {
         let a = send(req(method, gw.addr, CLIENT, Some(&iat), body)).await;
         let v = assert_refused(&a, 401, "token_kind_mismatch");
-        assert_eq!(
-            v["details"]["token_kind"], "initial_access",
-            "{method}: {v}"
-        );
+        assert_eq!(v["details"]["token_kind"], "initial_access", "{method}: {v}");
     }
     let v = assert_refused(&create(&gw, &rat).await, 401, "token_kind_mismatch");
     assert_eq!(v["details"]["token_kind"], "registration_access", "{v}");
@@ -401,20 +334,12 @@ async fn internal_tokens_are_shape_checked() {
     let iss = issuer(&kc);
     let gw = ready_gateway(&kc, |_| {}).await;
 
-    let expired = internal_token(&testkit::internal_claims(
-        &iss,
-        "InitialAccessToken",
-        now() - 3600,
-    ));
+    let expired = internal_token(&testkit::internal_claims(&iss, "InitialAccessToken", now() - 3600));
     let v = assert_refused(&create(&gw, &expired).await, 401, "token_expired");
     assert_eq!(v["details"]["token_kind"], "initial_access", "{v}");
 
     // Expired by less than the leeway: still forwarded (Keycloak has the last word).
-    let barely = internal_token(&testkit::internal_claims(
-        &iss,
-        "InitialAccessToken",
-        now() - 5,
-    ));
+    let barely = internal_token(&testkit::internal_claims(&iss, "InitialAccessToken", now() - 5));
     assert_eq!(create(&gw, &barely).await.status, 201);
 
     let foreign = "https://other.example.com/realms/demo";
@@ -423,11 +348,7 @@ async fn internal_tokens_are_shape_checked() {
     let desc = v["error_description"].as_str().unwrap();
     assert!(desc.contains(foreign) && desc.contains(&iss), "{desc}");
 
-    let rat_expired = internal_token(&testkit::internal_claims(
-        &iss,
-        "RegistrationAccessToken",
-        now() - 3600,
-    ));
+    let rat_expired = internal_token(&testkit::internal_claims(&iss, "RegistrationAccessToken", now() - 3600));
     assert_refused(
         &send(req("GET", gw.addr, CLIENT, Some(&rat_expired), None)).await,
         401,
@@ -452,17 +373,9 @@ async fn internal_tokens_are_shape_checked() {
         let v = assert_refused(&create(&gw, &t).await, 401, "token_type_unsupported");
         assert_eq!(v["details"]["typ"], typ.unwrap_or(""), "{v}");
         // Signed with a realm key, the same.
-        assert_refused(
-            &create(&gw, &key.token(&c)).await,
-            401,
-            "token_type_unsupported",
-        );
+        assert_refused(&create(&gw, &key.token(&c)).await, 401, "token_type_unsupported");
     }
-    assert_eq!(
-        upstream_calls(&kc).len(),
-        1,
-        "only the within-leeway IAT was forwarded"
-    );
+    assert_eq!(upstream_calls(&kc).len(), 1, "only the within-leeway IAT was forwarded");
     gw.shutdown().await;
 }
 

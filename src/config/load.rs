@@ -10,9 +10,7 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 
 use super::types::{Addr, BaseUrl};
-use super::{
-    FileConfig, JwksSettings, JwtSettings, LogFormat, Mode, OtherPaths, Settings, Timeouts, tls,
-};
+use super::{FileConfig, JwksSettings, JwtSettings, LogFormat, Mode, OtherPaths, Settings, Timeouts, tls};
 
 /// A configuration error: where, which key, what.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,10 +78,7 @@ pub fn key_on_line(text: &str, line: usize) -> Option<String> {
 }
 
 /// Parses a TOML document into `T`, turning errors into `ConfigError` with position and key.
-pub fn parse_toml<T: serde::de::DeserializeOwned>(
-    text: &str,
-    file: &Path,
-) -> Result<T, ConfigError> {
+pub fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, file: &Path) -> Result<T, ConfigError> {
     toml::from_str(text).map_err(|e| {
         let position = e.span().map(|s| line_col(text, s.start));
         let key = position
@@ -98,10 +93,7 @@ pub fn parse_toml<T: serde::de::DeserializeOwned>(
     })
 }
 
-fn flag<T: FromStr<Err = String>>(
-    name: &str,
-    v: &Option<String>,
-) -> Result<Option<T>, ConfigError> {
+fn flag<T: FromStr<Err = String>>(name: &str, v: &Option<String>) -> Result<Option<T>, ConfigError> {
     v.as_deref()
         .map(|s| {
             s.parse().map_err(|m| ConfigError {
@@ -121,13 +113,11 @@ fn enum_flag<T: serde::de::DeserializeOwned>(
 ) -> Result<Option<T>, ConfigError> {
     v.as_deref()
         .map(|s| {
-            serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| {
-                ConfigError {
-                    file: None,
-                    position: None,
-                    key: name.to_owned(),
-                    message: format!("`{s}` is not one of {allowed}"),
-                }
+            serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| ConfigError {
+                file: None,
+                position: None,
+                key: name.to_owned(),
+                message: format!("`{s}` is not one of {allowed}"),
             })
         })
         .transpose()
@@ -159,10 +149,7 @@ fn file_err(file: Option<&Path>, key: &str, message: String) -> ConfigError {
     }
 }
 
-fn algorithms(
-    raw: Option<Vec<String>>,
-    file: Option<&Path>,
-) -> Result<Vec<Algorithm>, ConfigError> {
+fn algorithms(raw: Option<Vec<String>>, file: Option<&Path>) -> Result<Vec<Algorithm>, ConfigError> {
     let names = raw.unwrap_or_else(|| vec!["RS256".into(), "PS256".into(), "ES256".into()]);
     if names.is_empty() {
         return Err(file_err(
@@ -185,9 +172,7 @@ fn algorithms(
 }
 
 fn build(raw: FileConfig, file: Option<&Path>, over: &Overrides) -> Result<Settings, ConfigError> {
-    let d = |v: Option<super::Dur>, default: u64| {
-        v.map(|d| d.0).unwrap_or(Duration::from_secs(default))
-    };
+    let d = |v: Option<super::Dur>, default: u64| v.map(|d| d.0).unwrap_or(Duration::from_secs(default));
     let upstream = flag::<BaseUrl>("--upstream", &over.upstream)?
         .or(raw.upstream)
         .unwrap_or_else(|| BaseUrl {
@@ -198,16 +183,16 @@ fn build(raw: FileConfig, file: Option<&Path>, over: &Overrides) -> Result<Setti
     let public_url = flag::<BaseUrl>("--public-url", &over.public_url)?
         .or(raw.public_url)
         .unwrap_or_else(|| upstream.clone());
-    let prefix = over
-        .path_prefix
-        .clone()
-        .or(raw.path_prefix)
-        .unwrap_or_default();
+    let (prefix_source, prefix_key) = match over.path_prefix {
+        Some(_) => (None, "--path-prefix"),
+        None => (file, "path_prefix"),
+    };
+    let prefix = over.path_prefix.clone().or(raw.path_prefix).unwrap_or_default();
     let prefix = prefix.trim_end_matches('/').to_owned();
     if !prefix.is_empty() && (!prefix.starts_with('/') || prefix.contains("//")) {
         return Err(file_err(
-            file,
-            "path_prefix",
+            prefix_source,
+            prefix_key,
             format!("`{prefix}` must start with / (e.g. /auth)"),
         ));
     }
@@ -219,8 +204,7 @@ fn build(raw: FileConfig, file: Option<&Path>, over: &Overrides) -> Result<Setti
         .map(tls::server_config)
         .transpose()
         .map_err(|e| file_err(file, e.key, e.message))?;
-    let upstream_tls =
-        tls::client_config(&raw.upstream_tls).map_err(|e| file_err(file, e.key, e.message))?;
+    let upstream_tls = tls::client_config(&raw.upstream_tls).map_err(|e| file_err(file, e.key, e.message))?;
     let max_in_flight = raw.max_in_flight.unwrap_or(1024);
     if max_in_flight == 0 {
         return Err(file_err(file, "max_in_flight", "must be at least 1".into()));
@@ -274,7 +258,7 @@ fn build(raw: FileConfig, file: Option<&Path>, over: &Overrides) -> Result<Setti
             min_refetch_interval: d(j.min_refetch_interval, 10),
             max_staleness: d(j.max_staleness, 3600),
             fetch_timeout: d(j.fetch_timeout, 5),
-            unknown_kid_ttl: d(j.unknown_kid_ttl, 300),
+            unknown_kid_ttl: d(j.unknown_kid_ttl, 60),
             discovery: j.discovery.unwrap_or(false),
             prefetch: j.prefetch.unwrap_or_default(),
         },

@@ -233,10 +233,7 @@ impl Settings {
     pub fn jwks_uri_for(&self, realm: &str) -> String {
         match self.realms.get(realm).and_then(|r| r.jwks_uri.clone()) {
             Some(uri) => uri,
-            None => format!(
-                "{}/realms/{realm}/protocol/openid-connect/certs",
-                self.upstream
-            ),
+            None => format!("{}/realms/{realm}/protocol/openid-connect/certs", self.upstream),
         }
     }
 

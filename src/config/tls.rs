@@ -82,23 +82,16 @@ fn certs(key: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>,
 }
 
 fn private_key(key: &'static str, path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| {
-        err(
-            key,
-            format!("no usable private key in {}: {e}", path.display()),
-        )
-    })
+    PrivateKeyDer::from_pem_file(path)
+        .map_err(|e| err(key, format!("no usable private key in {}: {e}", path.display())))
 }
 
 fn roots(key: &'static str, path: &Path) -> Result<RootCertStore, TlsError> {
     let mut store = RootCertStore::empty();
     for cert in certs(key, path)? {
-        store.add(cert).map_err(|e| {
-            err(
-                key,
-                format!("bad CA certificate in {}: {e}", path.display()),
-            )
-        })?;
+        store
+            .add(cert)
+            .map_err(|e| err(key, format!("bad CA certificate in {}: {e}", path.display())))?;
     }
     Ok(store)
 }
@@ -149,16 +142,10 @@ pub fn client_config(file: &UpstreamTlsFile) -> Result<UpstreamTls, TlsError> {
         }
         (None, None) => builder.with_no_client_auth(),
         (Some(_), None) => {
-            return Err(err(
-                "upstream_tls.client_key",
-                "client_cert needs client_key",
-            ));
+            return Err(err("upstream_tls.client_key", "client_cert needs client_key"));
         }
         (None, Some(_)) => {
-            return Err(err(
-                "upstream_tls.client_cert",
-                "client_key needs client_cert",
-            ));
+            return Err(err("upstream_tls.client_cert", "client_key needs client_cert"));
         }
     };
     Ok(UpstreamTls(Arc::new(cfg)))

@@ -64,15 +64,11 @@ impl Cidr {
         };
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -189,10 +185,7 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(
-            "250ms".parse::<Dur>().unwrap().0,
-            Duration::from_millis(250)
-        );
+        assert_eq!("250ms".parse::<Dur>().unwrap().0, Duration::from_millis(250));
         assert_eq!("5m".parse::<Dur>().unwrap().0, Duration::from_secs(300));
         assert!("5".parse::<Dur>().is_err());
         assert!("ten s".parse::<Dur>().is_err());

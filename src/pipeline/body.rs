@@ -22,10 +22,7 @@ pub async fn read(
             format!("The registration body is larger than {limit} bytes."),
         )
         .detail("limit_bytes", limit),
-        ReadError::Failed(m) => Refusal::new(
-            Reason::BodyNotJson,
-            format!("The request body could not be read: {m}."),
-        ),
+        ReadError::Failed(m) => Refusal::new(Reason::BodyNotJson, format!("The request body could not be read: {m}.")),
     })?;
     let metadata = match Dialect::of(&route.provider) {
         Some(dialect) => Some((normalise(dialect, &parse_object(&bytes)?)?, dialect)),

@@ -49,6 +49,8 @@ pub struct Ctx {
     pub realm_label: String,
     /// `scheme://host` this request reached Keycloak as (from the forwarded headers sent).
     pub seen_origin: String,
+    /// The client's address (the peer, or the forwarded client behind a trusted proxy).
+    pub client_ip: std::net::IpAddr,
 }
 
 /// Whether a client-supplied request id is acceptable: 1–128 visible, URL-safe characters.
@@ -98,6 +100,7 @@ impl Ctx {
             upstream_status: None,
             realm_label: String::new(),
             seen_origin: String::new(),
+            client_ip: conn.peer.ip(),
         }
     }
 

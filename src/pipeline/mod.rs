@@ -49,6 +49,7 @@ pub fn handle(app: Arc<App>, conn: ConnInfo, req: Request<Incoming>) -> Handled 
 
 async fn serve_one(app: Arc<App>, conn: ConnInfo, req: Request<Incoming>) -> Response<Body> {
     let mut ctx = Ctx::new(&req, conn);
+    ctx.client_ip = upstream::client_ip(conn.peer.ip(), req.headers(), &app.settings.trusted_proxies);
     let slot = app.limiter.clone().try_acquire_owned().ok().map(|permit| {
         app.metrics.in_flight.inc();
         InFlight {
@@ -114,11 +115,7 @@ fn realm_label(app: &App, snap: &Snapshot, realm: &str) -> String {
     let known = snap.realms.contains_key(realm)
         || app.settings.realms.contains_key(realm)
         || app.settings.jwks.prefetch.iter().any(|r| r == realm);
-    if known {
-        realm.to_owned()
-    } else {
-        "other".to_owned()
-    }
+    if known { realm.to_owned() } else { "other".to_owned() }
 }
 
 /// Traffic outside the registration endpoint: forwarded untouched, or refused by setting.
@@ -146,7 +143,7 @@ fn enforce(
         route: reg,
         identity,
         metadata: md,
-        peer: ctx.conn.peer.ip(),
+        peer: ctx.client_ip,
     };
     let decision = policy::decide(snap, &input, app.settings.mode == Mode::Shadow, &app.quotas);
     ctx.decision = decision.label();
@@ -222,10 +219,7 @@ async fn rewrite(
         };
         refusal = rewrite::diagnose_decode_failure(refusal, &known, held);
     }
-    app.metrics
-        .rewrites
-        .with_label_values(&[refusal.reason.code()])
-        .inc();
+    app.metrics.rewrites.with_label_values(&[refusal.reason.code()]).inc();
     Err(rewrite::with_upstream(refusal, status, raw, &known))
 }
 
@@ -273,8 +267,6 @@ async fn relocate(app: &App, resp: Response<Body>) -> Response<Body> {
         v["registration_client_uri"] = moved.into();
         out = v.to_string().into_bytes();
     }
-    parts
-        .headers
-        .insert(CONTENT_LENGTH, HeaderValue::from(out.len()));
+    parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(out.len()));
     Response::from_parts(parts, full(out))
 }

@@ -35,12 +35,7 @@ pub struct KcError {
 pub fn parse_error(body: &[u8]) -> (KcError, Value) {
     match serde_json::from_slice::<Value>(body) {
         Ok(v) => {
-            let s = |k: &str| {
-                v.get(k)
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned()
-            };
+            let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
             let mut error = s("error");
             let mut description = [s("error_description"), s("errorMessage"), s("message")]
                 .into_iter()
@@ -51,12 +46,9 @@ pub fn parse_error(body: &[u8]) -> (KcError, Value) {
                 description = std::mem::take(&mut error);
             }
             (KcError { error, description }, v)
-
         }
         Err(_) => {
-            let text = String::from_utf8_lossy(&body[..body.len().min(2048)])
-                .trim()
-                .to_owned();
+            let text = String::from_utf8_lossy(&body[..body.len().min(2048)]).trim().to_owned();
             (
                 KcError {
                     error: String::new(),
@@ -128,7 +120,10 @@ pub fn classify(status: u16, e: &KcError, k: &Known<'_>) -> Refusal {
         (404, "Realm does not exist") => r(Reason::RealmNotFound, format!("Keycloak has no realm `{}`.", k.route.realm)),
         (404, d) if d.contains("provider not found") => r(Reason::ProviderNotFound, format!("Keycloak has no registration provider `{}`.", k.route.provider)),
         (500..=599, _) => r(Reason::KeycloakServerError, format!("Keycloak failed with {status} while handling the registration.")),
-        _ => r(Reason::KeycloakError, format!("Keycloak refused the request: {status} {}{}", e.error, if desc.is_empty() { String::new() } else { format!(" / {desc}") })),
+        _ => {
+            let said: Vec<&str> = [e.error.as_str(), desc].into_iter().filter(|s| !s.is_empty()).collect();
+            r(Reason::KeycloakError, format!("Keycloak refused the request with {status}: {}.", if said.is_empty() { "no explanation".to_owned() } else { said.join(" / ") }))
+        }
     }
 }
 
@@ -137,8 +132,7 @@ fn policy_refusal(desc: &str, k: &Known<'_>) -> Refusal {
     let (reason, text) = if details.starts_with("Host not trusted") {
         (
             Reason::TrustedHostRejected,
-            "Keycloak's Trusted Hosts policy refused the caller's address, as Keycloak sees it."
-                .to_owned(),
+            "Keycloak's Trusted Hosts policy refused the caller's address, as Keycloak sees it.".to_owned(),
         )
     } else if details.contains("trusted host") || details.contains("is malformed") {
         (
@@ -196,11 +190,8 @@ pub fn diagnose_decode_failure(r: Refusal, k: &Known<'_>, kid_still_held: Option
     }
     let now = i64::try_from(jsonwebtoken::get_current_timestamp()).unwrap_or(i64::MAX);
     if c.exp.is_some_and(|e| e != 0 && e < now) {
-        return Refusal::new(
-            Reason::TokenExpired,
-            "Keycloak refused the token: it has expired.",
-        )
-        .detail("exp", c.exp.unwrap_or_default());
+        return Refusal::new(Reason::TokenExpired, "Keycloak refused the token: it has expired.")
+            .detail("exp", c.exp.unwrap_or_default());
     }
     match (k.identity.kind, kid_still_held) {
         (TokenKind::Bearer, Some(false)) => Refusal::new(Reason::KidUnknown, format!("Keycloak refused the token: key {kid} that signed it was removed from realm {} (rotated away).", k.route.realm)).detail("kid", kid),
@@ -217,7 +208,7 @@ pub fn diagnose_decode_failure(r: Refusal, k: &Known<'_>, kid_still_held: Option
 
 /// Attaches Keycloak's answer and the request's client id to a rewritten refusal.
 pub fn with_upstream(mut r: Refusal, status: u16, body: Value, k: &Known<'_>) -> Refusal {
-    r.upstream = Some(UpstreamAnswer { status, body });
+    r.upstream = Some(Box::new(UpstreamAnswer { status, body }));
     let client = k
         .route
         .client_id

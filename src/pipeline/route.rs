@@ -25,12 +25,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation that policy governs.
-    pub const GOVERNED: [Operation; 4] = [
-        Operation::Create,
-        Operation::Read,
-        Operation::Update,
-        Operation::Delete,
-    ];
+    pub const GOVERNED: [Operation; 4] = [Operation::Create, Operation::Read, Operation::Update, Operation::Delete];
 
     /// Lower-case name used in policy, metrics and logs.
     pub fn as_str(self) -> &'static str {
@@ -123,20 +118,13 @@ fn mentions_registrations(seg: &str) -> bool {
 
 /// Classifies a request. `prefix` is the configured path prefix (`""` or e.g. `/auth`).
 pub fn classify(method: &Method, path: &str, prefix: &str) -> Result<Route, Refusal> {
-    let raw: Vec<&str> = path
-        .strip_prefix('/')
-        .unwrap_or(path)
-        .split(['/', '\\'])
-        .collect();
+    let raw: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split(['/', '\\']).collect();
     if !raw.iter().any(|s| mentions_registrations(s)) {
         return Ok(Route::Other);
     }
     // From here on Keycloak could read the path as registration traffic: it must be clean.
     if path.contains('\\') || path.contains(';') {
-        return Err(malformed(
-            path,
-            "it contains a backslash or a matrix parameter (;)",
-        ));
+        return Err(malformed(path, "it contains a backslash or a matrix parameter (;)"));
     }
     let decoded = raw
         .iter()
@@ -148,13 +136,9 @@ pub fn classify(method: &Method, path: &str, prefix: &str) -> Result<Route, Refu
     }
     let prefix_segs: Vec<&str> = prefix.split('/').filter(|s| !s.is_empty()).collect();
     let n = prefix_segs.len();
-    let shaped = raw.len() >= n + 3
-        && raw[..n] == prefix_segs[..]
-        && raw[n] == "realms"
-        && raw[n + 2] == REGISTRATIONS;
+    let shaped = raw.len() >= n + 3 && raw[..n] == prefix_segs[..] && raw[n] == "realms" && raw[n + 2] == REGISTRATIONS;
     if !shaped {
-        let expected =
-            format!("{prefix}/realms/{{realm}}/clients-registrations/{{provider}}[/{{clientId}}]");
+        let expected = format!("{prefix}/realms/{{realm}}/clients-registrations/{{provider}}[/{{clientId}}]");
         let why = format!("it does not have the form {expected}");
         return Err(malformed(path, &why).detail("expected", expected));
     }
@@ -173,8 +157,8 @@ pub fn classify(method: &Method, path: &str, prefix: &str) -> Result<Route, Refu
         2 => return Err(malformed(path, "the client id is empty")),
         _ => return Err(malformed(path, "it has segments after the client id")),
     };
-    let operation = operation(method, client_id.is_some())
-        .ok_or_else(|| method_not_allowed(method, client_id.is_some()))?;
+    let operation =
+        operation(method, client_id.is_some()).ok_or_else(|| method_not_allowed(method, client_id.is_some()))?;
     Ok(Route::Registration(RegRoute {
         realm,
         provider,

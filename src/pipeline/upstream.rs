@@ -35,19 +35,10 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
         .get_all(CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| {
-            v.split(',')
-                .map(|s| s.trim().to_ascii_lowercase())
-                .collect::<Vec<_>>()
-        })
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()).collect::<Vec<_>>())
         .filter(|s| !s.is_empty())
         .collect();
-    for name in named
-        .iter()
-        .map(String::as_str)
-        .chain(HOP_BY_HOP)
-        .chain(["upgrade"])
-    {
+    for name in named.iter().map(String::as_str).chain(HOP_BY_HOP).chain(["upgrade"]) {
         h.remove(name);
     }
 }
@@ -62,13 +53,7 @@ fn forwarded_node(ip: IpAddr) -> String {
 /// Sets `X-Forwarded-For/-Proto/-Host` and `Forwarded`. From an untrusted peer, whatever the
 /// client sent is replaced (and `X-Forwarded-Port`/`-Prefix` dropped); from a trusted proxy,
 /// the peer is appended and the proxy's proto and host are kept.
-pub fn set_forwarded(
-    h: &mut HeaderMap,
-    peer: IpAddr,
-    proto: &str,
-    host: Option<&str>,
-    trusted: bool,
-) {
+pub fn set_forwarded(h: &mut HeaderMap, peer: IpAddr, proto: &str, host: Option<&str>, trusted: bool) {
     let xff = HeaderName::from_static("x-forwarded-for");
     let xfp = HeaderName::from_static("x-forwarded-proto");
     let xfh = HeaderName::from_static("x-forwarded-host");
@@ -78,11 +63,7 @@ pub fn set_forwarded(
         element.push_str(&format!(";host=\"{}\"", host.replace(['"', '\\'], "")));
     }
     let join = |h: &HeaderMap, name: &HeaderName| -> Option<String> {
-        let parts: Vec<&str> = h
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
+        let parts: Vec<&str> = h.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect();
         (!parts.is_empty()).then(|| parts.join(", "))
     };
     let (xff_value, fwd_value) = if trusted {
@@ -122,6 +103,33 @@ pub fn set_forwarded(
     }
 }
 
+/// The client's address: the peer, or — when the peer is a trusted proxy — the right-most
+/// `X-Forwarded-For` entry that is not itself a trusted proxy.
+pub fn client_ip(peer: IpAddr, h: &HeaderMap, trusted: &[crate::config::Cidr]) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = h
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        let Ok(ip) = hop.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() else {
+            break;
+        };
+        client = ip;
+        if !is_trusted(ip) {
+            break;
+        }
+    }
+    client
+}
+
 /// The host the client addressed: `Host`, or the authority of an HTTP/2 request.
 pub fn client_host<B>(req: &Request<B>) -> Option<String> {
     req.headers()
@@ -142,17 +150,9 @@ pub struct Hop<'a> {
 }
 
 /// Rewrites a client request into the upstream request.
-pub fn prepare(
-    settings: &Settings,
-    hop: &Hop<'_>,
-    mut req: Request<Body>,
-) -> Result<Request<Body>, Refusal> {
+pub fn prepare(settings: &Settings, hop: &Hop<'_>, mut req: Request<Body>) -> Result<Request<Body>, Refusal> {
     let host = client_host(&req);
-    let pq = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
+    let pq = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let uri: Uri = format!(
         "{}://{}{}{pq}",
         settings.upstream.scheme, settings.upstream.authority, settings.upstream.path
@@ -166,10 +166,7 @@ pub fn prepare(
     })?;
     *req.uri_mut() = uri;
     *req.version_mut() = Version::HTTP_11;
-    let trusted = settings
-        .trusted_proxies
-        .iter()
-        .any(|c| c.contains(hop.peer));
+    let trusted = settings.trusted_proxies.iter().any(|c| c.contains(hop.peer));
     let h = req.headers_mut();
     strip_hop_by_hop(h);
     set_forwarded(
@@ -239,10 +236,7 @@ fn tls_refused(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// The refusal for a failed upstream request, and the metric label of its kind.
-pub fn classify(
-    e: &hyper_util::client::legacy::Error,
-    settings: &Settings,
-) -> (Refusal, &'static str) {
+pub fn classify(e: &hyper_util::client::legacy::Error, settings: &Settings) -> (Refusal, &'static str) {
     let text = describe_client_error(e);
     let (reason, kind, desc) = if e.is_connect() && timed_out(e) {
         (
@@ -270,13 +264,11 @@ pub fn classify(
             ),
         )
     };
-    let timeout = format!("{}ms", settings.timeouts.connect.as_millis());
-    (
-        Refusal::new(reason, desc)
-            .detail("error", text)
-            .detail("timeout", timeout),
-        kind,
-    )
+    let mut r = Refusal::new(reason, desc).detail("error", text);
+    if reason == Reason::UpstreamConnectTimeout {
+        r = r.detail("timeout", format!("{}ms", settings.timeouts.connect.as_millis()));
+    }
+    (r, kind)
 }
 
 /// Sends the request with the response timeout; `Err` carries the refusal and its kind label.
@@ -292,10 +284,7 @@ pub async fn send(
             let ms = settings.timeouts.response.as_millis();
             let r = Refusal::new(
                 Reason::UpstreamTimeout,
-                format!(
-                    "Keycloak at {} did not answer within {ms}ms.",
-                    settings.upstream
-                ),
+                format!("Keycloak at {} did not answer within {ms}ms.", settings.upstream),
             )
             .detail("timeout", format!("{ms}ms"));
             Err((r, "timeout"))

@@ -10,8 +10,7 @@ use toml::Spanned;
 
 use super::model::{List, MetadataRaw, OpRaw, PolicyFile, RealmRaw, RedirectRaw};
 use super::snapshot::{
-    ClientRef, MetadataPolicy, OpPolicy, QuotaPolicy, RealmPolicy, RedirectPolicy, RoleRef, Rule,
-    Snapshot,
+    ClientRef, MetadataPolicy, OpPolicy, QuotaPolicy, RealmPolicy, RedirectPolicy, RoleRef, Rule, Snapshot,
 };
 use crate::config::load::{line_col, parse_toml};
 use crate::config::{ConfigError, Mode};
@@ -98,10 +97,7 @@ pub fn compile(sources: &[Source], generation: u64) -> Result<Snapshot, Vec<Conf
                     src,
                     d.span(),
                     "default",
-                    format!(
-                        "[default] is already defined in {}",
-                        prev.src.path.display()
-                    ),
+                    format!("[default] is already defined in {}", prev.src.path.display()),
                 );
             }
             default = Some(Layer {
@@ -116,10 +112,7 @@ pub fn compile(sources: &[Source], generation: u64) -> Result<Snapshot, Vec<Conf
                     src,
                     r.span(),
                     &format!("realms.{name}"),
-                    format!(
-                        "realm {name} is already defined in {}",
-                        prev.src.path.display()
-                    ),
+                    format!("realm {name} is already defined in {}", prev.src.path.display()),
                 );
             }
             realms.insert(
@@ -132,16 +125,10 @@ pub fn compile(sources: &[Source], generation: u64) -> Result<Snapshot, Vec<Conf
             );
         }
     }
-    let default_policy = ctx.realm(
-        "default",
-        &[default.as_ref()].into_iter().flatten().collect::<Vec<_>>(),
-    );
+    let default_policy = ctx.realm("default", &[default.as_ref()].into_iter().flatten().collect::<Vec<_>>());
     let mut compiled = HashMap::new();
     for (name, layer) in &realms {
-        let layers: Vec<&Layer<'_>> = [Some(layer), default.as_ref()]
-            .into_iter()
-            .flatten()
-            .collect();
+        let layers: Vec<&Layer<'_>> = [Some(layer), default.as_ref()].into_iter().flatten().collect();
         compiled.insert((*name).to_owned(), ctx.realm(name, &layers));
     }
     if !ctx.errors.is_empty() {
@@ -195,10 +182,8 @@ impl Ctx {
     }
 
     fn mode_for(&self, layers: &[&Layer<'_>], section: impl Fn(&RealmRaw) -> Option<Mode>) -> bool {
-        let m = layers
-            .iter()
-            .find_map(|l| section(l.raw))
-            .or_else(|| layers.iter().find_map(|l| l.raw.mode));
+        // Most specific layer first; within a layer the section's own mode beats the layer's.
+        let m = layers.iter().find_map(|l| section(l.raw).or(l.raw.mode));
         m == Some(Mode::Shadow)
     }
 
@@ -251,9 +236,7 @@ impl Ctx {
     fn op(&mut self, op: Operation, layers: &[&Layer<'_>]) -> OpPolicy {
         let key = op.as_str();
         let shadow = self.mode_for(layers, |r| op_raw(r, op).and_then(|o| o.mode));
-        let kinds = match self.list(layers, |r| {
-            op_raw(r, op).and_then(|o| o.token_kinds.as_ref())
-        }) {
+        let kinds = match self.list(layers, |r| op_raw(r, op).and_then(|o| o.token_kinds.as_ref())) {
             Some((list, l)) => {
                 let mut kinds = Vec::new();
                 for k in list.get_ref() {
@@ -274,45 +257,40 @@ impl Ctx {
                 Rule::new(default, format!("built-in.{key}.token_kinds"))
             }
         };
-        let roles_any =
-            match self.list(layers, |r| op_raw(r, op).and_then(|o| o.roles_any.as_ref())) {
-                Some((list, l)) => Rule::new(
-                    self.roles(l, list, &format!("{key}.roles_any")),
-                    format!("{}.{key}.roles_any", l.origin),
-                ),
-                None => {
-                    let names: &[&str] = match op {
-                        Operation::Create => &["create-client", "manage-clients"],
-                        Operation::Read => &["view-clients", "manage-clients"],
-                        _ => &["manage-clients"],
-                    };
-                    let roles = names
-                        .iter()
-                        .map(|n| RoleRef {
-                            client: Some(ClientRef::Management),
-                            role: (*n).to_owned(),
-                        })
-                        .collect();
-                    Rule::new(roles, format!("built-in.{key}.roles_any"))
-                }
-            };
+        let roles_any = match self.list(layers, |r| op_raw(r, op).and_then(|o| o.roles_any.as_ref())) {
+            Some((list, l)) => Rule::new(
+                self.roles(l, list, &format!("{key}.roles_any")),
+                format!("{}.{key}.roles_any", l.origin),
+            ),
+            None => {
+                let names: &[&str] = match op {
+                    Operation::Create => &["create-client", "manage-clients"],
+                    Operation::Read => &["view-clients", "manage-clients"],
+                    _ => &["manage-clients"],
+                };
+                let roles = names
+                    .iter()
+                    .map(|n| RoleRef {
+                        client: Some(ClientRef::Management),
+                        role: (*n).to_owned(),
+                    })
+                    .collect();
+                Rule::new(roles, format!("built-in.{key}.roles_any"))
+            }
+        };
         let roles_all = self.optional_roles(layers, op, "roles_all", |o| o.roles_all.as_ref());
         let scopes = self.plain_list(layers, op, "scopes", |o| o.scopes.as_ref());
         let azp = self.plain_list(layers, op, "azp", |o| o.azp.as_ref());
-        let needs_bearer =
-            !roles_all.value.is_empty() || !scopes.value.is_empty() || !azp.value.is_empty();
+        let needs_bearer = !roles_all.value.is_empty() || !scopes.value.is_empty() || !azp.value.is_empty();
         if needs_bearer
             && !kinds.value.contains(&TokenKind::Bearer)
-            && let Some((list, l)) = self.list(layers, |r| {
-                op_raw(r, op).and_then(|o| o.token_kinds.as_ref())
-            })
+            && let Some((list, l)) = self.list(layers, |r| op_raw(r, op).and_then(|o| o.token_kinds.as_ref()))
         {
             self.err(
                 l.src,
                 list.span(),
                 &format!("{key}.token_kinds"),
-                "roles, scopes and azp apply to bearer tokens, which this list does not allow"
-                    .into(),
+                "roles, scopes and azp apply to bearer tokens, which this list does not allow".into(),
             );
         }
         OpPolicy {
@@ -349,12 +327,7 @@ impl Ctx {
         match first(layers, |r| op_raw(r, op).and_then(&get)) {
             Some((list, l)) => {
                 if list.get_ref().iter().any(String::is_empty) {
-                    self.err(
-                        l.src,
-                        list.span(),
-                        &key,
-                        "empty names are not allowed".into(),
-                    );
+                    self.err(l.src, list.span(), &key, "empty names are not allowed".into());
                 }
                 Rule::new(list.get_ref().clone(), format!("{}.{key}", l.origin))
             }
@@ -367,7 +340,12 @@ impl Ctx {
         for r in list.get_ref() {
             match RoleRef::parse(r) {
                 Some(role) => out.push(role),
-                None => self.err(l.src, list.span(), key, format!("`{r}` is not a role (write `client/role`, `$management/role` or a realm role)")),
+                None => self.err(
+                    l.src,
+                    list.span(),
+                    key,
+                    format!("`{r}` is not a role (write `client/role`, `$management/role` or a realm role)"),
+                ),
             }
         }
         out
@@ -375,8 +353,7 @@ impl Ctx {
 
     fn known(&mut self, l: &Layer<'_>, list: &List, key: &str, known: &[&str]) -> BTreeSet<String> {
         for v in list.get_ref() {
-            let combo_ok =
-                key.ends_with("response_types") && v.split(' ').all(|p| known.contains(&p));
+            let combo_ok = key.ends_with("response_types") && v.split(' ').all(|p| known.contains(&p));
             let urn = key.ends_with("grant_types") && v.starts_with("urn:");
             if !known.contains(&v.as_str()) && !combo_ok && !urn {
                 self.err(
@@ -392,10 +369,7 @@ impl Ctx {
 
     fn metadata(&mut self, layers: &[&Layer<'_>]) -> MetadataPolicy {
         let shadow = self.mode_for(layers, |r| r.metadata.as_ref().and_then(|m| m.mode));
-        let set = |ctx: &mut Ctx,
-                   get: fn(&MetadataRaw) -> Option<&List>,
-                   key: &str,
-                   known: Option<&[&str]>| {
+        let set = |ctx: &mut Ctx, get: fn(&MetadataRaw) -> Option<&List>, key: &str, known: Option<&[&str]>| {
             first(layers, |r| md_list(r, get)).map(|(list, l)| {
                 let v = match known {
                     Some(k) => ctx.known(l, list, &format!("metadata.{key}"), k),
@@ -404,18 +378,8 @@ impl Ctx {
                 Rule::new(v, format!("{}.metadata.{key}", l.origin)).shadow(shadow)
             })
         };
-        let grant_types = set(
-            self,
-            |m| m.grant_types.as_ref(),
-            "grant_types",
-            Some(GRANTS),
-        );
-        let response_types = set(
-            self,
-            |m| m.response_types.as_ref(),
-            "response_types",
-            Some(RESPONSES),
-        );
+        let grant_types = set(self, |m| m.grant_types.as_ref(), "grant_types", Some(GRANTS));
+        let response_types = set(self, |m| m.response_types.as_ref(), "response_types", Some(RESPONSES));
         let auth_methods = set(
             self,
             |m| m.token_endpoint_auth_methods.as_ref(),
@@ -423,24 +387,14 @@ impl Ctx {
             Some(AUTH_METHODS),
         );
         let scopes = set(self, |m| m.scopes.as_ref(), "scopes", None);
-        let client_types = set(
-            self,
-            |m| m.client_types.as_ref(),
-            "client_types",
-            Some(CLIENT_TYPES),
-        );
-        let forbidden_fields = set(
-            self,
-            |m| m.forbidden_fields.as_ref(),
-            "forbidden_fields",
-            None,
-        );
-        let client_id_pattern = self.pattern(
-            layers,
-            "client_id_pattern",
-            |m| m.client_id_pattern.as_ref(),
-            shadow,
-        );
+        let client_types = set(self, |m| m.client_types.as_ref(), "client_types", Some(CLIENT_TYPES));
+        if let Some((list, l)) = first(layers, |r| md_list(r, |m| m.forbidden_fields.as_ref())) {
+            for f in list.get_ref().iter().filter(|f| !super::metadata::known_field(f)) {
+                self.err(l.src, list.span(), "metadata.forbidden_fields", format!("`{f}` is not a field of either body dialect nor a normalised name (e.g. protocol_mappers, service_accounts, jwks_uri, attributes)"));
+            }
+        }
+        let forbidden_fields = set(self, |m| m.forbidden_fields.as_ref(), "forbidden_fields", None);
+        let client_id_pattern = self.pattern(layers, "client_id_pattern", |m| m.client_id_pattern.as_ref(), shadow);
         let client_name_pattern = self.pattern(
             layers,
             "client_name_pattern",
@@ -487,11 +441,7 @@ impl Ctx {
 
     fn redirect(&mut self, layers: &[&Layer<'_>], shadow: bool) -> Rule<RedirectPolicy> {
         let Some((_, l)) = first(layers, rd) else {
-            return Rule::new(
-                RedirectPolicy::default(),
-                "built-in.metadata.redirect_uris".into(),
-            )
-            .shadow(shadow);
+            return Rule::new(RedirectPolicy::default(), "built-in.metadata.redirect_uris".into()).shadow(shadow);
         };
         let origin = format!("{}.metadata.redirect_uris", l.origin);
         let schemes = first(layers, |r| rd(r).and_then(|x| x.schemes.as_ref()));
@@ -525,8 +475,7 @@ impl Ctx {
             }
         }
         let policy = RedirectPolicy {
-            schemes: schemes
-                .map(|(s, _)| s.get_ref().iter().map(|x| x.to_ascii_lowercase()).collect()),
+            schemes: schemes.map(|(s, _)| s.get_ref().iter().map(|x| x.to_ascii_lowercase()).collect()),
             hosts: hosts.map(|(h, _)| h.get_ref().iter().map(|x| x.to_ascii_lowercase()).collect()),
             loopback: first(layers, |r| rd(r).and_then(|x| x.loopback.as_ref()))
                 .map(|(v, _)| *v)
@@ -542,9 +491,7 @@ impl Ctx {
     fn quota(&mut self, layers: &[&Layer<'_>]) -> Option<Rule<QuotaPolicy>> {
         let (_, l) = first(layers, |r| r.quota.as_ref())?;
         let shadow = self.mode_for(layers, |r| r.quota.as_ref().and_then(|q| q.mode));
-        let creates = first(layers, |r| {
-            r.quota.as_ref().and_then(|q| q.creates.as_ref())
-        });
+        let creates = first(layers, |r| r.quota.as_ref().and_then(|q| q.creates.as_ref()));
         let window = first(layers, |r| r.quota.as_ref().and_then(|q| q.window.as_ref()));
         match (creates, window) {
             (Some((c, cl)), Some((w, wl))) => {
@@ -553,17 +500,11 @@ impl Ctx {
                         cl.src,
                         c.span(),
                         "quota.creates",
-                        "must be at least 1 (to forbid creating, set create.token_kinds = [])"
-                            .into(),
+                        "must be at least 1 (to forbid creating, set create.token_kinds = [])".into(),
                     );
                 }
                 if w.get_ref().0.as_secs() == 0 {
-                    self.err(
-                        wl.src,
-                        w.span(),
-                        "quota.window",
-                        "must be at least 1s".into(),
-                    );
+                    self.err(wl.src, w.span(), "quota.window", "must be at least 1s".into());
                 }
                 let q = QuotaPolicy {
                     creates: *c.get_ref(),

@@ -73,12 +73,7 @@ impl Eval<'_> {
 }
 
 /// Evaluates the snapshot for one request. Takes a quota slot when the create is allowed.
-pub fn decide(
-    snap: &Snapshot,
-    input: &Input<'_>,
-    global_shadow: bool,
-    quotas: &Quotas,
-) -> Decision {
+pub fn decide(snap: &Snapshot, input: &Input<'_>, global_shadow: bool, quotas: &Quotas) -> Decision {
     let route = input.route;
     let policy = snap.for_realm(&route.realm);
     let mut ev = Eval {
@@ -96,8 +91,7 @@ pub fn decide(
         return ev.decision;
     }
     if let Some((md, dialect)) = input.metadata
-        && (metadata(&mut ev, &policy.metadata, md, dialect)
-            || client_id_fits(&mut ev, route, md, dialect))
+        && (metadata(&mut ev, &policy.metadata, md, dialect) || client_id_fits(&mut ev, route, md, dialect))
     {
         return ev.decision;
     }
@@ -129,11 +123,7 @@ fn provider(ev: &mut Eval<'_>, policy: &RealmPolicy, route: &RegRoute) -> bool {
 }
 
 fn join<T: std::fmt::Display>(items: &[T]) -> String {
-    items
-        .iter()
-        .map(|i| i.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
+    items.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 fn kinds(ev: &mut Eval<'_>, op: &OpPolicy, input: &Input<'_>) -> bool {
@@ -146,10 +136,7 @@ fn kinds(ev: &mut Eval<'_>, op: &OpPolicy, input: &Input<'_>) -> bool {
     let (reason, what) = if kind == TokenKind::Anonymous {
         (
             Reason::AnonymousNotAllowed,
-            format!(
-                "Anonymous requests may not {operation} clients in realm {}",
-                ev.realm
-            ),
+            format!("Anonymous requests may not {operation} clients in realm {}", ev.realm),
         )
     } else {
         (
@@ -201,17 +188,8 @@ fn bearer(ev: &mut Eval<'_>, op: &OpPolicy, input: &Input<'_>) -> bool {
         .unwrap_or_else(|| "this token".into());
     let verb = input.route.operation.as_str();
     if !op.roles_any.value.is_empty() && !op.roles_any.value.iter().any(has) {
-        let needed: Vec<String> = op
-            .roles_any
-            .value
-            .iter()
-            .map(|r| r.display_in(&realm))
-            .collect();
-        let reason = if c.resource_access.is_none() {
-            Reason::RolesNotInToken
-        } else {
-            Reason::MissingRole
-        };
+        let needed: Vec<String> = op.roles_any.value.iter().map(|r| r.display_in(&realm)).collect();
+        let reason = roles_reason(c, &op.roles_any.value);
         let msg = format!(
             "The token of {who} has none of the roles {} needed to {verb} clients in realm {realm}.",
             needed.join(" or ")
@@ -231,11 +209,7 @@ fn bearer(ev: &mut Eval<'_>, op: &OpPolicy, input: &Input<'_>) -> bool {
         .map(|r| r.display_in(&realm))
         .collect();
     if !missing.is_empty() {
-        let reason = if c.resource_access.is_none() {
-            Reason::RolesNotInToken
-        } else {
-            Reason::MissingRole
-        };
+        let reason = roles_reason(c, &op.roles_all.value);
         let msg = format!(
             "The token of {who} lacks the roles {} needed to {verb} clients in realm {realm}.",
             missing.join(", ")
@@ -281,6 +255,16 @@ fn bearer(ev: &mut Eval<'_>, op: &OpPolicy, input: &Input<'_>) -> bool {
     false
 }
 
+/// `roles_not_in_token` when client roles are needed and the token has no `resource_access` at
+/// all (a scope problem, not a role mapping one); otherwise `missing_role`.
+fn roles_reason(c: &crate::token::Claims, needed: &[super::snapshot::RoleRef]) -> Reason {
+    if c.resource_access.is_none() && needed.iter().any(|r| r.client.is_some()) {
+        Reason::RolesNotInToken
+    } else {
+        Reason::MissingRole
+    }
+}
+
 fn field_refusal(
     reason: Reason,
     dialect: Dialect,
@@ -310,10 +294,8 @@ fn subset(
                 wire_name(dialect, field),
                 join(&allowed)
             );
-            let r = field_refusal(reason, dialect, field, v.clone(), msg).detail(
-                "allowed",
-                allowed.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-            );
+            let r = field_refusal(reason, dialect, field, v.clone(), msg)
+                .detail("allowed", allowed.iter().map(|s| s.to_string()).collect::<Vec<_>>());
             if ev.fail(rule, r) {
                 return true;
             }
@@ -349,21 +331,16 @@ fn metadata(ev: &mut Eval<'_>, p: &MetadataPolicy, md: &ClientMetadata, d: Diale
         Reason::AuthMethodNotAllowed,
         "token_endpoint_auth_method",
         d,
-    ) || subset(
-        ev,
-        &p.scopes,
-        &md.scopes,
-        Reason::ScopeNotAllowed,
-        "scopes",
-        d,
-    ) || subset(
-        ev,
-        &p.client_types,
-        &client_type,
-        Reason::ClientTypeNotAllowed,
-        "client_type",
-        d,
-    ) {
+    ) || subset(ev, &p.scopes, &md.scopes, Reason::ScopeNotAllowed, "scopes", d)
+        || subset(
+            ev,
+            &p.client_types,
+            &client_type,
+            Reason::ClientTypeNotAllowed,
+            "client_type",
+            d,
+        )
+    {
         return true;
     }
     if let Some(rule) = &p.forbidden_fields {
@@ -405,8 +382,7 @@ fn metadata(ev: &mut Eval<'_>, p: &MetadataPolicy, md: &ClientMetadata, d: Diale
             );
             if ev.fail(
                 rule,
-                field_refusal(reason, d, field, v.clone(), msg)
-                    .detail("pattern", rule.value.as_str()),
+                field_refusal(reason, d, field, v.clone(), msg).detail("pattern", rule.value.as_str()),
             ) {
                 return true;
             }
@@ -415,12 +391,7 @@ fn metadata(ev: &mut Eval<'_>, p: &MetadataPolicy, md: &ClientMetadata, d: Diale
     false
 }
 
-fn redirects(
-    ev: &mut Eval<'_>,
-    rule: &Rule<super::snapshot::RedirectPolicy>,
-    md: &ClientMetadata,
-    d: Dialect,
-) -> bool {
+fn redirects(ev: &mut Eval<'_>, rule: &Rule<super::snapshot::RedirectPolicy>, md: &ClientMetadata, d: Dialect) -> bool {
     let p = &rule.value;
     if let Some(max) = p.max.filter(|m| md.redirect_uris.len() > *m) {
         let msg = format!(
@@ -472,11 +443,13 @@ pub fn check_redirect(p: &super::snapshot::RedirectPolicy, u: &str, d: Dialect) 
     if uri::DANGEROUS_SCHEMES.contains(&parsed.scheme.as_str()) {
         return bad(
             Reason::RedirectUriNotAllowed,
-            format!("Redirect URI `{u}` uses scheme `{}`, which is never allowed (it runs code or reads local data in the browser).", parsed.scheme),
+            format!(
+                "Redirect URI `{u}` uses scheme `{}`, which is never allowed (it runs code or reads local data in the browser).",
+                parsed.scheme
+            ),
         );
     }
     if parsed.wildcard && !p.wildcards {
-
         return bad(
             Reason::RedirectUriNotAllowed,
             format!("Redirect URI `{u}` contains a wildcard (*); list exact URIs."),
@@ -519,8 +492,18 @@ pub fn check_redirect(p: &super::snapshot::RedirectPolicy, u: &str, d: Dialect) 
             ""
         };
         return Some(
-            field_refusal(Reason::RedirectUriNotAllowed, d, "redirect_uris", u, format!("Redirect URI `{u}` has host `{}`, which is not allowed; allowed hosts: {}{loopback}.", parsed.host, hosts.join(", ")))
-                .detail("allowed_hosts", hosts.clone()),
+            field_refusal(
+                Reason::RedirectUriNotAllowed,
+                d,
+                "redirect_uris",
+                u,
+                format!(
+                    "Redirect URI `{u}` has host `{}`, which is not allowed; allowed hosts: {}{loopback}.",
+                    parsed.host,
+                    hosts.join(", ")
+                ),
+            )
+            .detail("allowed_hosts", hosts.clone()),
         );
     }
     None
@@ -539,9 +522,7 @@ fn client_id_fits(ev: &mut Eval<'_>, route: &RegRoute, md: &ClientMetadata, d: D
         Some(body_id) => format!(
             "The body's {wire} `{body_id}` differs from the client id `{path_id}` in the path; Keycloak refuses that with \"Client Identifier modified\"."
         ),
-        None => format!(
-            "An update must repeat the client id in the body: add \"{wire}\": \"{path_id}\"."
-        ),
+        None => format!("An update must repeat the client id in the body: add \"{wire}\": \"{path_id}\"."),
     };
     let rule = Rule::new((), "built-in.update.client_id".to_owned());
     let r = Refusal::new(Reason::ClientIdMismatch, msg)
@@ -564,12 +545,7 @@ pub fn caller_key(identity: &Identity, peer: IpAddr) -> String {
     }
 }
 
-fn quota(
-    ev: &mut Eval<'_>,
-    rule: &Rule<super::snapshot::QuotaPolicy>,
-    input: &Input<'_>,
-    quotas: &Quotas,
-) {
+fn quota(ev: &mut Eval<'_>, rule: &Rule<super::snapshot::QuotaPolicy>, input: &Input<'_>, quotas: &Quotas) {
     let caller = caller_key(input.identity, input.peer);
     let now = Instant::now();
     let over = if ev.decision.refusal.is_none() {

@@ -58,9 +58,7 @@ impl<'de> Visitor<'de> for Strict {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let depth = self.depth + 1;
         if depth > MAX_DEPTH {
-            return Err(de::Error::custom(format_args!(
-                "nesting deeper than {MAX_DEPTH}"
-            )));
+            return Err(de::Error::custom(format_args!("nesting deeper than {MAX_DEPTH}")));
         }
         let mut out = Vec::new();
         while let Some(v) = seq.next_element_seed(Strict { depth })? {
@@ -72,9 +70,7 @@ impl<'de> Visitor<'de> for Strict {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let depth = self.depth + 1;
         if depth > MAX_DEPTH {
-            return Err(de::Error::custom(format_args!(
-                "nesting deeper than {MAX_DEPTH}"
-            )));
+            return Err(de::Error::custom(format_args!("nesting deeper than {MAX_DEPTH}")));
         }
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
@@ -118,12 +114,11 @@ pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Refusal> {
             } else {
                 Reason::BodyNotJson
             };
-            Err(Refusal::new(
-                reason,
-                format!("The request body is not acceptable JSON: {msg}."),
+            Err(
+                Refusal::new(reason, format!("The request body is not acceptable JSON: {msg}."))
+                    .detail("line", e.line())
+                    .detail("column", e.column()),
             )
-            .detail("line", e.line())
-            .detail("column", e.column()))
         }
     }
 }
@@ -149,10 +144,7 @@ mod tests {
             Reason::BodyDuplicateKey
         );
         let deep = format!("{{\"a\":{}{}}}", "[".repeat(40), "]".repeat(40));
-        assert_eq!(
-            parse_object(deep.as_bytes()).unwrap_err().reason,
-            Reason::BodyTooDeep
-        );
+        assert_eq!(parse_object(deep.as_bytes()).unwrap_err().reason, Reason::BodyTooDeep);
         let very_deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         assert_eq!(
             parse_object(very_deep.as_bytes()).unwrap_err().reason,
@@ -162,14 +154,8 @@ mod tests {
             parse_object(b"{\"a\":\"\xff\"}").unwrap_err().reason,
             Reason::BodyNotJson
         );
-        assert_eq!(
-            parse_object(b"[1]").unwrap_err().reason,
-            Reason::BodyWrongType
-        );
-        assert_eq!(
-            parse_object(b"{\"a\":1} x").unwrap_err().reason,
-            Reason::BodyNotJson
-        );
+        assert_eq!(parse_object(b"[1]").unwrap_err().reason, Reason::BodyWrongType);
+        assert_eq!(parse_object(b"{\"a\":1} x").unwrap_err().reason, Reason::BodyNotJson);
         assert_eq!(parse_object(b"").unwrap_err().reason, Reason::BodyNotJson);
     }
 }

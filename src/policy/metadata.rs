@@ -63,11 +63,7 @@ pub struct ClientMetadata {
 }
 
 fn wrong_type(wire: &str, expected: &str) -> Refusal {
-    Refusal::new(
-        Reason::BodyWrongType,
-        format!("Field `{wire}` must be {expected}."),
-    )
-    .detail("field", wire)
+    Refusal::new(Reason::BodyWrongType, format!("Field `{wire}` must be {expected}.")).detail("field", wire)
 }
 
 fn string(m: &Map<String, Value>, wire: &str) -> Result<Option<String>, Refusal> {
@@ -118,19 +114,13 @@ pub fn normalise(dialect: Dialect, m: &Map<String, Value>) -> Result<ClientMetad
         Dialect::Rfc7591 => rfc7591(m)?,
         Dialect::Keycloak => keycloak(m)?,
     };
-    md.raw_keys = m
-        .iter()
-        .filter(|(_, v)| !v.is_null())
-        .map(|(k, _)| k.clone())
-        .collect();
+    md.raw_keys = m.iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| k.clone()).collect();
     Ok(md)
 }
 
 fn rfc7591(m: &Map<String, Value>) -> Result<ClientMetadata, Refusal> {
-    let auth_method =
-        string(m, "token_endpoint_auth_method")?.unwrap_or_else(|| "client_secret_basic".into());
-    let grant_types =
-        strings(m, "grant_types")?.unwrap_or_else(|| vec!["authorization_code".into()]);
+    let auth_method = string(m, "token_endpoint_auth_method")?.unwrap_or_else(|| "client_secret_basic".into());
+    let grant_types = strings(m, "grant_types")?.unwrap_or_else(|| vec!["authorization_code".into()]);
     let mut present = BTreeSet::new();
     for (wire, name) in [
         ("jwks", "jwks"),
@@ -180,8 +170,7 @@ fn keycloak(m: &Map<String, Value>) -> Result<ClientMetadata, Refusal> {
             grant_types.push(grant.to_owned());
         }
     }
-    let authenticator =
-        string(m, "clientAuthenticatorType")?.unwrap_or_else(|| "client-secret".into());
+    let authenticator = string(m, "clientAuthenticatorType")?.unwrap_or_else(|| "client-secret".into());
     let auth_method = if public {
         "none".to_owned()
     } else {
@@ -232,6 +221,123 @@ fn keycloak(m: &Map<String, Value>) -> Result<ClientMetadata, Refusal> {
     })
 }
 
+/// Normalised names usable in `forbidden_fields` (set from either dialect).
+pub const NORMALISED_FIELDS: &[&str] = &[
+    "protocol_mappers",
+    "service_accounts",
+    "attributes",
+    "authorization_settings",
+    "client_secret",
+    "full_scope_allowed",
+    "jwks",
+    "jwks_uri",
+    "software_statement",
+];
+
+/// Top-level members of RFC 7591 / OpenID Connect registration bodies.
+pub const RFC7591_FIELDS: &[&str] = &[
+    "redirect_uris",
+    "token_endpoint_auth_method",
+    "grant_types",
+    "response_types",
+    "client_name",
+    "client_uri",
+    "logo_uri",
+    "scope",
+    "contacts",
+    "tos_uri",
+    "policy_uri",
+    "jwks_uri",
+    "jwks",
+    "software_id",
+    "software_version",
+    "software_statement",
+    "client_id",
+    "client_secret",
+    "sector_identifier_uri",
+    "subject_type",
+    "id_token_signed_response_alg",
+    "id_token_encrypted_response_alg",
+    "id_token_encrypted_response_enc",
+    "userinfo_signed_response_alg",
+    "userinfo_encrypted_response_alg",
+    "userinfo_encrypted_response_enc",
+    "request_object_signing_alg",
+    "request_object_encryption_alg",
+    "request_object_encryption_enc",
+    "token_endpoint_auth_signing_alg",
+    "default_max_age",
+    "require_auth_time",
+    "default_acr_values",
+    "initiate_login_uri",
+    "request_uris",
+    "post_logout_redirect_uris",
+    "frontchannel_logout_uri",
+    "frontchannel_logout_session_required",
+    "backchannel_logout_uri",
+    "backchannel_logout_session_required",
+    "tls_client_certificate_bound_access_tokens",
+    "tls_client_auth_subject_dn",
+    "dpop_bound_access_tokens",
+    "authorization_signed_response_alg",
+    "authorization_encrypted_response_alg",
+    "authorization_encrypted_response_enc",
+    "require_pushed_authorization_requests",
+];
+
+/// Top-level members of Keycloak's `ClientRepresentation`.
+pub const KEYCLOAK_FIELDS: &[&str] = &[
+    "id",
+    "clientId",
+    "name",
+    "description",
+    "type",
+    "rootUrl",
+    "adminUrl",
+    "baseUrl",
+    "surrogateAuthRequired",
+    "enabled",
+    "alwaysDisplayInConsole",
+    "clientAuthenticatorType",
+    "secret",
+    "registrationAccessToken",
+    "defaultRoles",
+    "redirectUris",
+    "webOrigins",
+    "notBefore",
+    "bearerOnly",
+    "consentRequired",
+    "standardFlowEnabled",
+    "implicitFlowEnabled",
+    "directAccessGrantsEnabled",
+    "serviceAccountsEnabled",
+    "authorizationServicesEnabled",
+    "directGrantsOnly",
+    "publicClient",
+    "frontchannelLogout",
+    "protocol",
+    "attributes",
+    "authenticationFlowBindingOverrides",
+    "fullScopeAllowed",
+    "nodeReRegistrationTimeout",
+    "registeredNodes",
+    "protocolMappers",
+    "clientTemplate",
+    "useTemplateConfig",
+    "useTemplateScope",
+    "useTemplateMappers",
+    "defaultClientScopes",
+    "optionalClientScopes",
+    "authorizationSettings",
+    "access",
+    "origin",
+];
+
+/// Whether `name` can be used in `forbidden_fields`.
+pub fn known_field(name: &str) -> bool {
+    NORMALISED_FIELDS.contains(&name) || RFC7591_FIELDS.contains(&name) || KEYCLOAK_FIELDS.contains(&name)
+}
+
 /// The body's own key for a normalised field name.
 pub fn wire_name(dialect: Dialect, name: &str) -> &str {
     match (dialect, name) {
@@ -265,7 +371,11 @@ mod tests {
 
     #[test]
     fn rfc7591_defaults_and_fields() {
-        let md = normalise(Dialect::Rfc7591, &obj(json!({"client_name": "x", "redirect_uris": ["https://a/cb"], "scope": "openid email"}))).unwrap();
+        let md = normalise(
+            Dialect::Rfc7591,
+            &obj(json!({"client_name": "x", "redirect_uris": ["https://a/cb"], "scope": "openid email"})),
+        )
+        .unwrap();
         assert_eq!(md.grant_types, ["authorization_code"]);
         assert_eq!(md.response_types, ["code"]);
         assert_eq!(md.auth_method, "client_secret_basic");
@@ -292,19 +402,12 @@ mod tests {
         assert_eq!(md.redirect_uris, ["https://x/cb"]);
         assert_eq!(md.scopes, ["email"]);
         let md = normalise(Dialect::Keycloak, &obj(json!({"publicClient": true}))).unwrap();
-        assert_eq!(
-            (md.client_type, md.auth_method.as_str()),
-            ("public", "none")
-        );
+        assert_eq!((md.client_type, md.auth_method.as_str()), ("public", "none"));
     }
 
     #[test]
     fn wrong_types_named() {
-        let e = normalise(
-            Dialect::Rfc7591,
-            &obj(json!({"redirect_uris": "https://a/cb"})),
-        )
-        .unwrap_err();
+        let e = normalise(Dialect::Rfc7591, &obj(json!({"redirect_uris": "https://a/cb"}))).unwrap_err();
         assert_eq!(e.reason, Reason::BodyWrongType);
         assert!(e.description.contains("redirect_uris"));
         let e = normalise(Dialect::Keycloak, &obj(json!({"publicClient": "yes"}))).unwrap_err();

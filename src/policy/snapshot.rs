@@ -91,6 +91,9 @@ impl RoleRef {
 
     /// `client/role` in `realm`, or the realm role's name.
     pub fn display_in(&self, realm: &str) -> String {
+        if realm == "any" && self.client == Some(ClientRef::Management) {
+            return format!("$management/{}", self.role);
+        }
         match self.client_in(realm) {
             Some(c) => format!("{c}/{}", self.role),
             None => self.role.clone(),
@@ -193,10 +196,7 @@ pub struct Snapshot {
 impl RealmPolicy {
     /// The rules of one governed operation.
     pub fn op(&self, op: Operation) -> Option<&OpPolicy> {
-        Operation::GOVERNED
-            .iter()
-            .position(|o| *o == op)
-            .map(|i| &self.ops[i])
+        Operation::GOVERNED.iter().position(|o| *o == op).map(|i| &self.ops[i])
     }
 }
 
@@ -221,12 +221,7 @@ impl Snapshot {
             let _ = writeln!(
                 out,
                 "  providers: {}",
-                p.providers
-                    .value
-                    .iter()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                p.providers.value.iter().cloned().collect::<Vec<_>>().join(", ")
             );
             for (op, rules) in Operation::GOVERNED.iter().zip(&p.ops) {
                 let kinds: Vec<&str> = rules.kinds.value.iter().map(|k| k.as_str()).collect();
@@ -239,24 +234,12 @@ impl Snapshot {
                         kinds.join(", ")
                     }
                 );
-                if rules.kinds.value.contains(&TokenKind::Bearer)
-                    && !rules.roles_any.value.is_empty()
-                {
-                    let roles: Vec<String> = rules
-                        .roles_any
-                        .value
-                        .iter()
-                        .map(|r| r.display_in(realm))
-                        .collect();
+                if rules.kinds.value.contains(&TokenKind::Bearer) && !rules.roles_any.value.is_empty() {
+                    let roles: Vec<String> = rules.roles_any.value.iter().map(|r| r.display_in(realm)).collect();
                     let _ = write!(line, "; bearer needs one of {}", roles.join(" | "));
                 }
                 if !rules.roles_all.value.is_empty() {
-                    let roles: Vec<String> = rules
-                        .roles_all
-                        .value
-                        .iter()
-                        .map(|r| r.display_in(realm))
-                        .collect();
+                    let roles: Vec<String> = rules.roles_all.value.iter().map(|r| r.display_in(realm)).collect();
                     let _ = write!(line, "; and all of {}", roles.join(", "));
                 }
                 if !rules.scopes.value.is_empty() {
@@ -276,11 +259,7 @@ impl Snapshot {
                 .as_ref()
                 .map(|s| s.iter().cloned().collect::<Vec<_>>().join(", "))
                 .unwrap_or_else(|| "any".into());
-            let hosts = r
-                .hosts
-                .as_ref()
-                .map(|h| h.join(", "))
-                .unwrap_or_else(|| "any".into());
+            let hosts = r.hosts.as_ref().map(|h| h.join(", ")).unwrap_or_else(|| "any".into());
             let _ = writeln!(
                 out,
                 "  redirect_uris: schemes {schemes}; hosts {hosts}; loopback {}; max {}",

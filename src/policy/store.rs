@@ -44,28 +44,20 @@ fn read_err(path: &Path, message: String) -> ConfigError {
 /// Reads the policy files at `path`: one file, or every `*.toml` in a directory (not hidden
 /// ones, following symlinks, so a Kubernetes ConfigMap mount works).
 pub fn read_sources(path: &Path) -> Result<Vec<Source>, ConfigError> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| read_err(path, format!("cannot read the policy path: {e}")))?;
+    let meta = std::fs::metadata(path).map_err(|e| read_err(path, format!("cannot read the policy path: {e}")))?;
     let mut files = Vec::new();
     if meta.is_dir() {
-        let entries = std::fs::read_dir(path)
-            .map_err(|e| read_err(path, format!("cannot list the directory: {e}")))?;
+        let entries = std::fs::read_dir(path).map_err(|e| read_err(path, format!("cannot list the directory: {e}")))?;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let p = entry.path();
-            if name.ends_with(".toml")
-                && !name.starts_with('.')
-                && std::fs::metadata(&p).is_ok_and(|m| m.is_file())
-            {
+            if name.ends_with(".toml") && !name.starts_with('.') && std::fs::metadata(&p).is_ok_and(|m| m.is_file()) {
                 files.push(p);
             }
         }
         files.sort();
         if files.is_empty() {
-            return Err(read_err(
-                path,
-                "the directory holds no *.toml policy file".into(),
-            ));
+            return Err(read_err(path, "the directory holds no *.toml policy file".into()));
         }
     } else {
         files.push(path.to_owned());
@@ -73,8 +65,7 @@ pub fn read_sources(path: &Path) -> Result<Vec<Source>, ConfigError> {
     files
         .into_iter()
         .map(|p| {
-            let text = std::fs::read_to_string(&p)
-                .map_err(|e| read_err(&p, format!("cannot read the file: {e}")))?;
+            let text = std::fs::read_to_string(&p).map_err(|e| read_err(&p, format!("cannot read the file: {e}")))?;
             Ok(Source { path: p, text })
         })
         .collect()
@@ -128,10 +119,7 @@ impl PolicyStore {
             .policy_generation
             .set(i64::try_from(snap.generation).unwrap_or(i64::MAX));
         self.metrics.policy_info.reset();
-        self.metrics
-            .policy_info
-            .with_label_values(&[&snap.checksum])
-            .set(1);
+        self.metrics.policy_info.with_label_values(&[&snap.checksum]).set(1);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
@@ -167,13 +155,7 @@ impl PolicyStore {
         }
     }
 
-    fn fail(
-        &self,
-        seen: &mut String,
-        sum: String,
-        errors: Vec<ConfigError>,
-        trigger: &str,
-    ) -> Reloaded {
+    fn fail(&self, seen: &mut String, sum: String, errors: Vec<ConfigError>, trigger: &str) -> Reloaded {
         *seen = sum;
         self.metrics.reloads.with_label_values(&["error"]).inc();
         let active = self.current.load();

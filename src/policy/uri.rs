@@ -21,10 +21,7 @@ pub fn parse(uri: &str) -> Result<RedirectUri, String> {
         return Err("it contains whitespace or control characters".into());
     }
     let (scheme, rest) = uri.split_once(':').ok_or("it has no scheme")?;
-    let valid_scheme = scheme
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic())
+    let valid_scheme = scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
         && scheme
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
@@ -56,9 +53,7 @@ pub fn parse(uri: &str) -> Result<RedirectUri, String> {
 fn host_of(authority: &str) -> Result<String, String> {
     let (host, port) = match authority.strip_prefix('[') {
         Some(v6) => {
-            let (h, after) = v6
-                .split_once(']')
-                .ok_or("an IPv6 host is missing its closing ]")?;
+            let (h, after) = v6.split_once(']').ok_or("an IPv6 host is missing its closing ]")?;
             let port = match after {
                 "" => None,
                 p => Some(p.strip_prefix(':').ok_or("junk after the IPv6 host")?),
@@ -83,12 +78,8 @@ pub const DANGEROUS_SCHEMES: [&str; 4] = ["javascript", "data", "vbscript", "fil
 /// Whether `host` is a loopback host: `localhost`, `127.0.0.0/8` or `::1`.
 pub fn is_loopback(host: &str) -> bool {
     host == "localhost"
-        || host
-            .parse::<std::net::Ipv4Addr>()
-            .is_ok_and(|ip| ip.is_loopback())
-        || host
-            .parse::<std::net::Ipv6Addr>()
-            .is_ok_and(|ip| ip.is_loopback())
+        || host.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+        || host.parse::<std::net::Ipv6Addr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Whether `host` matches `pattern`: exact, or `*.example.com` for any subdomain of
@@ -96,9 +87,7 @@ pub fn is_loopback(host: &str) -> bool {
 pub fn host_matches(pattern: &str, host: &str) -> bool {
     match pattern.strip_prefix("*.") {
         Some(domain) => {
-            host.len() > domain.len() + 1
-                && host.ends_with(domain)
-                && host[..host.len() - domain.len()].ends_with('.')
+            host.len() > domain.len() + 1 && host.ends_with(domain) && host[..host.len() - domain.len()].ends_with('.')
         }
         None => pattern == host,
     }
@@ -116,15 +105,9 @@ mod tests {
             ("https", "app.example.com", false)
         );
         assert_eq!(parse("http://[::1]:33418/callback").unwrap().host, "::1");
-        assert_eq!(
-            parse("http://127.0.0.1:50000/cb").unwrap().host,
-            "127.0.0.1"
-        );
+        assert_eq!(parse("http://127.0.0.1:50000/cb").unwrap().host, "127.0.0.1");
         let native = parse("com.example.app:/oauth2redirect").unwrap();
-        assert_eq!(
-            (native.scheme.as_str(), native.host.as_str()),
-            ("com.example.app", "")
-        );
+        assert_eq!((native.scheme.as_str(), native.host.as_str()), ("com.example.app", ""));
         assert!(parse("https://a.example.com/cb#frag").unwrap().fragment);
         assert!(parse("https://a.example.com/*").unwrap().wildcard);
     }
@@ -139,7 +122,6 @@ mod tests {
             "https://a b/cb",
             "https://x:port/cb",
             "https://x:99999/cb",
-
             "http://[::1/cb",
         ] {
             assert!(parse(bad).is_err(), "{bad}");
@@ -158,12 +140,7 @@ mod tests {
 
     #[test]
     fn loopback() {
-        assert!(
-            is_loopback("127.0.0.1")
-                && is_loopback("127.1.2.3")
-                && is_loopback("::1")
-                && is_loopback("localhost")
-        );
+        assert!(is_loopback("127.0.0.1") && is_loopback("127.1.2.3") && is_loopback("::1") && is_loopback("localhost"));
         assert!(!is_loopback("127.example.com") && !is_loopback("10.0.0.1"));
     }
 }

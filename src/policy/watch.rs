@@ -19,9 +19,7 @@ pub fn spawn(store: Arc<PolicyStore>, poll: Duration) {
     let watch_dir = if path.is_dir() {
         path.clone()
     } else {
-        path.parent()
-            .map(Path::to_owned)
-            .unwrap_or_else(|| ".".into())
+        path.parent().map(Path::to_owned).unwrap_or_else(|| ".".into())
     };
     let events = tx.clone();
     let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
@@ -50,8 +48,7 @@ pub fn spawn(store: Arc<PolicyStore>, poll: Duration) {
     });
     #[cfg(unix)]
     tokio::spawn(async move {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
             return;
         };
         while hup.recv().await.is_some() {

@@ -34,7 +34,11 @@ pub fn route(app: &App, req: &Request<Incoming>) -> Response<Body> {
             app.readiness();
             reply(StatusCode::OK, "text/plain; version=0.0.4", app.metrics.render())
         }
-        "/healthz" => reply(StatusCode::OK, "application/json", json!({"status": "alive"}).to_string()),
+        "/healthz" => reply(
+            StatusCode::OK,
+            "application/json",
+            json!({"status": "alive"}).to_string(),
+        ),
         "/readyz" => {
             let (ready, problems) = app.readiness();
             let snap = app.policy.current();
@@ -47,10 +51,18 @@ pub fn route(app: &App, req: &Request<Incoming>) -> Response<Body> {
                     "source": app.policy.path().map(|p| p.display().to_string()).unwrap_or_else(|| "built-in".into()),
                 },
             });
-            let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            let status = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
             reply(status, "application/json", body.to_string())
         }
-        _ => reply(StatusCode::NOT_FOUND, "application/json", json!({"error": "not_found", "error_description": "admin paths: /metrics, /healthz, /readyz"}).to_string()),
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            "application/json",
+            json!({"error": "not_found", "error_description": "admin paths: /metrics, /healthz, /readyz"}).to_string(),
+        ),
     }
 }
 

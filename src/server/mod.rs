@@ -25,9 +25,7 @@ fn builder() -> Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30))
         .keep_alive(true);
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(256);
+    b.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
     b
 }
 
@@ -69,29 +67,21 @@ pub async fn serve(
                 async move { Ok::<_, Infallible>(handle(app, conn, req).await) }
             });
             let result = match tls {
-                Some(acceptor) => {
-                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
-                        .await
-                    {
-                        Ok(Ok(s)) => {
-                            watcher
-                                .watch(builder.serve_connection(TokioIo::new(s), svc).into_owned())
-                                .await
-                        }
-                        Ok(Err(e)) => {
-                            tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => return,
+                Some(acceptor) => match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                    Ok(Ok(s)) => {
+                        watcher
+                            .watch(builder.serve_connection(TokioIo::new(s), svc).into_owned())
+                            .await
                     }
-                }
+                    Ok(Err(e)) => {
+                        tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                },
                 None => {
                     watcher
-                        .watch(
-                            builder
-                                .serve_connection(TokioIo::new(stream), svc)
-                                .into_owned(),
-                        )
+                        .watch(builder.serve_connection(TokioIo::new(stream), svc).into_owned())
                         .await
                 }
             };
@@ -107,10 +97,7 @@ pub async fn serve(
         grace_ms = grace.as_millis() as u64,
         "stopped accepting; draining"
     );
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
         tracing::warn!("drain deadline passed; closing remaining connections");
     }
 }

@@ -91,9 +91,7 @@ impl TokenCache {
     /// Removes a realm's entries whose key is no longer held.
     pub fn retain_keys(&self, realm: &str, still_held: impl Fn(&str) -> bool) {
         for shard in &self.shards {
-            shard
-                .lock()
-                .retain(|_, e| &*e.realm != realm || still_held(&e.kid));
+            shard.lock().retain(|_, e| &*e.realm != realm || still_held(&e.kid));
         }
     }
 

@@ -200,9 +200,7 @@ fn b64(part: &str, what: &str) -> Result<Vec<u8>, DecodeError> {
 /// Splits `token` into three base64url parts and decodes header and claims.
 pub fn decode(token: &str) -> Result<Decoded, DecodeError> {
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         let n = token.split('.').count();
         return Err(DecodeError(format!(
             "a JWT has three dot-separated parts; this value has {n}"
@@ -211,22 +209,13 @@ pub fn decode(token: &str) -> Result<Decoded, DecodeError> {
     if h.is_empty() || p.is_empty() {
         return Err(DecodeError("the header or payload part is empty".into()));
     }
-    if !s
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
+    if !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
         return Err(DecodeError("the signature is not base64url".into()));
     }
-    let header: Header = serde_json::from_slice(&b64(h, "header")?).map_err(|e| {
-        DecodeError(format!(
-            "the header is not a JSON object with a string alg: {e}"
-        ))
-    })?;
-    let claims: Claims = serde_json::from_slice(&b64(p, "payload")?).map_err(|e| {
-        DecodeError(format!(
-            "the payload is not a JSON object with well-typed claims: {e}"
-        ))
-    })?;
+    let header: Header = serde_json::from_slice(&b64(h, "header")?)
+        .map_err(|e| DecodeError(format!("the header is not a JSON object with a string alg: {e}")))?;
+    let claims: Claims = serde_json::from_slice(&b64(p, "payload")?)
+        .map_err(|e| DecodeError(format!("the payload is not a JSON object with well-typed claims: {e}")))?;
     Ok(Decoded {
         header,
         claims,
@@ -288,9 +277,6 @@ mod tests {
         assert!(!c.has_client_role("realm-management", "manage-clients"));
         assert!(c.has_realm_role("offline_access"));
         assert_eq!(c.scopes().collect::<Vec<_>>(), ["openid", "profile"]);
-        assert_eq!(
-            c.role_names(),
-            ["realm-management/create-client", "offline_access"]
-        );
+        assert_eq!(c.role_names(), ["realm-management/create-client", "offline_access"]);
     }
 }

@@ -25,6 +25,9 @@ use crate::net::{HttpClient, get_bytes};
 mod registry;
 pub use registry::Jwks;
 
+/// Keys by `kid`.
+pub type Keys = HashMap<String, Arc<Key>>;
+
 /// One usable verification key.
 pub struct Key {
     /// Key id.
@@ -91,9 +94,7 @@ pub fn parse_key(v: &Value) -> Result<Arc<Key>, String> {
         }
     };
     let alg = match jwk.common.key_algorithm {
-        Some(a) => Some(
-            Algorithm::try_from(a).map_err(|_| format!("key {kid} has a non-signature alg {a}"))?,
-        ),
+        Some(a) => Some(Algorithm::try_from(a).map_err(|_| format!("key {kid} has a non-signature alg {a}"))?),
         None => implied,
     };
     if alg.is_some_and(|a| a.family() != family) {
@@ -109,9 +110,8 @@ pub fn parse_key(v: &Value) -> Result<Arc<Key>, String> {
 }
 
 /// Parses a JWKS document, skipping (and reporting) keys that cannot be used.
-pub fn parse_set(body: &[u8]) -> Result<(HashMap<String, Arc<Key>>, Vec<String>), String> {
-    let doc: Value =
-        serde_json::from_slice(body).map_err(|e| format!("the JWKS is not JSON: {e}"))?;
+pub fn parse_set(body: &[u8]) -> Result<(Keys, Vec<String>), String> {
+    let doc: Value = serde_json::from_slice(body).map_err(|e| format!("the JWKS is not JSON: {e}"))?;
     let list = doc
         .get("keys")
         .and_then(Value::as_array)
@@ -157,10 +157,7 @@ impl RealmKeys {
 
     /// Seconds since the last successful fetch.
     pub fn age_secs(&self) -> Option<f64> {
-        self.set
-            .load()
-            .fetched_at
-            .map(|t| t.elapsed().as_secs_f64())
+        self.set.load().fetched_at.map(|t| t.elapsed().as_secs_f64())
     }
 
     /// Where keys come from (for messages).
@@ -192,9 +189,9 @@ impl RealmKeys {
         if let Some(k) = self.lookup(kid)? {
             return Ok(k);
         }
-        // Remembered only while refetches are rate limited anyway: a kid published after it was
-        // first seen (a rotation racing the JWKS) must be found by the next allowed refetch.
-        if self.remembered_unknown(kid) && !self.may_fetch() {
+        // A kid that a fresh fetch did not find is junk (Keycloak publishes a key before it signs
+        // with it): refuse it without refetching until `unknown_kid_ttl` passes.
+        if self.remembered_unknown(kid) {
             return Err(self.kid_unknown(kid, "it was not there at the last refetch either"));
         }
         let refetched = self.refetch().await;
@@ -220,13 +217,11 @@ impl RealmKeys {
             return Ok(None);
         };
         match set.fetched_at {
-            Some(t) if t.elapsed() > self.settings.max_staleness => {
-                Err(self.unavailable(&format!(
-                    "its keys are {}s old, past max_staleness ({}s), and refreshing them fails",
-                    t.elapsed().as_secs(),
-                    self.settings.max_staleness.as_secs()
-                )))
-            }
+            Some(t) if t.elapsed() > self.settings.max_staleness => Err(self.unavailable(&format!(
+                "its keys are {}s old, past max_staleness ({}s), and refreshing them fails",
+                t.elapsed().as_secs(),
+                self.settings.max_staleness.as_secs()
+            ))),
             _ => Ok(Some(k.clone())),
         }
     }
@@ -238,10 +233,7 @@ impl RealmKeys {
         )
         .detail("kid", kid)
         .detail("jwks_uri", self.source())
-        .detail(
-            "known_kids",
-            self.set.load().keys.keys().cloned().collect::<Vec<_>>(),
-        )
+        .detail("known_kids", self.set.load().keys.keys().cloned().collect::<Vec<_>>())
     }
 
     fn remembered_unknown(&self, kid: &str) -> bool {
@@ -319,10 +311,7 @@ impl RealmKeys {
             }
         };
         let label = if result.is_ok() { "success" } else { "error" };
-        self.metrics
-            .jwks_fetches
-            .with_label_values(&[&self.label, label])
-            .inc();
+        self.metrics.jwks_fetches.with_label_values(&[&self.label, label]).inc();
         result
     }
 
@@ -341,25 +330,21 @@ impl RealmKeys {
             fetched_at: Some(Instant::now()),
         });
         self.set.store(new.clone());
-        self.metrics
-            .jwks_keys
-            .with_label_values(&[&self.label])
-            .set(count);
-        self.tokens
-            .retain_keys(&self.realm, |kid| new.keys.contains_key(kid));
+        self.metrics.jwks_keys.with_label_values(&[&self.label]).set(count);
+        self.tokens.retain_keys(&self.realm, |kid| new.keys.contains_key(kid));
         self.throttle
             .lock()
             .unknown
             .retain(|kid, _| !new.keys.contains_key(kid));
     }
 
-    async fn fetch(&self) -> Result<(HashMap<String, Arc<Key>>, Vec<String>), String> {
+    async fn fetch(&self) -> Result<(Keys, Vec<String>), String> {
         let timeout = self.settings.fetch_timeout;
         let uri = match &self.discovery {
             Some(doc) => {
                 let body = get_bytes(&self.client, doc, timeout, 1 << 20).await?;
-                let v: Value = serde_json::from_slice(&body)
-                    .map_err(|e| format!("discovery document is not JSON: {e}"))?;
+                let v: Value =
+                    serde_json::from_slice(&body).map_err(|e| format!("discovery document is not JSON: {e}"))?;
                 v.get("jwks_uri")
                     .and_then(Value::as_str)
                     .ok_or("discovery document has no jwks_uri")?

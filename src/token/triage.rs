@@ -50,22 +50,16 @@ pub fn extract(headers: &HeaderMap) -> Result<Presented<'_>, Refusal> {
         return Ok(Presented::Nothing);
     };
     if all.next().is_some() {
-        return Err(malformed(
-            "the request has more than one Authorization header",
-        ));
+        return Err(malformed("the request has more than one Authorization header"));
     }
     let value = value
         .to_str()
         .map_err(|_| malformed("the Authorization header is not visible ASCII"))?;
-    let cut = value
-        .find(|c: char| c.is_ascii_whitespace())
-        .unwrap_or(value.len());
+    let cut = value.find(|c: char| c.is_ascii_whitespace()).unwrap_or(value.len());
     let (scheme, rest) = value.split_at(cut);
     if scheme.eq_ignore_ascii_case("bearer") {
         if rest.starts_with(|c: char| c != ' ') {
-            return Err(malformed(
-                "the scheme and the token must be separated by one space",
-            ));
+            return Err(malformed("the scheme and the token must be separated by one space"));
         }
         let rest = rest.get(1..).unwrap_or("");
         if rest.is_empty() {
@@ -83,7 +77,9 @@ pub fn extract(headers: &HeaderMap) -> Result<Presented<'_>, Refusal> {
     }
     Err(Refusal::new(
         Reason::AuthSchemeUnsupported,
-        format!("The Authorization scheme `{scheme}` is not supported on the registration endpoint; send `Bearer <token>`."),
+        format!(
+            "The Authorization scheme `{scheme}` is not supported on the registration endpoint; send `Bearer <token>`."
+        ),
     )
     .detail("scheme", scheme))
 }
@@ -114,9 +110,7 @@ pub fn triage(
         Some("InitialAccessToken") => TokenKind::InitialAccess,
         Some("RegistrationAccessToken") => TokenKind::RegistrationAccess,
         other => {
-            let shown = other
-                .map(|t| format!("`{t}`"))
-                .unwrap_or_else(|| "missing".to_owned());
+            let shown = other.map(|t| format!("`{t}`")).unwrap_or_else(|| "missing".to_owned());
             return Err(Refusal::new(
                 Reason::TokenTypeUnsupported,
                 format!("The token's typ claim is {shown}; the registration endpoint accepts only Bearer access tokens, initial access tokens and registration access tokens."),

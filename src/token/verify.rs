@@ -67,10 +67,7 @@ pub fn check_alg(alg: &str, allowed: &[Algorithm]) -> Result<Algorithm, Refusal>
     let refuse = |why: String| {
         Refusal::new(Reason::AlgorithmNotAllowed, why)
             .detail("alg", alg)
-            .detail(
-                "allowed",
-                allowed.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>(),
-            )
+            .detail("allowed", allowed.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>())
     };
     if alg.eq_ignore_ascii_case("none") {
         return Err(refuse(
@@ -112,11 +109,7 @@ pub fn check_claims(
     if exp + leeway < now {
         return Err(Refusal::new(
             Reason::TokenExpired,
-            format!(
-                "The bearer token expired at {} ({}s ago).",
-                rfc3339(exp),
-                now - exp
-            ),
+            format!("The bearer token expired at {} ({}s ago).", rfc3339(exp), now - exp),
         )
         .detail("exp", exp)
         .detail("leeway_seconds", leeway));
@@ -146,10 +139,7 @@ pub fn check_claims(
     {
         return Err(Refusal::new(
             Reason::AudienceMismatch,
-            format!(
-                "The bearer token's aud does not include any of {:?}.",
-                rs.audiences
-            ),
+            format!("The bearer token's aud does not include any of {:?}.", rs.audiences),
         )
         .detail("aud", serde_json::to_value(&c.aud).unwrap_or_default())
         .detail("expected_audiences", rs.audiences.clone()));
@@ -204,12 +194,7 @@ pub fn check_signature(token: &str, d: &Decoded, key: &Key, alg: Algorithm) -> R
 
 impl Verifier {
     /// A verifier over the given key sets and cache.
-    pub fn new(
-        settings: Arc<Settings>,
-        jwks: Arc<Jwks>,
-        cache: Arc<TokenCache>,
-        metrics: Metrics,
-    ) -> Self {
+    pub fn new(settings: Arc<Settings>, jwks: Arc<Jwks>, cache: Arc<TokenCache>, metrics: Metrics) -> Self {
         Verifier {
             settings,
             jwks,
@@ -219,11 +204,7 @@ impl Verifier {
     }
 
     /// Reads, triages and (for bearer tokens) verifies the request's credential.
-    pub async fn authenticate(
-        &self,
-        route: &RegRoute,
-        headers: &HeaderMap,
-    ) -> Result<Identity, Refusal> {
+    pub async fn authenticate(&self, route: &RegRoute, headers: &HeaderMap) -> Result<Identity, Refusal> {
         let presented = extract(headers)?;
         let leeway = i64::try_from(self.settings.jwt.leeway.as_secs()).unwrap_or(0);
         let now = now();
@@ -251,10 +232,7 @@ impl Verifier {
                     Ok(_) => ("valid", "ok"),
                     Err(r) => ("invalid", r.reason.code()),
                 };
-                self.metrics
-                    .verifications
-                    .with_label_values(&[label, reason])
-                    .inc();
+                self.metrics.verifications.with_label_values(&[label, reason]).inc();
                 result
             }
         }
@@ -273,10 +251,7 @@ impl Verifier {
             }
             return None;
         }
-        self.metrics
-            .verifications
-            .with_label_values(&["cached", "ok"])
-            .inc();
+        self.metrics.verifications.with_label_values(&["cached", "ok"]).inc();
         Some(Identity {
             kind: TokenKind::Bearer,
             claims: e.claims,

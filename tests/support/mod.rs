@@ -52,6 +52,7 @@ pub fn settings(upstream: &str, policies: Option<&Path>) -> Settings {
         s.policies = "/nonexistent-dcr-gateway-policies".into();
     }
     s.jwks.min_refetch_interval = Duration::from_millis(500);
+    s.jwks.unknown_kid_ttl = Duration::from_millis(500);
     s.jwks.fetch_timeout = Duration::from_secs(2);
     s.timeouts.policy_poll = Duration::from_millis(300);
     s.timeouts.shutdown_grace = Duration::from_secs(5);
@@ -120,11 +121,7 @@ where
                     let log = log.clone();
                     async move {
                         let (parts, body) = req.into_parts();
-                        let body = body
-                            .collect()
-                            .await
-                            .map(|c| c.to_bytes())
-                            .unwrap_or_default();
+                        let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
                         let s = Seen {
                             method: parts.method.to_string(),
                             uri: parts.uri.to_string(),
@@ -222,11 +219,7 @@ impl Answer {
 pub async fn send(req: Request<Body>) -> Answer {
     let resp = client().request(req).await.expect("request");
     let (parts, body) = resp.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
+    let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
     Answer {
         status: parts.status,
         headers: parts.headers,
@@ -235,16 +228,8 @@ pub async fn send(req: Request<Body>) -> Answer {
 }
 
 /// Builds a request to the gateway.
-pub fn req(
-    method: &str,
-    addr: SocketAddr,
-    path: &str,
-    token: Option<&str>,
-    body: Option<&Value>,
-) -> Request<Body> {
-    let mut b = Request::builder()
-        .method(method)
-        .uri(format!("http://{addr}{path}"));
+pub fn req(method: &str, addr: SocketAddr, path: &str, token: Option<&str>, body: Option<&Value>) -> Request<Body> {
+    let mut b = Request::builder().method(method).uri(format!("http://{addr}{path}"));
     if let Some(t) = token {
         b = b.header("authorization", format!("Bearer {t}"));
     }

@@ -43,21 +43,13 @@ impl Kc {
 
     /// A service-account bearer token of `realm` for client `azp` with realm-management roles.
     pub fn bearer(&self, realm: &str, azp: &str, roles: &[&str]) -> String {
-        self.key.token(&testkit::service_account_claims(
-            &self.issuer(realm),
-            azp,
-            roles,
-            300,
-        ))
+        self.key
+            .token(&testkit::service_account_claims(&self.issuer(realm), azp, roles, 300))
     }
 
     /// An initial access token of `realm` with the given `jti` (HMAC, as Keycloak signs them).
     pub fn initial_access(&self, realm: &str, jti: &str) -> String {
-        let mut claims = testkit::internal_claims(
-            &self.issuer(realm),
-            "InitialAccessToken",
-            testkit::now() + 600,
-        );
+        let mut claims = testkit::internal_claims(&self.issuer(realm), "InitialAccessToken", testkit::now() + 600);
         claims["jti"] = json!(jti);
         testkit::hmac_token(
             b"keycloak-internal-secret",
@@ -152,10 +144,7 @@ pub fn series(text: &str, name: &str) -> Vec<(Vec<(String, String)>, f64)> {
 pub fn metric(text: &str, name: &str, want: &[(&str, &str)]) -> Option<f64> {
     let matching: Vec<f64> = series(text, name)
         .into_iter()
-        .filter(|(l, _)| {
-            want.iter()
-                .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
-        })
+        .filter(|(l, _)| want.iter().all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v)))
         .map(|(_, v)| v)
         .collect();
     (!matching.is_empty()).then(|| matching.iter().sum())

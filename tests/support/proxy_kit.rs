@@ -22,10 +22,7 @@ impl http_body::Body for ChannelBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
     }
 }
@@ -57,11 +54,7 @@ pub fn streamed(chunks: usize, chunk: usize, seed: u64) -> Body {
     let (tx, body) = channel_body(4);
     tokio::spawn(async move {
         for i in 0..chunks {
-            if tx
-                .send(data.slice(i * chunk..(i + 1) * chunk))
-                .await
-                .is_err()
-            {
+            if tx.send(data.slice(i * chunk..(i + 1) * chunk)).await.is_err() {
                 return;
             }
             if i % 16 == 0 {
@@ -102,10 +95,7 @@ pub fn assert_refusal(a: &Answer, status: u16, reason: &str) -> Value {
         .get("content-type")
         .map(|v| v.to_str().unwrap().to_owned())
         .unwrap_or_default();
-    assert!(
-        ct.starts_with("application/json"),
-        "content-type `{ct}`; body: {text}"
-    );
+    assert!(ct.starts_with("application/json"), "content-type `{ct}`; body: {text}");
     let v = a.json();
     assert_eq!(v["reason"], reason, "reason; body: {text}");
     for key in ["error", "error_description", "hint", "request_id"] {
@@ -114,10 +104,7 @@ pub fn assert_refusal(a: &Answer, status: u16, reason: &str) -> Value {
             .unwrap_or_else(|| panic!("`{key}` is not a string: {text}"));
         assert!(!s.is_empty(), "`{key}` is empty: {text}");
     }
-    assert!(
-        v["details"].is_object(),
-        "`details` is not an object: {text}"
-    );
+    assert!(v["details"].is_object(), "`details` is not an object: {text}");
     let header = a
         .headers
         .get("x-request-id")

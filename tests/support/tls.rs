@@ -49,13 +49,7 @@ pub fn certs() -> &'static Path {
                 String::from_utf8_lossy(&out.stderr)
             );
             let path = dir.path().to_owned();
-            for f in [
-                "ca.pem",
-                "server.pem",
-                "server.key",
-                "client.pem",
-                "client.key",
-            ] {
+            for f in ["ca.pem", "server.pem", "server.key", "client.pem", "client.key"] {
                 assert!(path.join(f).is_file(), "gen.sh did not write {f}");
             }
             Generated { _dir: dir, path }
@@ -126,11 +120,7 @@ pub struct TlsAnswer {
 /// (HTTP/2 for `h2`, else HTTP/1.1) and reads the whole answer. Any failure, in the handshake
 /// or after it (TLS 1.3 reports a rejected client certificate only on the first read), is
 /// `Err` with the error text.
-pub async fn tls_get(
-    addr: SocketAddr,
-    config: Arc<ClientConfig>,
-    path: &str,
-) -> Result<TlsAnswer, String> {
+pub async fn tls_get(addr: SocketAddr, config: Arc<ClientConfig>, path: &str) -> Result<TlsAnswer, String> {
     let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let name = ServerName::try_from("localhost").unwrap();
     let tls = TlsConnector::from(config)
@@ -196,10 +186,7 @@ pub fn upstream_server_tls(require_client_cert: bool) -> Arc<ServerConfig> {
         builder.with_no_client_auth()
     };
     let mut cfg = builder
-        .with_single_cert(
-            load_certs(&cert_file("server.pem")),
-            load_key(&cert_file("server.key")),
-        )
+        .with_single_cert(load_certs(&cert_file("server.pem")), load_key(&cert_file("server.key")))
         .unwrap();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Arc::new(cfg)
@@ -248,12 +235,7 @@ where
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
-            let (handler, log, fails, certs_log) = (
-                handler.clone(),
-                log.clone(),
-                fails.clone(),
-                certs_log.clone(),
-            );
+            let (handler, log, fails, certs_log) = (handler.clone(), log.clone(), fails.clone(), certs_log.clone());
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let tls = match acceptor.accept(stream).await {
@@ -275,11 +257,7 @@ where
                     let log = log.clone();
                     async move {
                         let (parts, body) = req.into_parts();
-                        let body = body
-                            .collect()
-                            .await
-                            .map(|c| c.to_bytes())
-                            .unwrap_or_default();
+                        let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
                         let s = Seen {
                             method: parts.method.to_string(),
                             uri: parts.uri.to_string(),

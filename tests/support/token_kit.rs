@@ -39,11 +39,7 @@ pub fn sa_claims(iss: &str) -> Value {
 pub fn nonce() -> String {
     use std::sync::atomic::AtomicU64;
     static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
 /// A service-account token by `key` for `iss`.
@@ -123,10 +119,7 @@ pub fn assert_refused(a: &Answer, status: u16, reason: &str) -> Value {
     }
     if status == 503 {
         assert_eq!(v["error"], "temporarily_unavailable", "{v}");
-        assert!(
-            a.headers.contains_key("retry-after"),
-            "503 without Retry-After"
-        );
+        assert!(a.headers.contains_key("retry-after"), "503 without Retry-After");
     }
     v
 }
@@ -157,13 +150,8 @@ pub async fn metric(gw: &Gateway, series: &str) -> Option<f64> {
 
 /// Finds `series` in Prometheus text.
 pub fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| {
-        l.strip_prefix(series)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// Polls `f` until true or `limit`; async-friendly wrapper around `eventually`.

@@ -26,12 +26,7 @@ fn id(kind: TokenKind, claims: serde_json::Value) -> Identity {
 
 const SEEN: &str = "http://gw:8000/realms/demo";
 
-fn classify_kc(
-    status: u16,
-    body: serde_json::Value,
-    op: Operation,
-    identity: &Identity,
-) -> Refusal {
+fn classify_kc(status: u16, body: serde_json::Value, op: Operation, identity: &Identity) -> Refusal {
     let r = route(op);
     let k = Known {
         route: &r,
@@ -51,10 +46,7 @@ fn catalogue() {
         json!({"azp": "registrar", "resource_access": {"account": {"roles": ["view-profile"]}}}),
     );
     let iat = id(TokenKind::InitialAccess, json!({}));
-    let rat = id(
-        TokenKind::RegistrationAccess,
-        json!({"registration_auth": "anonymous"}),
-    );
+    let rat = id(TokenKind::RegistrationAccess, json!({"registration_auth": "anonymous"}));
     let e = |error: &str, desc: &str| json!({"error": error, "error_description": desc});
     let cases: Vec<(u16, serde_json::Value, Operation, &Identity, Reason)> = vec![
         (
@@ -87,10 +79,7 @@ fn catalogue() {
         ),
         (
             401,
-            e(
-                "invalid_token",
-                "No remaining count on initial access token",
-            ),
+            e("invalid_token", "No remaining count on initial access token"),
             Operation::Create,
             &iat,
             Reason::InitialTokenExhausted,
@@ -205,10 +194,7 @@ fn catalogue() {
         ),
         (
             400,
-            e(
-                "invalid_redirect_uri",
-                "Redirect URIs must not contain an URI fragment",
-            ),
+            e("invalid_redirect_uri", "Redirect URIs must not contain an URI fragment"),
             Operation::Create,
             &iat,
             Reason::InvalidRedirectUri,
@@ -262,8 +248,20 @@ fn catalogue() {
             &bearer,
             Reason::KeycloakError,
         ),
-        (404, json!({"error": "Client registration provider not found"}), Operation::Create, &bearer, Reason::ProviderNotFound),
-        (404, json!({"error": "Realm does not exist"}), Operation::Create, &bearer, Reason::RealmNotFound),
+        (
+            404,
+            json!({"error": "Client registration provider not found"}),
+            Operation::Create,
+            &bearer,
+            Reason::ProviderNotFound,
+        ),
+        (
+            404,
+            json!({"error": "Realm does not exist"}),
+            Operation::Create,
+            &bearer,
+            Reason::RealmNotFound,
+        ),
         (
             400,
             json!({"error": "Invalid json representation for OIDCClientRepresentation. Unrecognized field \"resource\" at line 1 column 32."}),
@@ -271,7 +269,6 @@ fn catalogue() {
             &iat,
             Reason::UnrecognizedField,
         ),
-
         (
             500,
             json!({"error": "unknown_error"}),
@@ -295,8 +292,7 @@ fn catalogue() {
 
 #[test]
 fn plain_text_bodies() {
-    let (e, raw) =
-        parse_error(b"Unrecognized field \"resource\" (class x), not marked as ignorable");
+    let (e, raw) = parse_error(b"Unrecognized field \"resource\" (class x), not marked as ignorable");
     assert_eq!(
         raw,
         json!("Unrecognized field \"resource\" (class x), not marked as ignorable")
@@ -344,10 +340,7 @@ fn failed_decode_is_told_apart() {
             Reason::HmacKeyUnknown,
         ),
         (
-            id(
-                TokenKind::RegistrationAccess,
-                json!({"iss": SEEN, "exp": 100}),
-            ),
+            id(TokenKind::RegistrationAccess, json!({"iss": SEEN, "exp": 100})),
             None,
             Reason::TokenExpired,
         ),
@@ -375,10 +368,7 @@ fn locations_move_to_public_url() {
         .as_deref(),
         Some("https://sso.example.com/realms/demo/clients-registrations/openid-connect/x")
     );
-    assert_eq!(
-        public_location("http://keycloak:80800/x", &origins, "https://p"),
-        None
-    );
+    assert_eq!(public_location("http://keycloak:80800/x", &origins, "https://p"), None);
     assert_eq!(
         public_location("https://sso.example.com/x", &origins, "https://p"),
         None

@@ -22,54 +22,28 @@ fn bad(method: Method, path: &str) -> Reason {
 fn operations_from_method_and_shape() {
     let r = ok(Method::POST, "/realms/demo/clients-registrations/default");
     assert_eq!(
-        (
-            r.realm.as_str(),
-            r.provider.as_str(),
-            r.client_id,
-            r.operation
-        ),
+        (r.realm.as_str(), r.provider.as_str(), r.client_id, r.operation),
         ("demo", "default", None, Operation::Create)
     );
-    let r = ok(
-        Method::GET,
-        "/realms/demo/clients-registrations/openid-connect/abc",
-    );
+    let r = ok(Method::GET, "/realms/demo/clients-registrations/openid-connect/abc");
+    assert_eq!((r.client_id.as_deref(), r.operation), (Some("abc"), Operation::Read));
     assert_eq!(
-        (r.client_id.as_deref(), r.operation),
-        (Some("abc"), Operation::Read)
-    );
-    assert_eq!(
-        ok(
-            Method::PUT,
-            "/realms/demo/clients-registrations/default/abc"
-        )
-        .operation,
+        ok(Method::PUT, "/realms/demo/clients-registrations/default/abc").operation,
         Operation::Update
     );
     assert_eq!(
-        ok(
-            Method::DELETE,
-            "/realms/demo/clients-registrations/default/abc"
-        )
-        .operation,
+        ok(Method::DELETE, "/realms/demo/clients-registrations/default/abc").operation,
         Operation::Delete
     );
     assert_eq!(
-        ok(
-            Method::OPTIONS,
-            "/realms/demo/clients-registrations/openid-connect"
-        )
-        .operation,
+        ok(Method::OPTIONS, "/realms/demo/clients-registrations/openid-connect").operation,
         Operation::Preflight
     );
 }
 
 #[test]
 fn decoded_names() {
-    let r = ok(
-        Method::GET,
-        "/realms/my%20realm/clients-registrations/default/a%40b",
-    );
+    let r = ok(Method::GET, "/realms/my%20realm/clients-registrations/default/a%40b");
     assert_eq!(r.realm, "my realm");
     assert_eq!(r.client_id.as_deref(), Some("a@b"));
 }
@@ -116,17 +90,11 @@ fn wrong_methods_refused() {
         Reason::MethodNotAllowed
     );
     assert_eq!(
-        bad(
-            Method::POST,
-            "/realms/demo/clients-registrations/default/abc"
-        ),
+        bad(Method::POST, "/realms/demo/clients-registrations/default/abc"),
         Reason::MethodNotAllowed
     );
     assert_eq!(
-        bad(
-            Method::PATCH,
-            "/realms/demo/clients-registrations/default/abc"
-        ),
+        bad(Method::PATCH, "/realms/demo/clients-registrations/default/abc"),
         Reason::MethodNotAllowed
     );
 }
@@ -140,11 +108,6 @@ fn prefix() {
     )
     .unwrap();
     assert!(matches!(r, Route::Registration(_)));
-    let e = classify(
-        &Method::POST,
-        "/realms/demo/clients-registrations/default",
-        "/auth",
-    )
-    .unwrap_err();
+    let e = classify(&Method::POST, "/realms/demo/clients-registrations/default", "/auth").unwrap_err();
     assert_eq!(e.reason, Reason::PathMalformed);
 }

@@ -45,10 +45,7 @@ fn untrusted_peer_headers_are_overwritten() {
     assert_eq!(m["x-forwarded-for"], "10.1.2.3");
     assert_eq!(m["x-forwarded-proto"], "http");
     assert_eq!(m["x-forwarded-host"], "gw.example:8000");
-    assert_eq!(
-        m["forwarded"],
-        "for=10.1.2.3;proto=http;host=\"gw.example:8000\""
-    );
+    assert_eq!(m["forwarded"], "for=10.1.2.3;proto=http;host=\"gw.example:8000\"");
     assert!(m.get("x-forwarded-port").is_none());
     assert_eq!(m.get_all("x-forwarded-for").iter().count(), 1);
 }
@@ -61,13 +58,7 @@ fn trusted_peer_headers_are_appended() {
         ("x-forwarded-host", "sso.example.com"),
         ("forwarded", "for=1.1.1.1;proto=https"),
     ]);
-    set_forwarded(
-        &mut m,
-        "10.0.0.5".parse().unwrap(),
-        "http",
-        Some("internal:8000"),
-        true,
-    );
+    set_forwarded(&mut m, "10.0.0.5".parse().unwrap(), "http", Some("internal:8000"), true);
     assert_eq!(m["x-forwarded-for"], "1.1.1.1, 10.0.0.5");
     assert_eq!(m["x-forwarded-proto"], "https");
     assert_eq!(m["x-forwarded-host"], "sso.example.com");
@@ -75,6 +66,24 @@ fn trusted_peer_headers_are_appended() {
         m["forwarded"],
         "for=1.1.1.1;proto=https, for=10.0.0.5;proto=http;host=\"internal:8000\""
     );
+}
+
+#[test]
+fn client_ip_behind_trusted_proxies() {
+    let trusted: Vec<crate::config::Cidr> = vec!["10.0.0.0/8".parse().unwrap()];
+    let peer: IpAddr = "10.0.0.5".parse().unwrap();
+    let m = h(&[("x-forwarded-for", "6.6.6.6, 1.2.3.4, 10.0.0.9")]);
+    assert_eq!(client_ip(peer, &m, &trusted), "1.2.3.4".parse::<IpAddr>().unwrap());
+    // An untrusted peer's header is ignored.
+    assert_eq!(
+        client_ip("8.8.8.8".parse().unwrap(), &m, &trusted),
+        "8.8.8.8".parse::<IpAddr>().unwrap()
+    );
+    // No header: the proxy itself.
+    assert_eq!(client_ip(peer, &HeaderMap::new(), &trusted), peer);
+    // Junk stops the walk at the last good hop.
+    let m = h(&[("x-forwarded-for", "1.2.3.4, junk, 10.0.0.9")]);
+    assert_eq!(client_ip(peer, &m, &trusted), "10.0.0.9".parse::<IpAddr>().unwrap());
 }
 
 #[test]

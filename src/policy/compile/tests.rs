@@ -10,13 +10,7 @@ fn src(name: &str, text: &str) -> Source {
 fn ok(text: &str) -> Snapshot {
     match compile(&[src("p.toml", text)], 1) {
         Ok(s) => s,
-        Err(e) => panic!(
-            "{}",
-            e.iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        ),
+        Err(e) => panic!("{}", e.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")),
     }
 }
 
@@ -29,33 +23,14 @@ fn built_in_defaults_match_keycloak() {
     let s = ok("");
     let p = s.for_realm("anything");
     let create = p.op(Operation::Create).unwrap();
-    assert_eq!(
-        create.kinds.value,
-        vec![TokenKind::Bearer, TokenKind::InitialAccess]
-    );
-    let roles: Vec<String> = create
-        .roles_any
-        .value
-        .iter()
-        .map(|r| r.display_in("demo"))
-        .collect();
+    assert_eq!(create.kinds.value, vec![TokenKind::Bearer, TokenKind::InitialAccess]);
+    let roles: Vec<String> = create.roles_any.value.iter().map(|r| r.display_in("demo")).collect();
     assert_eq!(
         roles,
-        [
-            "realm-management/create-client",
-            "realm-management/manage-clients"
-        ]
+        ["realm-management/create-client", "realm-management/manage-clients"]
     );
-    let roles: Vec<String> = create
-        .roles_any
-        .value
-        .iter()
-        .map(|r| r.display_in("master"))
-        .collect();
-    assert_eq!(
-        roles,
-        ["master-realm/create-client", "master-realm/manage-clients"]
-    );
+    let roles: Vec<String> = create.roles_any.value.iter().map(|r| r.display_in("master")).collect();
+    assert_eq!(roles, ["master-realm/create-client", "master-realm/manage-clients"]);
     let read: Vec<String> = p
         .op(Operation::Read)
         .unwrap()
@@ -66,10 +41,7 @@ fn built_in_defaults_match_keycloak() {
         .collect();
     assert_eq!(
         read,
-        [
-            "realm-management/view-clients",
-            "realm-management/manage-clients"
-        ]
+        ["realm-management/view-clients", "realm-management/manage-clients"]
     );
     let update: Vec<String> = p
         .op(Operation::Update)
@@ -140,17 +112,13 @@ fn errors_name_line_and_key() {
 #[test]
 fn contradictions_refused() {
     let e = errs("[realms.demo.read]\ntoken_kinds = [\"initial_access\"]\n");
-    assert!(
-        e[0].message
-            .contains("never accepts an initial access token")
-    );
+    assert!(e[0].message.contains("never accepts an initial access token"));
     let e = errs("[realms.demo.create]\ntoken_kinds = [\"registration_access\"]\n");
     assert!(e[0].message.contains("anonymous"));
     let e = errs("[realms.demo.create]\ntoken_kinds = [\"initial_access\"]\nscopes = [\"x\"]\n");
     assert!(e[0].message.contains("bearer tokens"));
-    let e = errs(
-        "[realms.demo.metadata.redirect_uris]\nschemes = [\"com.example.app\"]\nhosts = [\"*.example.com\"]\n",
-    );
+    let e =
+        errs("[realms.demo.metadata.redirect_uris]\nschemes = [\"com.example.app\"]\nhosts = [\"*.example.com\"]\n");
     assert!(e[0].message.contains("neither http nor https"));
     let e = errs("[realms.demo.quota]\ncreates = 0\nwindow = \"1h\"\n");
     assert_eq!(e[0].key, "quota.creates");
@@ -160,15 +128,24 @@ fn contradictions_refused() {
     assert!(e[0].message.contains("authorisation_code"));
     let e = errs("[realms.demo.metadata.redirect_uris]\nhosts = [\"*example.com\"]\n");
     assert!(e[0].message.contains("*example.com"));
+    let e = errs("[realms.demo.metadata]\nforbidden_fields = [\"protocolMapers\"]\n");
+    assert!(e[0].message.contains("protocolMapers"), "{}", e[0]);
+    assert!(
+        compile(
+            &[src(
+                "p.toml",
+                "[realms.demo.metadata]\nforbidden_fields = [\"protocolMappers\", \"jwks_uri\", \"service_accounts\"]\n"
+            )],
+            1
+        )
+        .is_ok()
+    );
 }
 
 #[test]
 fn duplicates_across_files_refused() {
     let a = src("a.toml", "[realms.demo]\nproviders = [\"default\"]\n");
-    let b = src(
-        "b.toml",
-        "[realms.demo]\nproviders = [\"openid-connect\"]\n",
-    );
+    let b = src("b.toml", "[realms.demo]\nproviders = [\"openid-connect\"]\n");
     let e = compile(&[a, b], 1).unwrap_err();
     assert!(e[0].message.contains("a.toml"), "{}", e[0]);
     assert_eq!(e[0].file.as_deref(), Some(std::path::Path::new("b.toml")));
@@ -189,6 +166,10 @@ fn shadow_modes() {
     let demo = s.for_realm("demo");
     assert!(demo.op(Operation::Create).unwrap().roles_any.shadow);
     assert!(!demo.metadata.grant_types.as_ref().unwrap().shadow);
+    // A realm's own mode beats a section mode inherited from [default].
+    let s = ok("[default.create]\nmode = \"shadow\"\n[realms.demo]\nmode = \"enforce\"\n");
+    assert!(!s.for_realm("demo").op(Operation::Create).unwrap().kinds.shadow);
+    assert!(s.for_realm("other").op(Operation::Create).unwrap().kinds.shadow);
 }
 
 #[test]

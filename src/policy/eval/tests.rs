@@ -79,22 +79,11 @@ fn keycloak_role_rules() {
     let s = snap(DEMO);
     let create = route(Operation::Create, "default");
     assert_eq!(
-        reason(&run(
-            &s,
-            &create,
-            &bearer(&[]),
-            Some(json!({"clientId": "x"}))
-        )),
+        reason(&run(&s, &create, &bearer(&[]), Some(json!({"clientId": "x"})))),
         Some(Reason::MissingRole)
     );
     assert_eq!(
-        run(
-            &s,
-            &create,
-            &bearer(&["create-client"]),
-            Some(json!({"clientId": "x"}))
-        )
-        .label(),
+        run(&s, &create, &bearer(&["create-client"]), Some(json!({"clientId": "x"}))).label(),
         "allow"
     );
     assert_eq!(
@@ -112,10 +101,7 @@ fn keycloak_role_rules() {
         reason(&run(&s, &read, &bearer(&["create-client"]), None)),
         Some(Reason::MissingRole)
     );
-    assert_eq!(
-        run(&s, &read, &bearer(&["view-clients"]), None).label(),
-        "allow"
-    );
+    assert_eq!(run(&s, &read, &bearer(&["view-clients"]), None).label(), "allow");
     let update = route(Operation::Update, "default");
     assert_eq!(
         reason(&run(
@@ -262,53 +248,23 @@ fn redirect_uri_rules_both_dialects() {
             "{uris}"
         );
         assert_eq!(
-            run(
-                &s,
-                &kc,
-                &iat,
-                Some(json!({"clientId": "x", "redirectUris": uris}))
-            )
-            .label(),
+            run(&s, &kc, &iat, Some(json!({"clientId": "x", "redirectUris": uris}))).label(),
             "allow",
             "{uris}"
         );
     }
     let bad = [
-        (
-            json!(["http://app.example.com/cb"]),
-            Reason::RedirectUriNotAllowed,
-        ),
-        (
-            json!(["https://example.com/cb"]),
-            Reason::RedirectUriNotAllowed,
-        ),
-        (
-            json!(["https://evil.com/cb"]),
-            Reason::RedirectUriNotAllowed,
-        ),
-        (
-            json!(["https://app.example.com/cb#x"]),
-            Reason::RedirectUriFragment,
-        ),
-        (
-            json!(["https://app.example.com/*"]),
-            Reason::RedirectUriNotAllowed,
-        ),
+        (json!(["http://app.example.com/cb"]), Reason::RedirectUriNotAllowed),
+        (json!(["https://example.com/cb"]), Reason::RedirectUriNotAllowed),
+        (json!(["https://evil.com/cb"]), Reason::RedirectUriNotAllowed),
+        (json!(["https://app.example.com/cb#x"]), Reason::RedirectUriFragment),
+        (json!(["https://app.example.com/*"]), Reason::RedirectUriNotAllowed),
         (json!(["not a uri"]), Reason::RedirectUriMalformed),
         (json!(["javascript:alert(1)"]), Reason::RedirectUriNotAllowed),
-
-        (
-            json!(["com.example.app:/cb"]),
-            Reason::RedirectUriNotAllowed,
-        ),
+        (json!(["com.example.app:/cb"]), Reason::RedirectUriNotAllowed),
     ];
     for (uris, want) in bad {
-        let d = run(
-            &s,
-            &oidc,
-            &iat,
-            Some(json!({"redirect_uris": uris.clone()})),
-        );
+        let d = run(&s, &oidc, &iat, Some(json!({"redirect_uris": uris.clone()})));
         assert_eq!(reason(&d), Some(want), "{uris}");
         let r = d.refusal.unwrap();
         assert_eq!(r.details["field"], "redirect_uris");
@@ -322,9 +278,7 @@ fn redirect_uri_rules_both_dialects() {
         assert_eq!(reason(&d), Some(want), "{uris}");
         assert_eq!(d.refusal.unwrap().details["field"], "redirectUris");
     }
-    let many: Vec<String> = (0..11)
-        .map(|i| format!("https://a{i}.example.com/cb"))
-        .collect();
+    let many: Vec<String> = (0..11).map(|i| format!("https://a{i}.example.com/cb")).collect();
     assert_eq!(
         reason(&run(&s, &oidc, &iat, Some(json!({"redirect_uris": many})))),
         Some(Reason::TooManyRedirectUris)
@@ -364,11 +318,7 @@ client_name_pattern = "[A-Za-z0-9 ]+"
             json!({"token_endpoint_auth_method": "private_key_jwt", "jwks_uri": "https://k"}),
             Reason::AuthMethodNotAllowed,
         ),
-        (
-            &oidc,
-            json!({"scope": "email admin"}),
-            Reason::ScopeNotAllowed,
-        ),
+        (&oidc, json!({"scope": "email admin"}), Reason::ScopeNotAllowed),
         (
             &kc,
             json!({"clientId": "abc", "defaultClientScopes": ["roles"]}),
@@ -385,28 +335,15 @@ client_name_pattern = "[A-Za-z0-9 ]+"
             Reason::FieldForbidden,
         ),
         (&kc, json!({"clientId": "Bad_Id"}), Reason::ClientIdPattern),
-        (
-            &oidc,
-            json!({"client_name": "evil<script>"}),
-            Reason::ClientNamePattern,
-        ),
+        (&oidc, json!({"client_name": "evil<script>"}), Reason::ClientNamePattern),
     ];
     for (r, body, want) in cases {
         let d = run(&s, r, &iat, Some(body.clone()));
         assert_eq!(reason(&d), Some(want), "{body}");
-        assert_eq!(
-            d.refusal.unwrap().reason.oauth_error(),
-            "invalid_client_metadata"
-        );
+        assert_eq!(d.refusal.unwrap().reason.oauth_error(), "invalid_client_metadata");
     }
     assert_eq!(
-        run(
-            &s,
-            &kc,
-            &iat,
-            Some(json!({"clientId": "good-id", "name": "Fine Name"}))
-        )
-        .label(),
+        run(&s, &kc, &iat, Some(json!({"clientId": "good-id", "name": "Fine Name"}))).label(),
         "allow"
     );
 }
@@ -424,17 +361,13 @@ fn update_needs_matching_client_id() {
         reason(&run(&s, &upd, &rat, Some(json!({"client_name": "x"})))),
         Some(Reason::ClientIdMismatch)
     );
-    assert_eq!(
-        run(&s, &upd, &rat, Some(json!({"client_id": "c1"}))).label(),
-        "allow"
-    );
+    assert_eq!(run(&s, &upd, &rat, Some(json!({"client_id": "c1"}))).label(), "allow");
 }
 
 #[test]
 fn shadow_rules_record_and_continue() {
-    let s = snap(
-        "[realms.demo.create]\nmode = \"shadow\"\n[realms.demo.metadata.redirect_uris]\nschemes = [\"https\"]\n",
-    );
+    let s =
+        snap("[realms.demo.create]\nmode = \"shadow\"\n[realms.demo.metadata.redirect_uris]\nschemes = [\"https\"]\n");
     let d = run(
         &s,
         &route(Operation::Create, "openid-connect"),

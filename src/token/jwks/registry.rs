@@ -31,18 +31,8 @@ pub struct Jwks {
 
 impl Jwks {
     /// An empty registry.
-    pub fn new(
-        settings: Arc<Settings>,
-        client: HttpClient,
-        metrics: Metrics,
-        tokens: Arc<TokenCache>,
-    ) -> Self {
-        let named = settings
-            .realms
-            .keys()
-            .chain(&settings.jwks.prefetch)
-            .cloned()
-            .collect();
+    pub fn new(settings: Arc<Settings>, client: HttpClient, metrics: Metrics, tokens: Arc<TokenCache>) -> Self {
+        let named = settings.realms.keys().chain(&settings.jwks.prefetch).cloned().collect();
         Jwks {
             settings,
             client,
@@ -60,7 +50,6 @@ impl Jwks {
         for r in realms {
             let _ = self.realm(&r);
         }
-
     }
 
     /// The key set of `realm`, created (and its refresher started) on first use.
@@ -73,10 +62,7 @@ impl Jwks {
         if let Some(r) = realms.get(realm) {
             return Ok(r.clone());
         }
-        let unnamed = realms
-            .keys()
-            .filter(|r| !self.named.read().contains(*r))
-            .count();
+        let unnamed = realms.keys().filter(|r| !self.named.read().contains(*r)).count();
         if !named && unnamed >= MAX_UNNAMED_REALMS {
             return Err(Refusal::new(
                 Reason::JwksUnavailable,
@@ -88,34 +74,18 @@ impl Jwks {
         realms.insert(realm.to_owned(), keys.clone());
         drop(realms);
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(refresh_loop(
-                Arc::downgrade(&keys),
-                self.settings.jwks.refresh_interval,
-            ));
+            handle.spawn(refresh_loop(Arc::downgrade(&keys), self.settings.jwks.refresh_interval));
         }
         Ok(keys)
     }
 
     fn make(&self, realm: &str, named: bool) -> RealmKeys {
         let s = &self.settings;
-        let discovery = (s.jwks.discovery
-            && s.realms
-                .get(realm)
-                .and_then(|r| r.jwks_uri.as_ref())
-                .is_none())
-        .then(|| {
-            format!(
-                "{}/realms/{realm}/.well-known/openid-configuration",
-                s.upstream
-            )
-        });
+        let discovery = (s.jwks.discovery && s.realms.get(realm).and_then(|r| r.jwks_uri.as_ref()).is_none())
+            .then(|| format!("{}/realms/{realm}/.well-known/openid-configuration", s.upstream));
         RealmKeys {
             realm: realm.to_owned(),
-            label: if named {
-                realm.to_owned()
-            } else {
-                "other".to_owned()
-            },
+            label: if named { realm.to_owned() } else { "other".to_owned() },
             uri: s.jwks_uri_for(realm),
             discovery,
             settings: s.jwks.clone(),
@@ -150,10 +120,7 @@ impl Jwks {
     pub fn observe(&self) {
         for keys in self.realms.read().values() {
             if let Some(age) = keys.age_secs() {
-                self.metrics
-                    .jwks_age
-                    .with_label_values(&[&keys.label])
-                    .set(age);
+                self.metrics.jwks_age.with_label_values(&[&keys.label]).set(age);
             }
         }
     }

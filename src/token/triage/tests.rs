@@ -43,32 +43,13 @@ fn headers(v: &'static str) -> HeaderMap {
 #[test]
 fn header_forms() {
     assert_eq!(extract(&HeaderMap::new()).unwrap(), Presented::Nothing);
-    assert_eq!(
-        extract(&headers("Bearer abc")).unwrap(),
-        Presented::Bearer("abc")
-    );
-    assert_eq!(
-        extract(&headers("bEaReR abc")).unwrap(),
-        Presented::Bearer("abc")
-    );
-    assert_eq!(
-        extract(&headers("Basic dXNlcjpwYXNz")).unwrap(),
-        Presented::Basic
-    );
-    for bad in [
-        "Bearer",
-        "Bearer ",
-        "Bearer  abc",
-        "Bearer a b",
-        "Bearer\tabc",
-    ] {
+    assert_eq!(extract(&headers("Bearer abc")).unwrap(), Presented::Bearer("abc"));
+    assert_eq!(extract(&headers("bEaReR abc")).unwrap(), Presented::Bearer("abc"));
+    assert_eq!(extract(&headers("Basic dXNlcjpwYXNz")).unwrap(), Presented::Basic);
+    for bad in ["Bearer", "Bearer ", "Bearer  abc", "Bearer a b", "Bearer\tabc"] {
         let mut h = HeaderMap::new();
         h.insert(AUTHORIZATION, HeaderValue::from_str(bad).unwrap());
-        assert_eq!(
-            extract(&h).unwrap_err().reason,
-            Reason::TokenMalformed,
-            "{bad:?}"
-        );
+        assert_eq!(extract(&h).unwrap_err().reason, Reason::TokenMalformed, "{bad:?}");
     }
     assert_eq!(
         extract(&headers("Digest x")).unwrap_err().reason,
@@ -81,14 +62,8 @@ fn header_forms() {
 
 #[test]
 fn kinds_by_typ() {
-    let bearer = jwt(
-        json!({"alg":"RS256","kid":"k"}),
-        json!({"typ":"Bearer","iss":ISS}),
-    );
-    assert!(matches!(
-        run(&bearer, Operation::Create).unwrap(),
-        Triaged::Bearer(_)
-    ));
+    let bearer = jwt(json!({"alg":"RS256","kid":"k"}), json!({"typ":"Bearer","iss":ISS}));
+    assert!(matches!(run(&bearer, Operation::Create).unwrap(), Triaged::Bearer(_)));
     assert!(matches!(
         run(&hs("InitialAccessToken", 0), Operation::Create).unwrap(),
         Triaged::Hmac(TokenKind::InitialAccess, _)
@@ -159,9 +134,7 @@ fn kind_fits_operation() {
 fn basic_only_on_install() {
     let mut r = route(Operation::Read);
     assert_eq!(
-        triage(Presented::Basic, &r, ISS, 30, NOW)
-            .unwrap_err()
-            .reason,
+        triage(Presented::Basic, &r, ISS, 30, NOW).unwrap_err().reason,
         Reason::AuthSchemeUnsupported
     );
     r.provider = "install".into();

@@ -50,29 +50,12 @@ fn claim_rules() {
     );
     // expired beyond leeway vs. within leeway
     assert_eq!(
-        check_claims(
-            &claims(json!({"iss": ISS, "exp": t - 31})),
-            "demo",
-            ISS,
-            &rs,
-            30,
-            t
-        )
-        .unwrap_err()
-        .reason,
+        check_claims(&claims(json!({"iss": ISS, "exp": t - 31})), "demo", ISS, &rs, 30, t)
+            .unwrap_err()
+            .reason,
         Reason::TokenExpired
     );
-    assert!(
-        check_claims(
-            &claims(json!({"iss": ISS, "exp": t - 29})),
-            "demo",
-            ISS,
-            &rs,
-            30,
-            t
-        )
-        .is_ok()
-    );
+    assert!(check_claims(&claims(json!({"iss": ISS, "exp": t - 29})), "demo", ISS, &rs, 30, t).is_ok());
     // nbf and iat in the future
     assert_eq!(
         check_claims(
@@ -121,22 +104,16 @@ fn audience_and_azp() {
         ..Default::default()
     };
     let t = 1_000_000;
-    let good = claims(
-        json!({"iss": ISS, "exp": t + 60, "aud": ["x", "registrar-api"], "azp": "registrar"}),
-    );
+    let good = claims(json!({"iss": ISS, "exp": t + 60, "aud": ["x", "registrar-api"], "azp": "registrar"}));
     assert!(check_claims(&good, "demo", ISS, &rs, 0, t).is_ok());
     let bad_aud = claims(json!({"iss": ISS, "exp": t + 60, "aud": "account", "azp": "registrar"}));
     assert_eq!(
-        check_claims(&bad_aud, "demo", ISS, &rs, 0, t)
-            .unwrap_err()
-            .reason,
+        check_claims(&bad_aud, "demo", ISS, &rs, 0, t).unwrap_err().reason,
         Reason::AudienceMismatch
     );
     let bad_azp = claims(json!({"iss": ISS, "exp": t + 60, "aud": "registrar-api", "azp": "evil"}));
     assert_eq!(
-        check_claims(&bad_azp, "demo", ISS, &rs, 0, t)
-            .unwrap_err()
-            .reason,
+        check_claims(&bad_azp, "demo", ISS, &rs, 0, t).unwrap_err().reason,
         Reason::AzpMismatch
     );
 }
@@ -148,12 +125,7 @@ fn signatures() {
         TestKey::rsa("p1", "PS256").unwrap(),
         TestKey::ec("e1").unwrap(),
     ] {
-        let token = key.token(&service_account_claims(
-            ISS,
-            "registrar",
-            &["create-client"],
-            60,
-        ));
+        let token = key.token(&service_account_claims(ISS, "registrar", &["create-client"], 60));
         let d = decode(&token).unwrap();
         let k = parse_key(&key.jwk()).unwrap();
         let alg = Algorithm::from_str(key.alg).unwrap();
@@ -163,12 +135,7 @@ fn signatures() {
         forged["exp"] = json!(now() + 60);
         let parts: Vec<&str> = token.split('.').collect();
         let other = key.token(&forged);
-        let spliced = format!(
-            "{}.{}.{}",
-            parts[0],
-            other.split('.').nth(1).unwrap(),
-            parts[2]
-        );
+        let spliced = format!("{}.{}.{}", parts[0], other.split('.').nth(1).unwrap(), parts[2]);
         let d2 = decode(&spliced).unwrap();
         assert_eq!(
             check_signature(&spliced, &d2, &k, alg).unwrap_err().reason,
@@ -183,23 +150,11 @@ fn key_must_fit_algorithm() {
     let ec = TestKey::ec("e1").unwrap();
     let token = ec.token(&service_account_claims(ISS, "x", &[], 60));
     let d = decode(&token).unwrap();
-    let e = check_signature(
-        &token,
-        &d,
-        &parse_key(&rsa.jwk()).unwrap(),
-        Algorithm::ES256,
-    )
-    .unwrap_err();
+    let e = check_signature(&token, &d, &parse_key(&rsa.jwk()).unwrap(), Algorithm::ES256).unwrap_err();
     assert_eq!(e.reason, Reason::KeyUnusable);
     let token = rsa.token(&service_account_claims(ISS, "x", &[], 60));
     let d = decode(&token).unwrap();
-    let e = check_signature(
-        &token,
-        &d,
-        &parse_key(&rsa.jwk()).unwrap(),
-        Algorithm::PS256,
-    )
-    .unwrap_err();
+    let e = check_signature(&token, &d, &parse_key(&rsa.jwk()).unwrap(), Algorithm::PS256).unwrap_err();
     assert_eq!(e.reason, Reason::KeyUnusable);
 }
 
@@ -219,13 +174,7 @@ fn algorithm_confusion_forgery_fails() {
         Reason::AlgorithmNotAllowed
     );
     // Even past the algorithm check, an RSA key never verifies HS256.
-    let e = check_signature(
-        &forged,
-        &d,
-        &parse_key(&rsa.jwk()).unwrap(),
-        Algorithm::HS256,
-    )
-    .unwrap_err();
+    let e = check_signature(&forged, &d, &parse_key(&rsa.jwk()).unwrap(), Algorithm::HS256).unwrap_err();
     assert_eq!(e.reason, Reason::KeyUnusable);
     let none = unsigned_token(&claims);
     let d = decode(&none).unwrap();
