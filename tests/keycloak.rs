@@ -727,3 +727,74 @@ async fn zz_prometheus_scrapes_the_gateway() {
         }
     }
 }
+
+#[tokio::test]
+#[ignore = "needs a real Keycloak: scripts/keycloak-suite.sh"]
+async fn failed_decode_token_is_told_apart() {
+    let e = env();
+    let admin = Admin::login(&e.gw).await;
+    let realm = unique("decode");
+    admin.create_realm(&realm, json!({})).await;
+    let uuid = admin.create_service_client(&realm, "registrar", "dec-secret").await;
+    admin.grant(&realm, &uuid, "realm-management", "create-client").await;
+    let url = reg(&e.gw, &realm, "openid-connect");
+    let body = || json!({"client_name": unique("dec"), "redirect_uris": ["http://127.0.0.1:4000/cb"]});
+
+    // Revoked: the gateway verifies the token, Keycloak refuses it, a fresh key set still holds
+    // the key, so the cause is revocation.
+    let token = client_token(&e.gw, &realm, "registrar", "dec-secret").await;
+    let revoke = support::keycloak::form(
+        &format!("{}/realms/{realm}/protocol/openid-connect/revoke", e.gw),
+        &[
+            ("client_id", "registrar"),
+            ("client_secret", "dec-secret"),
+            ("token", &token),
+        ],
+    )
+    .await;
+    assert_eq!(revoke.status, 200, "{}", String::from_utf8_lossy(&revoke.body));
+    tokio::time::sleep(Duration::from_millis(1100)).await; // let a refetch be allowed
+    let v = refused(
+        &call("POST", &url, Some(&token), Some(&body())).await,
+        401,
+        "token_revoked",
+    );
+    assert_eq!(v["upstream"]["body"]["error_description"], "Failed decode token");
+    let fresh = client_token(&e.gw, &realm, "registrar", "dec-secret").await;
+    assert_eq!(
+        call("POST", &url, Some(&fresh), Some(&body())).await.status,
+        201,
+        "a new token works"
+    );
+
+    // Expired initial access token, presented inside the gateway's leeway: Keycloak's own
+    // refusal ("Failed decode token") is diagnosed as expiry.
+    let (_, short) = admin.create_iat(&realm, 1, 5).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let v = refused(
+        &call("POST", &url, Some(&short), Some(&body())).await,
+        401,
+        "token_expired",
+    );
+    assert_eq!(v["upstream"]["status"], 401);
+
+    // The realm's HMAC key deleted: every initial access token it signed dies.
+    let (_, doomed) = admin.create_iat(&realm, 600, 5).await;
+    for c in admin.components(&realm, "org.keycloak.keys.KeyProvider").await {
+        if c["providerId"] == "hmac-generated" {
+            admin.delete_component(&realm, c["id"].as_str().unwrap()).await;
+        }
+    }
+    let v = refused(
+        &call("POST", &url, Some(&doomed), Some(&body())).await,
+        401,
+        "hmac_key_unknown",
+    );
+    assert!(v["hint"].as_str().unwrap().contains("clients-initial-access"), "{v}");
+    let (_, replacement) = admin.create_iat(&realm, 600, 5).await;
+    assert_eq!(
+        call("POST", &url, Some(&replacement), Some(&body())).await.status,
+        201,
+        "the fix works"
+    );
+}

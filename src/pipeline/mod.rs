@@ -206,7 +206,7 @@ async fn rewrite(
             (TokenKind::Bearer, Some(kid)) => match app.verifier.jwks.realm(&reg.realm) {
                 Ok(keys) => {
                     // Only a fresh key set can tell "rotated away" from "revoked".
-                    let fresh = keys.refetch().await;
+                    let fresh = keys.refetch().await || keys.recently_fetched();
                     match keys.holds(kid) {
                         false => Some(false),
                         true if fresh => Some(true),

@@ -6,13 +6,14 @@ use std::net::IpAddr;
 
 use tokio::time::Instant;
 
-use super::metadata::{ClientMetadata, Dialect, wire_name};
+use super::metadata::{ClientMetadata, Dialect};
 use super::quota::Quotas;
-use super::snapshot::{MetadataPolicy, OpPolicy, RealmPolicy, Rule, Snapshot};
-use super::uri;
+use super::snapshot::{OpPolicy, RealmPolicy, Rule, Snapshot};
 use crate::error::{Reason, Refusal};
 use crate::pipeline::route::{Operation, RegRoute};
 use crate::token::{Identity, TokenKind};
+pub use fields::check_redirect;
+use fields::{client_id_fits, metadata};
 
 /// What the policy stage knows about a request.
 pub struct Input<'a> {
@@ -265,276 +266,6 @@ fn roles_reason(c: &crate::token::Claims, needed: &[super::snapshot::RoleRef]) -
     }
 }
 
-fn field_refusal(
-    reason: Reason,
-    dialect: Dialect,
-    field: &str,
-    value: impl Into<serde_json::Value>,
-    msg: String,
-) -> Refusal {
-    Refusal::new(reason, msg)
-        .detail("field", wire_name(dialect, field))
-        .detail("value", value)
-}
-
-fn subset(
-    ev: &mut Eval<'_>,
-    rule: &Option<Rule<std::collections::BTreeSet<String>>>,
-    values: &[String],
-    reason: Reason,
-    field: &str,
-    dialect: Dialect,
-) -> bool {
-    let Some(rule) = rule else { return false };
-    for v in values {
-        if !rule.value.contains(v) {
-            let allowed: Vec<&String> = rule.value.iter().collect();
-            let msg = format!(
-                "`{v}` is not an allowed value of {}; allowed: {}.",
-                wire_name(dialect, field),
-                join(&allowed)
-            );
-            let r = field_refusal(reason, dialect, field, v.clone(), msg)
-                .detail("allowed", allowed.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-            if ev.fail(rule, r) {
-                return true;
-            }
-        }
-    }
-    false
-}
-
-fn metadata(ev: &mut Eval<'_>, p: &MetadataPolicy, md: &ClientMetadata, d: Dialect) -> bool {
-    if redirects(ev, &p.redirect, md, d) {
-        return true;
-    }
-    let auth = [md.auth_method.clone()];
-    let client_type = [md.client_type.to_owned()];
-    if subset(
-        ev,
-        &p.grant_types,
-        &md.grant_types,
-        Reason::GrantTypeNotAllowed,
-        "grant_types",
-        d,
-    ) || subset(
-        ev,
-        &p.response_types,
-        &md.response_types,
-        Reason::ResponseTypeNotAllowed,
-        "response_types",
-        d,
-    ) || subset(
-        ev,
-        &p.auth_methods,
-        &auth,
-        Reason::AuthMethodNotAllowed,
-        "token_endpoint_auth_method",
-        d,
-    ) || subset(ev, &p.scopes, &md.scopes, Reason::ScopeNotAllowed, "scopes", d)
-        || subset(
-            ev,
-            &p.client_types,
-            &client_type,
-            Reason::ClientTypeNotAllowed,
-            "client_type",
-            d,
-        )
-    {
-        return true;
-    }
-    if let Some(rule) = &p.forbidden_fields {
-        for f in rule
-            .value
-            .iter()
-            .filter(|f| md.present.contains(*f) || md.raw_keys.contains(*f))
-        {
-            let msg = format!(
-                "Field `{}` may not be set when registering clients here.",
-                wire_name(d, f)
-            );
-            if ev.fail(rule, field_refusal(Reason::FieldForbidden, d, f, true, msg)) {
-                return true;
-            }
-        }
-    }
-    for (rule, value, reason, field) in [
-        (
-            &p.client_id_pattern,
-            &md.client_id,
-            Reason::ClientIdPattern,
-            "client_id",
-        ),
-        (
-            &p.client_name_pattern,
-            &md.client_name,
-            Reason::ClientNamePattern,
-            "client_name",
-        ),
-    ] {
-        if let (Some(rule), Some(v)) = (rule, value)
-            && !rule.value.is_match(v)
-        {
-            let msg = format!(
-                "{} `{v}` does not match the required pattern {}.",
-                wire_name(d, field),
-                rule.value.as_str()
-            );
-            if ev.fail(
-                rule,
-                field_refusal(reason, d, field, v.clone(), msg).detail("pattern", rule.value.as_str()),
-            ) {
-                return true;
-            }
-        }
-    }
-    false
-}
-
-fn redirects(ev: &mut Eval<'_>, rule: &Rule<super::snapshot::RedirectPolicy>, md: &ClientMetadata, d: Dialect) -> bool {
-    let p = &rule.value;
-    if let Some(max) = p.max.filter(|m| md.redirect_uris.len() > *m) {
-        let msg = format!(
-            "{} redirect URIs are requested; at most {max} are allowed.",
-            md.redirect_uris.len()
-        );
-        if ev.fail(
-            rule,
-            field_refusal(
-                Reason::TooManyRedirectUris,
-                d,
-                "redirect_uris",
-                md.redirect_uris.len(),
-                msg,
-            )
-            .detail("max", max),
-        ) {
-            return true;
-        }
-    }
-    for u in &md.redirect_uris {
-        if let Some(r) = check_redirect(p, u, d)
-            && ev.fail(rule, r)
-        {
-            return true;
-        }
-    }
-    false
-}
-
-/// The refusal for one redirect URI, if it breaks a rule.
-pub fn check_redirect(p: &super::snapshot::RedirectPolicy, u: &str, d: Dialect) -> Option<Refusal> {
-    let bad = |reason, msg: String| Some(field_refusal(reason, d, "redirect_uris", u, msg));
-    let parsed = match uri::parse(u) {
-        Ok(p) => p,
-        Err(why) => {
-            return bad(
-                Reason::RedirectUriMalformed,
-                format!("Redirect URI `{u}` is malformed: {why}."),
-            );
-        }
-    };
-    if parsed.fragment {
-        return bad(
-            Reason::RedirectUriFragment,
-            format!("Redirect URI `{u}` has a fragment (#...), which OAuth forbids."),
-        );
-    }
-    if uri::DANGEROUS_SCHEMES.contains(&parsed.scheme.as_str()) {
-        return bad(
-            Reason::RedirectUriNotAllowed,
-            format!(
-                "Redirect URI `{u}` uses scheme `{}`, which is never allowed (it runs code or reads local data in the browser).",
-                parsed.scheme
-            ),
-        );
-    }
-    if parsed.wildcard && !p.wildcards {
-        return bad(
-            Reason::RedirectUriNotAllowed,
-            format!("Redirect URI `{u}` contains a wildcard (*); list exact URIs."),
-        );
-    }
-    let web = parsed.scheme == "http" || parsed.scheme == "https";
-    if web && p.loopback && uri::is_loopback(&parsed.host) {
-        return None;
-    }
-    if let Some(schemes) = p.schemes.as_ref().filter(|s| !s.contains(&parsed.scheme)) {
-        let allowed: Vec<String> = schemes.iter().cloned().collect();
-        let loopback = if p.loopback {
-            " (http/https on loopback is also allowed)"
-        } else {
-            ""
-        };
-        return Some(
-            field_refusal(
-                Reason::RedirectUriNotAllowed,
-                d,
-                "redirect_uris",
-                u,
-                format!(
-                    "Redirect URI `{u}` uses scheme `{}`; allowed: {}{loopback}.",
-                    parsed.scheme,
-                    allowed.join(", ")
-                ),
-            )
-            .detail("allowed_schemes", allowed),
-        );
-    }
-    if let Some(hosts) = p
-        .hosts
-        .as_ref()
-        .filter(|h| web && !h.iter().any(|pat| uri::host_matches(pat, &parsed.host)))
-    {
-        let loopback = if p.loopback {
-            "; loopback hosts are also allowed"
-        } else {
-            ""
-        };
-        return Some(
-            field_refusal(
-                Reason::RedirectUriNotAllowed,
-                d,
-                "redirect_uris",
-                u,
-                format!(
-                    "Redirect URI `{u}` has host `{}`, which is not allowed; allowed hosts: {}{loopback}.",
-                    parsed.host,
-                    hosts.join(", ")
-                ),
-            )
-            .detail("allowed_hosts", hosts.clone()),
-        );
-    }
-    None
-}
-
-fn client_id_fits(ev: &mut Eval<'_>, route: &RegRoute, md: &ClientMetadata, d: Dialect) -> bool {
-    if route.operation != Operation::Update {
-        return false;
-    }
-    let path_id = route.client_id.as_deref().unwrap_or_default();
-    if md.client_id.as_deref() == Some(path_id) {
-        return false;
-    }
-    let wire = wire_name(d, "client_id");
-    let msg = match &md.client_id {
-        Some(body_id) => format!(
-            "The body's {wire} `{body_id}` differs from the client id `{path_id}` in the path; Keycloak refuses that with \"Client Identifier modified\"."
-        ),
-        None => format!("An update must repeat the client id in the body: add \"{wire}\": \"{path_id}\"."),
-    };
-    let rule = Rule::new((), "built-in.update.client_id".to_owned());
-    let r = Refusal::new(Reason::ClientIdMismatch, msg)
-        .detail("field", wire)
-        .detail("path_client_id", path_id);
-    let shadow_before = ev.global_shadow;
-    ev.global_shadow = false;
-    let stop = ev.fail(&rule, r);
-    ev.global_shadow = shadow_before;
-    stop
-}
-
 /// The quota caller key: `azp`, initial access token id, or source address.
 pub fn caller_key(identity: &Identity, peer: IpAddr) -> String {
     let c = &identity.claims;
@@ -569,6 +300,8 @@ fn quota(ev: &mut Eval<'_>, rule: &Rule<super::snapshot::QuotaPolicy>, input: &I
         ev.fail(rule, r);
     }
 }
+
+mod fields;
 
 #[cfg(test)]
 mod tests;

@@ -155,6 +155,14 @@ impl RealmKeys {
             .is_some_and(|t| t.elapsed() <= self.settings.max_staleness)
     }
 
+    /// Whether the set was fetched within `min_refetch_interval` (as fresh as a refetch would be).
+    pub fn recently_fetched(&self) -> bool {
+        self.set
+            .load()
+            .fetched_at
+            .is_some_and(|t| t.elapsed() < self.settings.min_refetch_interval)
+    }
+
     /// Seconds since the last successful fetch.
     pub fn age_secs(&self) -> Option<f64> {
         self.set.load().fetched_at.map(|t| t.elapsed().as_secs_f64())
