@@ -29,7 +29,7 @@ pub fn finish(app: &App, ctx: &Ctx, mut resp: Response<Body>) -> Response<Body> 
     m.latency
         .with_label_values(&[route, operation])
         .observe(elapsed.as_secs_f64());
-    let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    let latency_ms = (elapsed.as_secs_f64() * 100_000.0).round() / 100.0;
     let reason = ctx.reason.map(|r| r.code()).unwrap_or("ok");
     let realm = ctx.reg.as_ref().map(|r| r.realm.as_str()).unwrap_or("");
     tracing::info!(
@@ -39,7 +39,7 @@ pub fn finish(app: &App, ctx: &Ctx, mut resp: Response<Body>) -> Response<Body> 
         realm,
         operation,
         status,
-        latency_ms = format_args!("{latency_ms:.2}"),
+        latency_ms,
         reason,
         request_id = %ctx.request_id,
         "request"
@@ -75,7 +75,7 @@ fn audit(ctx: &Ctx, reg: &super::route::RegRoute, status: u16, latency_ms: f64, 
         reason,
         upstream_status = ctx.upstream_status.unwrap_or(0),
         status,
-        latency_ms = format_args!("{latency_ms:.2}"),
+        latency_ms,
         "registration decision"
     );
 }

@@ -212,20 +212,12 @@ pub fn check_redirect(p: &RedirectPolicy, u: &str, d: Dialect) -> Option<Refusal
         } else {
             ""
         };
-        return Some(
-            field_refusal(
-                Reason::RedirectUriNotAllowed,
-                d,
-                "redirect_uris",
-                u,
-                format!(
-                    "Redirect URI `{u}` uses scheme `{}`; allowed: {}{loopback}.",
-                    parsed.scheme,
-                    allowed.join(", ")
-                ),
-            )
-            .detail("allowed_schemes", allowed),
+        let msg = format!(
+            "Redirect URI `{u}` uses scheme `{}`; allowed: {}{loopback}.",
+            parsed.scheme,
+            allowed.join(", ")
         );
+        return bad(Reason::RedirectUriNotAllowed, msg).map(|r| r.detail("allowed_schemes", allowed));
     }
     if let Some(hosts) = p
         .hosts
@@ -237,20 +229,12 @@ pub fn check_redirect(p: &RedirectPolicy, u: &str, d: Dialect) -> Option<Refusal
         } else {
             ""
         };
-        return Some(
-            field_refusal(
-                Reason::RedirectUriNotAllowed,
-                d,
-                "redirect_uris",
-                u,
-                format!(
-                    "Redirect URI `{u}` has host `{}`, which is not allowed; allowed hosts: {}{loopback}.",
-                    parsed.host,
-                    hosts.join(", ")
-                ),
-            )
-            .detail("allowed_hosts", hosts.clone()),
+        let msg = format!(
+            "Redirect URI `{u}` has host `{}`, which is not allowed; allowed hosts: {}{loopback}.",
+            parsed.host,
+            hosts.join(", ")
         );
+        return bad(Reason::RedirectUriNotAllowed, msg).map(|r| r.detail("allowed_hosts", hosts.clone()));
     }
     None
 }
