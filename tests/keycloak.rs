@@ -536,7 +536,7 @@ async fn keycloak_policies_and_metadata_refusals_are_rewritten() {
 
 #[tokio::test]
 #[ignore = "needs a real Keycloak: scripts/keycloak-suite.sh"]
-async fn max_clients_and_https_required() {
+async fn max_clients_https_required_and_client_policies() {
     let e = env();
     let gw = inproc(&e, PERMISSIVE).await;
     let admin = Admin::login(&gw.base).await;
@@ -579,6 +579,41 @@ async fn max_clients_and_https_required() {
         403,
         "https_required",
     );
+    // A Client Policy (the newer mechanism) refuses with only an error code as description.
+    let policed = unique("policed");
+    admin.create_realm(&policed, json!({})).await;
+    let profile = json!({"profiles": [{"name": "no-implicit", "description": "test", "executors": [{"executor": "reject-implicit-grant", "configuration": {"auto-configure": "false"}}]}]});
+    assert_eq!(
+        admin
+            .call("PUT", &format!("/{policed}/client-policies/profiles"), Some(&profile))
+            .await
+            .status,
+        204
+    );
+    let policy = json!({"policies": [{"name": "dcr-no-implicit", "description": "test", "enabled": true, "profiles": ["no-implicit"],
+        "conditions": [{"condition": "client-updater-context", "configuration": {"update-client-source": ["ByInitialAccessToken"]}}]}]});
+    assert_eq!(
+        admin
+            .call("PUT", &format!("/{policed}/client-policies/policies"), Some(&policy))
+            .await
+            .status,
+        204
+    );
+    let (_, iat) = admin.create_iat(&policed, 600, 5).await;
+    let body = json!({"client_name": "implicit", "redirect_uris": ["https://a.example.com/cb"], "grant_types": ["implicit"], "response_types": ["token"]});
+    let v = refused(
+        &call(
+            "POST",
+            &reg(&gw.base, &policed, "openid-connect"),
+            Some(&iat),
+            Some(&body),
+        )
+        .await,
+        403,
+        "client_policy_rejected",
+    );
+    assert_eq!(v["upstream"]["body"]["error_description"], "invalid_client_metadata");
+    assert!(v["hint"].as_str().unwrap().contains("Client policies"), "{v}");
     gw.gw.shutdown().await;
 }
 
