@@ -48,8 +48,8 @@ pub struct App {
     pub metrics: Metrics,
     /// Requests in flight.
     pub limiter: Arc<Semaphore>,
-    /// Origins under which Keycloak may write its back-end address into answers.
-    pub upstream_origins: Vec<String>,
+    /// Keycloak's base URL as the gateway reaches it (its back-end address in answers).
+    pub upstream_url: String,
     /// The public base URL, as a string.
     pub public_url: String,
 }
@@ -81,7 +81,7 @@ impl App {
                 .chain(settings.jwks.prefetch.iter().cloned()),
         );
         let verifier = Verifier::new(settings.clone(), jwks, cache, metrics.clone());
-        let upstream_origins = vec![settings.upstream.as_string()];
+        let upstream_url = settings.upstream.as_string();
         let public_url = settings.public_url.as_string();
         Ok(Arc::new(App {
             limiter: Arc::new(Semaphore::new(settings.max_in_flight)),
@@ -91,7 +91,7 @@ impl App {
             policy,
             quotas: Quotas::default(),
             metrics,
-            upstream_origins,
+            upstream_url,
             public_url,
         }))
     }

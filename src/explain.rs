@@ -107,9 +107,9 @@ pub fn run(a: &ExplainArgs, out: &mut String) -> Result<bool, Usage> {
     };
     let issuer = settings.issuer_for(&a.realm);
     let leeway = i64::try_from(settings.jwt.leeway.as_secs()).unwrap_or(0);
-    let now = crate::testkit::now();
+    let now = crate::token::now();
     let metadata = match (&body, Dialect::of(&a.provider)) {
-        (Some(b), Some(d)) => match parse_object(b).and_then(|m| normalise(d, &m)) {
+        (Some(b), Some(d)) => match parse_object(b).and_then(|m| normalise(d, &m, op == Operation::Create)) {
             Ok(md) => Some((md, d)),
             Err(r) => {
                 return Ok(verdict(
@@ -180,7 +180,6 @@ pub fn run(a: &ExplainArgs, out: &mut String) -> Result<bool, Usage> {
     let identity = Identity {
         kind,
         claims: claims.clone(),
-        alg: d.header.alg.clone(),
         kid: d.header.kid.clone(),
         cached: false,
     };
@@ -191,8 +190,11 @@ pub fn run(a: &ExplainArgs, out: &mut String) -> Result<bool, Usage> {
         peer: [127, 0, 0, 1].into(),
     };
     let decision = decide(&snap, &input, true, &Quotas::default());
-    rules(out, &snap, &route, kind, metadata.is_some(), &decision.shadowed);
-    match decision.shadowed.first() {
+    // Every rule runs shadowed here so all failures show; the few always-enforced checks (the
+    // update's client id) land in `refusal`.
+    let failed: Vec<Refusal> = decision.refusal.iter().chain(&decision.shadowed).cloned().collect();
+    rules(out, &snap, &route, kind, metadata.is_some(), &failed);
+    match failed.first() {
         Some(r) => Ok(verdict(out, r, &ctx)),
         None => {
             let _ = writeln!(
@@ -226,9 +228,9 @@ fn describe_token(out: &mut String, kind: TokenKind, d: &Decoded, issuer: &str, 
                 "expires:    {} ({})",
                 rfc3339(exp),
                 if exp >= now {
-                    format!("in {}s", exp - now)
+                    format!("in {}s", exp.saturating_sub(now))
                 } else {
-                    format!("{}s ago", now - exp)
+                    format!("{}s ago", now.saturating_sub(exp))
                 }
             );
         }

@@ -46,11 +46,7 @@ fn ds(r: &Refusal, key: &str) -> String {
 }
 
 fn mgmt(realm: &str) -> &'static str {
-    if realm == "master" {
-        "master-realm"
-    } else {
-        "realm-management"
-    }
+    crate::policy::snapshot::management_client(realm)
 }
 
 fn new_iat(realm: &str, public: &str) -> String {
@@ -59,12 +55,10 @@ fn new_iat(realm: &str, public: &str) -> String {
     )
 }
 
+/// The narrowest role Keycloak accepts for the operation.
 fn role_for(op: Option<Operation>) -> &'static str {
-    match op {
-        Some(Operation::Read) => "view-clients",
-        Some(Operation::Update | Operation::Delete) => "manage-clients",
-        _ => "create-client",
-    }
+    let roles = crate::policy::snapshot::keycloak_roles(op.unwrap_or(Operation::Create));
+    roles.first().copied().unwrap_or("manage-clients")
 }
 
 /// The hint for a refusal.
@@ -93,7 +87,15 @@ pub fn hint(r: &Refusal, c: &HintCtx<'_>) -> String {
         Reason::PathMalformed => format!("Send registration requests to {public}/realms/<realm>/clients-registrations/<provider>[/<clientId>] written plainly: no encoded slashes, dot segments, empty segments, backslashes or ;parameters."),
         Reason::RouteRefused => "This gateway serves only Keycloak's client-registration endpoint (other_paths = \"refuse\"); send other Keycloak traffic to Keycloak's own address.".into(),
         Reason::MethodNotAllowed => format!("Create with POST on …/clients-registrations/<provider>; read, update and delete with GET, PUT and DELETE on …/clients-registrations/<provider>/<clientId>. Allowed here: {}.", ds(r, "allowed")),
+        Reason::ConnectionHeaderInvalid => format!(
+            "Remove `{}` from the Connection header: it names hop-by-hop headers only (e.g. `Connection: keep-alive`), and the gateway forwards the credential and addressing headers it checked.",
+            ds(r, "header")
+        ),
         Reason::BodyTooLarge => format!("Send a smaller registration body (at most {} bytes); the operator can raise max_body_bytes in the gateway config.", ds(r, "limit_bytes")),
+        Reason::BodyTimeout => format!(
+            "Send the whole registration body promptly (within {}); the operator sets the limit with [timeouts] body_read.",
+            ds(r, "timeout")
+        ),
         Reason::BodyNotJson | Reason::BodyDuplicateKey | Reason::BodyTooDeep | Reason::BodyWrongType => {
             "Send one JSON object in UTF-8 with Content-Type: application/json, each key once, values of the documented types (redirect URIs as an array of strings), nested at most 32 levels.".into()
         }
@@ -226,7 +228,7 @@ fn keycloak_hint(r: &Refusal, c: &HintCtx<'_>, realm: &str, m: &str, role: &str)
         Reason::TokenRevoked => format!("The gateway verified this token, yet Keycloak refused it: it was most likely revoked or its session ended (logout, admin 'Sign out', or revocation). Request a new token from {public}/realms/{realm}/protocol/openid-connect/token."),
         Reason::HmacKeyUnknown => format!(
             "Keycloak could not verify this {} although its issuer and expiry are right: the realm's HMAC key that signed it (kid {}) was most likely deleted or replaced (Realm settings → Keys → Providers → hmac-generated…), which invalidates every initial and registration access token signed with it. {} A registration access token can be reissued by an admin: Clients → <client> → Credentials → Registration access token → Regenerate.",
-            c.kind.map(|k| k.phrase().trim_start_matches("a ").trim_start_matches("an ")).unwrap_or("token"),
+            c.kind.map(TokenKind::noun).unwrap_or("token"),
             ds(r, "kid"),
             new_iat(realm, public)
         ),

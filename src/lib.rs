@@ -21,6 +21,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod respond;
 pub mod server;
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod token;
 

@@ -33,7 +33,7 @@ fn b64(bytes: &[u8]) -> String {
 
 /// The current Unix time in seconds.
 pub fn now() -> i64 {
-    jsonwebtoken::get_current_timestamp().try_into().unwrap_or(i64::MAX)
+    crate::token::now()
 }
 
 // === impl TestKey ===
@@ -84,7 +84,8 @@ impl TestKey {
         self.jwk.clone()
     }
 
-    /// The public key as DER (SubjectPublicKeyInfo), e.g. to forge an HS256 token with it.
+    /// The public key bytes an attacker would find published: DER (SubjectPublicKeyInfo) for RSA,
+    /// the uncompressed point for EC. Used to forge HS256 tokens keyed with it.
     pub fn public_der(&self) -> Vec<u8> {
         match &self.signer {
             Signer::Rsa(pair, _) => pair

@@ -296,3 +296,54 @@ async fn jwks_and_verification_metrics_are_exported() {
     assert!(later > age, "{later} <= {age}");
     gw.shutdown().await;
 }
+
+/// Realms nobody named share 32 key-set slots. Junk realms (whose keys cannot be fetched) must
+/// not lock a real realm out: slots that never loaded are reclaimed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_realms_cannot_exhaust_the_unnamed_slots() {
+    let key = rsa("real");
+    let doc = testkit::jwks(&[&key]);
+    let up = upstream(move |s: Seen| {
+        let doc = doc.clone();
+        async move {
+            match s.uri.as_str() {
+                "/realms/legit/protocol/openid-connect/certs" => json_response(200, &doc),
+                u if u.ends_with("/certs") => json_response(404, &json!({"error": "Realm does not exist"})),
+                _ => json_response(201, &json!({"created": true})),
+            }
+        }
+    })
+    .await;
+    let gw = gateway(settings(&up.url(), None)).await;
+    let junk = rsa("junk");
+    for i in 0..40 {
+        let iss = format!("{}/realms/junk{i}", up.url());
+        let path = format!("/realms/junk{i}/clients-registrations/openid-connect");
+        let a = send(req(
+            "POST",
+            gw.addr,
+            &path,
+            Some(&junk.token(&sa_claims(&iss))),
+            Some(&body()),
+        ))
+        .await;
+        assert!(a.status == 503 || a.status == 401, "junk{i}: {}", a.status);
+    }
+    let iss = format!("{}/realms/legit", up.url());
+    let path = "/realms/legit/clients-registrations/openid-connect";
+    let a = send(req(
+        "POST",
+        gw.addr,
+        path,
+        Some(&key.token(&sa_claims(&iss))),
+        Some(&body()),
+    ))
+    .await;
+    assert_eq!(
+        a.status,
+        201,
+        "a real realm still gets a key set: {}",
+        String::from_utf8_lossy(&a.body)
+    );
+    gw.shutdown().await;
+}

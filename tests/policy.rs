@@ -637,3 +637,38 @@ fn check_reports_every_error_with_file_line_and_column() {
     assert!(stderr.contains("3 error(s)"), "{stderr}");
     assert!(out.stdout.is_empty(), "{out:?}");
 }
+
+/// A create that Keycloak refuses does not use up the caller's quota.
+#[tokio::test]
+async fn quota_counts_only_creates_keycloak_accepts() {
+    let answers = Arc::new(Mutex::new(vec![400u16, 201, 201]));
+    let queue = answers.clone();
+    let up = upstream(move |_| {
+        let status = queue.lock().remove(0);
+        async move {
+            json_response(
+                status,
+                &json!({"error": "invalid_client_metadata", "error_description": "Client metadata invalid"}),
+            )
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy =
+        "[default.create]\ntoken_kinds = [\"initial_access\"]\n[default.quota]\ncreates = 1\nwindow = \"1h\"\n";
+    std::fs::write(dir.path().join("p.toml"), policy).unwrap();
+    let gw = gateway(settings(&up.url(), Some(dir.path()))).await;
+    let iss = format!("{}/realms/demo", up.url());
+    let claims = dcr_gateway::testkit::internal_claims(&iss, "InitialAccessToken", 0);
+    let iat = dcr_gateway::testkit::hmac_token(b"s", &json!({"alg": "HS512", "typ": "JWT"}), &claims);
+    let body = json!({"redirect_uris": ["https://app.example.com/cb"]});
+    let first = send(req("POST", gw.addr, OIDC, Some(&iat), Some(&body))).await;
+    assert_eq!(first.status, 400, "Keycloak refused the first create");
+    let second = send(req("POST", gw.addr, OIDC, Some(&iat), Some(&body))).await;
+    assert_eq!(second.status, 201, "the refused create was refunded");
+    let third = send(req("POST", gw.addr, OIDC, Some(&iat), Some(&body))).await;
+    assert_eq!(third.status, 429);
+    assert_eq!(third.json()["reason"], "quota_exceeded");
+    assert_eq!(answers.lock().len(), 1, "the third create never reached Keycloak");
+    gw.shutdown().await;
+}

@@ -15,7 +15,7 @@ use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
-use support::proxy_kit::{assert_refusal, closed_addr, sha256, streamed};
+use support::proxy_kit::{assert_refusal, channel_body, closed_addr, sha256, streamed};
 use support::*;
 
 const REG: &str = "/realms/demo/clients-registrations/openid-connect";
@@ -332,21 +332,95 @@ async fn registration_body_over_the_limit_is_413_and_never_forwarded() {
     s.max_body_bytes = 1024;
     let gw = gateway(s).await;
     let big = json!({"client_name": "n".repeat(4096), "redirect_uris": ["https://app.example.com/cb"]});
+    // An initial access token: the policy lets it create, so the body is read (and too large).
+    let iat = initial_access_token(&up.url());
 
     // Declared length.
-    let a = send(req("POST", gw.addr, REG, None, Some(&big))).await;
+    let a = send(req("POST", gw.addr, REG, Some(&iat), Some(&big))).await;
     let v = assert_refusal(&a, 413, "body_too_large");
     assert_eq!(v["details"]["limit_bytes"], 1024);
 
     // Streamed (chunked, no length): refused once the limit is crossed.
     let request = Request::post(format!("http://{}{REG}", gw.addr))
         .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {iat}"))
         .body(streamed(8, 512, 3))
         .unwrap();
     let a = send(request).await;
     assert_refusal(&a, 413, "body_too_large");
 
     assert_eq!(up.hits(), 0, "an oversized registration body reached Keycloak");
+    gw.shutdown().await;
+}
+
+/// A Keycloak-shaped initial access token for realm `demo` of the stand-in upstream.
+fn initial_access_token(upstream: &str) -> String {
+    use dcr_gateway::testkit::{hmac_token, internal_claims};
+    let iss = format!("{upstream}/realms/demo");
+    hmac_token(
+        b"kc-secret",
+        &json!({"alg": "HS512", "typ": "JWT", "kid": "h"}),
+        &internal_claims(&iss, "InitialAccessToken", 0),
+    )
+}
+
+#[tokio::test]
+async fn refused_callers_are_answered_before_their_body_is_read() {
+    let up = upstream(|_| async move { json_response(201, &json!({})) }).await;
+    let gw = gateway(settings(&up.url(), None)).await;
+    // An anonymous create whose body never finishes: refused at once, not after body_read.
+    let (tx, body) = channel_body(1);
+    tx.send(Bytes::from_static(b"{")).await.unwrap();
+    let request = Request::post(format!("http://{}{REG}", gw.addr))
+        .header("content-type", "application/json")
+        .body(body)
+        .unwrap();
+    let started = Instant::now();
+    let a = tokio::time::timeout(Duration::from_secs(5), send(request))
+        .await
+        .expect("answered without the body");
+    assert_refusal(&a, 401, "anonymous_not_allowed");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    drop(tx);
+    assert_eq!(up.hits(), 0);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn slow_bodies_time_out_with_408() {
+    let up = upstream(|_| async move { json_response(201, &json!({})) }).await;
+    let mut s = settings(&up.url(), None);
+    s.timeouts.body_read = Duration::from_millis(300);
+    let gw = gateway(s).await;
+    let (tx, body) = channel_body(1);
+    tx.send(Bytes::from_static(b"{")).await.unwrap();
+    let request = Request::post(format!("http://{}{REG}", gw.addr))
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {}", initial_access_token(&up.url())))
+        .body(body)
+        .unwrap();
+    let a = tokio::time::timeout(Duration::from_secs(5), send(request))
+        .await
+        .expect("answered");
+    let v = assert_refusal(&a, 408, "body_timeout");
+    assert_eq!(v["details"]["timeout"], "300ms");
+    drop(tx);
+    assert_eq!(up.hits(), 0);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn connection_naming_authorization_is_refused() {
+    let up = upstream(|_| async move { json_response(201, &json!({})) }).await;
+    let gw = gateway(settings(&up.url(), None)).await;
+    let iat = initial_access_token(&up.url());
+    let body = json!({"redirect_uris": ["https://app.example.com/cb"]});
+    let mut r = req("POST", gw.addr, REG, Some(&iat), Some(&body));
+    r.headers_mut()
+        .insert("connection", "keep-alive, Authorization".parse().unwrap());
+    let v = assert_refusal(&send(r).await, 400, "connection_header_invalid");
+    assert_eq!(v["details"]["header"], "authorization");
+    assert_eq!(up.hits(), 0, "the request was never forwarded without its credential");
     gw.shutdown().await;
 }
 

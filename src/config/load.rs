@@ -242,6 +242,7 @@ fn build(raw: FileConfig, file: Option<&Path>, over: &Overrides) -> Result<Setti
         timeouts: Timeouts {
             connect: d(t.connect, 5),
             response: d(t.response, 30),
+            body_read: d(t.body_read, 30),
             pool_idle: d(t.pool_idle, 90),
             shutdown_grace: d(t.shutdown_grace, 30),
             policy_poll: d(t.policy_poll, 5),
@@ -264,7 +265,28 @@ fn build(raw: FileConfig, file: Option<&Path>, over: &Overrides) -> Result<Setti
         },
         realms: raw.realms,
     };
+    nonzero(&settings, file)?;
     Ok(settings)
+}
+
+/// Durations that must not be zero (a zero would fail every request or spin a loop).
+fn nonzero(s: &Settings, file: Option<&Path>) -> Result<(), ConfigError> {
+    let t = &s.timeouts;
+    let j = &s.jwks;
+    for (key, d) in [
+        ("timeouts.connect", t.connect),
+        ("timeouts.response", t.response),
+        ("timeouts.body_read", t.body_read),
+        ("timeouts.policy_poll", t.policy_poll),
+        ("jwks.refresh_interval", j.refresh_interval),
+        ("jwks.min_refetch_interval", j.min_refetch_interval),
+        ("jwks.fetch_timeout", j.fetch_timeout),
+    ] {
+        if d.is_zero() {
+            return Err(file_err(file, key, "must be longer than 0s".into()));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -307,6 +329,15 @@ mod tests {
         let e = parse("listen = \"localhost\"\n").unwrap_err();
         assert_eq!(e.key, "listen");
         assert!(e.message.contains("IP:PORT"));
+    }
+
+    #[test]
+    fn zero_durations_refused() {
+        let e = parse("[timeouts]\npolicy_poll = \"0s\"\n").unwrap_err();
+        assert_eq!(e.key, "timeouts.policy_poll");
+        let e = parse("[jwks]\nrefresh_interval = \"0ms\"\n").unwrap_err();
+        assert_eq!(e.key, "jwks.refresh_interval");
+        assert!(parse("[timeouts]\nshutdown_grace = \"0s\"\n").is_ok());
     }
 
     #[test]

@@ -83,6 +83,7 @@ pub struct FileConfig {
 pub(crate) struct FileTimeouts {
     pub(crate) connect: Option<Dur>,
     pub(crate) response: Option<Dur>,
+    pub(crate) body_read: Option<Dur>,
     pub(crate) pool_idle: Option<Dur>,
     pub(crate) shutdown_grace: Option<Dur>,
     pub(crate) policy_poll: Option<Dur>,
@@ -163,6 +164,8 @@ pub struct Timeouts {
     pub connect: Duration,
     /// From request sent to response headers received.
     pub response: Duration,
+    /// Longest time to receive a registration body the gateway reads.
+    pub body_read: Duration,
     /// Idle pooled upstream connections are closed after this.
     pub pool_idle: Duration,
     /// In-flight requests get this long to finish after SIGTERM.

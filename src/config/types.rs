@@ -119,19 +119,9 @@ pub struct BaseUrl {
 }
 
 impl BaseUrl {
-    /// `scheme://authority` without the path.
-    pub fn origin(&self) -> String {
-        format!("{}://{}", self.scheme, self.authority)
-    }
-
     /// The full base URL, without a trailing slash.
     pub fn as_string(&self) -> String {
         format!("{}://{}{}", self.scheme, self.authority, self.path)
-    }
-
-    /// Whether the scheme is `https`.
-    pub fn is_https(&self) -> bool {
-        self.scheme == "https"
     }
 }
 
@@ -211,7 +201,6 @@ mod tests {
     fn base_urls() {
         let u: BaseUrl = "https://sso.example.com/auth/".parse().unwrap();
         assert_eq!(u.as_string(), "https://sso.example.com/auth");
-        assert_eq!(u.origin(), "https://sso.example.com");
         assert!("ftp://x".parse::<BaseUrl>().is_err());
         assert!("/relative".parse::<BaseUrl>().is_err());
         assert!("http://x/?q=1".parse::<BaseUrl>().is_err());

@@ -7,16 +7,36 @@ use crate::pipeline::route::{Operation, RegRoute};
 use crate::policy::json::parse_object;
 use crate::policy::metadata::{ClientMetadata, Dialect, normalise};
 
+/// How much of a registration body is read, and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest body.
+    pub bytes: usize,
+    /// Longest time to receive it.
+    pub time: std::time::Duration,
+}
+
 /// Reads and parses the body when policy needs it; returns the body to forward.
 pub async fn read(
     route: &RegRoute,
     body: Body,
-    limit: usize,
+    limits: Limits,
 ) -> Result<(Body, Option<(ClientMetadata, Dialect)>), Refusal> {
+    let limit = limits.bytes;
     if !matches!(route.operation, Operation::Create | Operation::Update) {
         return Ok((body, None));
     }
-    let bytes = read_limited(body, limit).await.map_err(|e| match e {
+    let secs = limits.time.as_secs_f64();
+    let read = tokio::time::timeout(limits.time, read_limited(body, limit))
+        .await
+        .map_err(|_| {
+            Refusal::new(
+                Reason::BodyTimeout,
+                format!("The registration body did not arrive within {secs}s."),
+            )
+            .detail("timeout", format!("{}ms", limits.time.as_millis()))
+        })?;
+    let bytes = read.map_err(|e| match e {
         ReadError::TooLarge => Refusal::new(
             Reason::BodyTooLarge,
             format!("The registration body is larger than {limit} bytes."),
@@ -25,7 +45,10 @@ pub async fn read(
         ReadError::Failed(m) => Refusal::new(Reason::BodyNotJson, format!("The request body could not be read: {m}.")),
     })?;
     let metadata = match Dialect::of(&route.provider) {
-        Some(dialect) => Some((normalise(dialect, &parse_object(&bytes)?)?, dialect)),
+        Some(dialect) => Some((
+            normalise(dialect, &parse_object(&bytes)?, route.operation == Operation::Create)?,
+            dialect,
+        )),
         None => None,
     };
     Ok((full(bytes), metadata))

@@ -51,6 +51,10 @@ pub struct Ctx {
     pub seen_origin: String,
     /// The client's address (the peer, or the forwarded client behind a trusted proxy).
     pub client_ip: std::net::IpAddr,
+    /// Whether the request was sent upstream (a refusal after that is not a policy denial).
+    pub forwarded: bool,
+    /// A create counted against a quota, refunded unless Keycloak accepts it.
+    pub quota_slot: Option<crate::policy::quota::Slot>,
 }
 
 /// Whether a client-supplied request id is acceptable: 1–128 visible, URL-safe characters.
@@ -101,6 +105,8 @@ impl Ctx {
             realm_label: String::new(),
             seen_origin: String::new(),
             client_ip: conn.peer.ip(),
+            forwarded: false,
+            quota_slot: None,
         }
     }
 

@@ -21,7 +21,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::app::App;
 use crate::config::Mode;
 use crate::error::{Reason, Refusal};
-use crate::net::{Body, Guarded, boxed, full, read_limited};
+use crate::net::{Body, Guarded, ReadError, boxed, full, read_limited};
 use crate::policy::{self, Input, Snapshot};
 use crate::token::{Identity, TokenKind};
 use ctx::{ConnInfo, Ctx};
@@ -72,13 +72,18 @@ async fn serve_one(app: Arc<App>, conn: ConnInfo, req: Request<Incoming>) -> Res
         Ok(resp) => resp,
         Err(refusal) => {
             ctx.reason = Some(refusal.reason);
-            if ctx.upstream_status.is_none() {
+            if !ctx.forwarded {
                 ctx.decision = "deny";
             }
-            let hints = ctx.hint_ctx(&app.public_url, &app.upstream_origins[0]);
+            let hints = ctx.hint_ctx(&app.public_url, &app.upstream_url);
             crate::respond::refusal(&refusal, &hints, &ctx.request_id)
         }
     };
+    if let Some(counted) = ctx.quota_slot.take()
+        && !ctx.upstream_status.is_some_and(|s| (200..300).contains(&s))
+    {
+        app.quotas.refund(counted); // Keycloak did not create the client
+    }
     let resp = observe::finish(&app, &ctx, resp);
     match slot {
         Some(slot) => resp.map(|b| Guarded::new(b, slot).boxed()),
@@ -87,6 +92,7 @@ async fn serve_one(app: Arc<App>, conn: ConnInfo, req: Request<Incoming>) -> Res
 }
 
 async fn run(app: &App, ctx: &mut Ctx, req: Request<Body>) -> Result<Response<Body>, Refusal> {
+    upstream::check_connection(req.headers())?;
     let route = route::classify(req.method(), req.uri().path(), &app.settings.path_prefix)?; // 1
     let Route::Registration(reg) = route else {
         return other(app, ctx, req).await;
@@ -96,8 +102,22 @@ async fn run(app: &App, ctx: &mut Ctx, req: Request<Body>) -> Result<Response<Bo
     ctx.reg = Some(reg.clone());
     let identity = app.verifier.authenticate(&reg, req.headers()).await?; // 2–3
     ctx.identity = Some(identity.clone());
+    let caller = Input {
+        route: &reg,
+        identity: &identity,
+        metadata: None,
+        peer: ctx.client_ip,
+    };
+    if let Some(refusal) = policy::precheck(&snap, &caller, app.settings.mode == Mode::Shadow) {
+        ctx.rule = refusal.details.get("rule").and_then(|v| v.as_str()).map(str::to_owned);
+        return Err(refusal); // refused on who is asking: the body is never read
+    }
     let (parts, body) = req.into_parts();
-    let (body, metadata) = body::read(&reg, body, app.settings.max_body_bytes).await?; // 4a
+    let limits = body::Limits {
+        bytes: app.settings.max_body_bytes,
+        time: app.settings.timeouts.body_read,
+    };
+    let (body, metadata) = body::read(&reg, body, limits).await?; // 4a
     ctx.metadata = metadata.as_ref().map(|(m, _)| m.clone());
     enforce(
         app,
@@ -154,6 +174,7 @@ fn enforce(
     if let Some(first) = decision.shadowed.first() {
         ctx.reason = Some(first.reason);
     }
+    ctx.quota_slot = decision.quota_slot;
     decision.refusal.map_or(Ok(()), Err)
 }
 
@@ -166,6 +187,7 @@ async fn forward(app: &App, ctx: &mut Ctx, req: Request<Body>) -> Result<Respons
     };
     let req = upstream::prepare(&app.settings, &hop, req)?;
     ctx.seen_origin = upstream::seen_origin(&req, &app.settings);
+    ctx.forwarded = true;
     let resp = upstream::send(&app.client, &app.settings, req)
         .await
         .map_err(|(r, kind)| {
@@ -188,7 +210,7 @@ async fn rewrite(
 ) -> Result<Response<Body>, Refusal> {
     let status = resp.status().as_u16();
     if status < 400 {
-        return Ok(relocate(app, resp).await);
+        return relocate(app, resp).await;
     }
     let (_, body) = resp.into_parts();
     let bytes = read_limited(body, 64 * 1024).await.unwrap_or_default();
@@ -225,17 +247,17 @@ async fn rewrite(
 
 /// Moves `Location` and `registration_client_uri` from Keycloak's back-end address to the
 /// public URL, when they differ.
-async fn relocate(app: &App, resp: Response<Body>) -> Response<Body> {
+async fn relocate(app: &App, resp: Response<Body>) -> Result<Response<Body>, Refusal> {
     let public = app.public_url.as_str();
-    if app.upstream_origins.iter().all(|o| o == public) {
-        return resp;
+    if app.upstream_url == public {
+        return Ok(resp);
     }
     let (mut parts, body) = resp.into_parts();
     if let Some(moved) = parts
         .headers
         .get(LOCATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|l| rewrite::public_location(l, &app.upstream_origins, public))
+        .and_then(|l| rewrite::public_location(l, &app.upstream_url, public))
         && let Ok(v) = HeaderValue::from_str(&moved)
     {
         parts.headers.insert(LOCATION, v);
@@ -252,21 +274,29 @@ async fn relocate(app: &App, resp: Response<Body>) -> Response<Body> {
         .and_then(|v| v.parse::<usize>().ok())
         .is_some_and(|n| n <= 1 << 20);
     if !(json && small) {
-        return Response::from_parts(parts, body);
+        return Ok(Response::from_parts(parts, body));
     }
-    let Ok(bytes) = read_limited(body, 1 << 20).await else {
-        return Response::from_parts(parts, full(Vec::new()));
-    };
+    let bytes = read_limited(body, 1 << 20).await.map_err(|e| {
+        let why = match e {
+            ReadError::TooLarge => "the answer grew past its declared length".to_owned(),
+            ReadError::Failed(m) => m,
+        };
+        Refusal::new(
+            Reason::UpstreamProtocol,
+            "Keycloak's answer broke off while the gateway read it.",
+        )
+        .detail("error", why)
+    })?;
     let mut out = bytes.to_vec();
     if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&bytes)
         && let Some(moved) = v
             .get("registration_client_uri")
             .and_then(|u| u.as_str())
-            .and_then(|u| rewrite::public_location(u, &app.upstream_origins, public))
+            .and_then(|u| rewrite::public_location(u, &app.upstream_url, public))
     {
         v["registration_client_uri"] = moved.into();
         out = v.to_string().into_bytes();
     }
     parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(out.len()));
-    Response::from_parts(parts, full(out))
+    Ok(Response::from_parts(parts, full(out)))
 }

@@ -6,8 +6,9 @@
 use serde_json::Value;
 
 use crate::error::{Reason, Refusal, UpstreamAnswer};
-use crate::pipeline::route::{Operation, RegRoute};
+use crate::pipeline::route::RegRoute;
 use crate::policy::metadata::ClientMetadata;
+use crate::policy::snapshot::{keycloak_roles, management_client};
 use crate::token::{Identity, TokenKind};
 
 /// What the gateway knows about a request when Keycloak refuses it.
@@ -90,15 +91,12 @@ pub fn classify(status: u16, e: &KcError, k: &Known<'_>) -> Refusal {
         }
         (401, "Failed decode token") => r(Reason::TokenRejected, "Keycloak could not verify the token (\"Failed decode token\").".into()),
         (403, "Forbidden") => {
-            let needed = match k.route.operation {
-                Operation::Read => "view-clients or manage-clients",
-                Operation::Create => "create-client or manage-clients",
-                _ => "manage-clients",
-            };
+            let roles = keycloak_roles(k.route.operation);
             let who = k.identity.claims.client().map(|a| format!("client '{a}'")).unwrap_or_else(|| "the caller".into());
-            let mgmt = if k.route.realm == "master" { "master-realm" } else { "realm-management" };
+            let mgmt = management_client(&k.route.realm);
+            let needed = roles.join(" or ");
             r(Reason::MissingRole, format!("Keycloak refused to let {who} {op} clients: its token has no {mgmt} role {needed}."))
-                .detail("roles_needed_any", needed.split(" or ").map(|x| format!("{mgmt}/{x}")).collect::<Vec<_>>())
+                .detail("roles_needed_any", roles.iter().map(|x| format!("{mgmt}/{x}")).collect::<Vec<_>>())
                 .detail("token_roles", k.identity.claims.role_names())
         }
         (403, "HTTPS required") => r(Reason::HttpsRequired, format!("Realm {} requires HTTPS for this caller.", k.route.realm)),
@@ -188,7 +186,7 @@ pub fn diagnose_decode_failure(r: Refusal, k: &Known<'_>, kid_still_held: Option
         .detail("token_issuer", iss)
         .detail("expected_issuer", k.seen_issuer);
     }
-    let now = i64::try_from(jsonwebtoken::get_current_timestamp()).unwrap_or(i64::MAX);
+    let now = crate::token::now();
     if c.exp.is_some_and(|e| e != 0 && e < now) {
         return Refusal::new(Reason::TokenExpired, "Keycloak refused the token: it has expired.")
             .detail("exp", c.exp.unwrap_or_default());
@@ -199,7 +197,7 @@ pub fn diagnose_decode_failure(r: Refusal, k: &Known<'_>, kid_still_held: Option
         (TokenKind::Bearer, Some(true)) => Refusal::new(Reason::TokenRevoked, "Keycloak refused a token whose signature, issuer and expiry the gateway verified: it was most likely revoked or its session ended.".to_owned()),
         (TokenKind::InitialAccess | TokenKind::RegistrationAccess, _) => Refusal::new(
             Reason::HmacKeyUnknown,
-            format!("Keycloak could not verify this {} although its issuer and expiry are right: the realm's HMAC key {kid} that signed it is probably gone.", k.identity.kind.phrase().trim_start_matches("an ").trim_start_matches("a ")),
+            format!("Keycloak could not verify this {} although its issuer and expiry are right: the realm's HMAC key {kid} that signed it is probably gone.", k.identity.kind.noun()),
         )
         .detail("kid", kid),
         _ => r,
@@ -221,11 +219,9 @@ pub fn with_upstream(mut r: Refusal, status: u16, body: Value, k: &Known<'_>) ->
 }
 
 /// Moves a URL that Keycloak built from its back-end address onto the public URL.
-pub fn public_location(value: &str, upstream_origins: &[String], public: &str) -> Option<String> {
-    upstream_origins.iter().find_map(|o| {
-        let rest = value.strip_prefix(o.as_str())?;
-        (rest.is_empty() || rest.starts_with('/')).then(|| format!("{public}{rest}"))
-    })
+pub fn public_location(value: &str, upstream: &str, public: &str) -> Option<String> {
+    let rest = value.strip_prefix(upstream)?;
+    (rest.is_empty() || rest.starts_with('/')).then(|| format!("{public}{rest}"))
 }
 
 #[cfg(test)]

@@ -76,7 +76,8 @@ pub enum Route {
 
 const REGISTRATIONS: &str = "clients-registrations";
 
-/// Percent-decodes one segment; `None` when the encoding is bad or hides a `/` or `\`.
+/// Percent-decodes one segment; `None` when the encoding is bad, hides a `/` or `\`, or yields
+/// a control character (which could forge log lines).
 fn decode_segment(seg: &str) -> Option<String> {
     let bytes = seg.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -85,7 +86,7 @@ fn decode_segment(seg: &str) -> Option<String> {
         if bytes[i] == b'%' {
             let hex = seg.get(i + 1..i + 3)?;
             let b = u8::from_str_radix(hex, 16).ok()?;
-            if b == b'/' || b == b'\\' || b == 0 {
+            if b == b'/' || b == b'\\' || b.is_ascii_control() {
                 return None;
             }
             out.push(b);
@@ -106,22 +107,42 @@ fn malformed(path: &str, why: &str) -> Refusal {
     .detail("path", path)
 }
 
-/// Whether a raw segment could be read by Keycloak as `clients-registrations` (any case,
-/// percent-encoded, with matrix parameters).
-fn mentions_registrations(seg: &str) -> bool {
-    let seg = seg.split(';').next().unwrap_or("");
-    match decode_segment(seg) {
-        Some(d) => d.eq_ignore_ascii_case(REGISTRATIONS),
-        None => seg.to_ascii_lowercase().contains("registrations"),
+/// Decodes every valid `%XX` escape and keeps anything else as written (never fails).
+fn decode_lossy(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| s.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match escaped {
+            Some(b) => {
+                out.push(b);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
     }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Whether Keycloak could read any part of the path as `clients-registrations` (any case,
+/// percent-encoded, with matrix parameters or encoded separators).
+fn mentions_registrations(path: &str) -> bool {
+    decode_lossy(path).to_ascii_lowercase().contains(REGISTRATIONS)
 }
 
 /// Classifies a request. `prefix` is the configured path prefix (`""` or e.g. `/auth`).
 pub fn classify(method: &Method, path: &str, prefix: &str) -> Result<Route, Refusal> {
-    let raw: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split(['/', '\\']).collect();
-    if !raw.iter().any(|s| mentions_registrations(s)) {
+    if !mentions_registrations(path) {
         return Ok(Route::Other);
     }
+    let raw: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split(['/', '\\']).collect();
     // From here on Keycloak could read the path as registration traffic: it must be clean.
     if path.contains('\\') || path.contains(';') {
         return Err(malformed(path, "it contains a backslash or a matrix parameter (;)"));

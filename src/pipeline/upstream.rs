@@ -28,16 +28,47 @@ const HOP_BY_HOP: [&str; 8] = [
 /// The request-id header.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Removes hop-by-hop headers and every header named in `Connection`. `upgrade` goes too: the
-/// gateway does not tunnel protocol upgrades.
-pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    let named: Vec<String> = h
-        .get_all(CONNECTION)
+/// End-to-end headers the gateway checks or sets; a `Connection` header may not name them,
+/// or stripping them would forward something other than what was checked.
+const PROTECTED: [&str; 10] = [
+    "authorization",
+    "host",
+    "content-length",
+    "content-type",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "forwarded",
+    "x-request-id",
+    "cookie",
+];
+
+fn connection_named(h: &HeaderMap) -> Vec<String> {
+    h.get_all(CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()).collect::<Vec<_>>())
         .filter(|s| !s.is_empty())
-        .collect();
+        .collect()
+}
+
+/// Refuses a request whose `Connection` header names a header the gateway checks (e.g.
+/// `Connection: authorization`, which would strip the credential after it was checked).
+pub fn check_connection(h: &HeaderMap) -> Result<(), Refusal> {
+    match connection_named(h).into_iter().find(|n| PROTECTED.contains(&n.as_str())) {
+        Some(name) => Err(Refusal::new(
+            Reason::ConnectionHeaderInvalid,
+            format!("The Connection header names `{name}`, an end-to-end header the gateway checks; it cannot be hop-by-hop."),
+        )
+        .detail("header", name)),
+        None => Ok(()),
+    }
+}
+
+/// Removes hop-by-hop headers and every header named in `Connection`. `upgrade` goes too: the
+/// gateway does not tunnel protocol upgrades.
+pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let named = connection_named(h);
     for name in named.iter().map(String::as_str).chain(HOP_BY_HOP).chain(["upgrade"]) {
         h.remove(name);
     }

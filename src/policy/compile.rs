@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use toml::Spanned;
 
 use super::model::{List, MetadataRaw, OpRaw, PolicyFile, RealmRaw, RedirectRaw};
-use super::snapshot::{ClientRef, OpPolicy, RealmPolicy, RoleRef, Rule, Snapshot};
+use super::snapshot::{ClientRef, OpPolicy, RealmPolicy, RoleRef, Rule, Snapshot, keycloak_roles};
 use crate::config::load::{line_col, parse_toml};
 use crate::config::{ConfigError, Mode};
 use crate::pipeline::route::Operation;
@@ -203,18 +203,10 @@ impl Ctx {
         }
     }
 
-    fn list<'a>(
-        &mut self,
-        layers: &[&'a Layer<'a>],
-        get: impl Fn(&'a RealmRaw) -> Option<&'a List>,
-    ) -> Option<(&'a List, &'a Layer<'a>)> {
-        first(layers, get)
-    }
-
     fn op(&mut self, op: Operation, layers: &[&Layer<'_>]) -> OpPolicy {
         let key = op.as_str();
         let shadow = self.mode_for(layers, |r| op_raw(r, op).and_then(|o| o.mode));
-        let kinds = match self.list(layers, |r| op_raw(r, op).and_then(|o| o.token_kinds.as_ref())) {
+        let kinds = match first(layers, |r| op_raw(r, op).and_then(|o| o.token_kinds.as_ref())) {
             Some((list, l)) => {
                 let mut kinds = Vec::new();
                 for k in list.get_ref() {
@@ -235,18 +227,13 @@ impl Ctx {
                 Rule::new(default, format!("built-in.{key}.token_kinds"))
             }
         };
-        let roles_any = match self.list(layers, |r| op_raw(r, op).and_then(|o| o.roles_any.as_ref())) {
+        let roles_any = match first(layers, |r| op_raw(r, op).and_then(|o| o.roles_any.as_ref())) {
             Some((list, l)) => Rule::new(
                 self.roles(l, list, &format!("{key}.roles_any")),
                 format!("{}.{key}.roles_any", l.origin),
             ),
             None => {
-                let names: &[&str] = match op {
-                    Operation::Create => &["create-client", "manage-clients"],
-                    Operation::Read => &["view-clients", "manage-clients"],
-                    _ => &["manage-clients"],
-                };
-                let roles = names
+                let roles = keycloak_roles(op)
                     .iter()
                     .map(|n| RoleRef {
                         client: Some(ClientRef::Management),
@@ -262,7 +249,7 @@ impl Ctx {
         let needs_bearer = !roles_all.value.is_empty() || !scopes.value.is_empty() || !azp.value.is_empty();
         if needs_bearer
             && !kinds.value.contains(&TokenKind::Bearer)
-            && let Some((list, l)) = self.list(layers, |r| op_raw(r, op).and_then(|o| o.token_kinds.as_ref()))
+            && let Some((list, l)) = first(layers, |r| op_raw(r, op).and_then(|o| o.token_kinds.as_ref()))
         {
             self.err(
                 l.src,

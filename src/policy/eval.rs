@@ -11,6 +11,7 @@ use super::quota::Quotas;
 use super::snapshot::{OpPolicy, RealmPolicy, Rule, Snapshot};
 use crate::error::{Reason, Refusal};
 use crate::pipeline::route::{Operation, RegRoute};
+use crate::token::claims::capitalise;
 use crate::token::{Identity, TokenKind};
 pub use fields::check_redirect;
 use fields::{client_id_fits, metadata};
@@ -36,6 +37,8 @@ pub struct Decision {
     pub shadowed: Vec<Refusal>,
     /// The rule that decided (the refusing one, else the first shadowed one).
     pub rule: Option<String>,
+    /// The create counted against a quota; refund it if Keycloak does not accept the create.
+    pub quota_slot: Option<super::quota::Slot>,
 }
 
 impl Decision {
@@ -82,13 +85,7 @@ pub fn decide(snap: &Snapshot, input: &Input<'_>, global_shadow: bool, quotas: &
         global_shadow,
         realm: &route.realm,
     };
-    if !policy.providers.value.contains(&route.provider) && provider(&mut ev, policy, route) {
-        return ev.decision;
-    }
-    let Some(op) = policy.op(route.operation) else {
-        return ev.decision;
-    };
-    if kinds(&mut ev, op, input) || bearer(&mut ev, op, input) {
+    if caller_rules(&mut ev, policy, input) {
         return ev.decision;
     }
     if let Some((md, dialect)) = input.metadata
@@ -102,6 +99,32 @@ pub fn decide(snap: &Snapshot, input: &Input<'_>, global_shadow: bool, quotas: &
         quota(&mut ev, q, input, quotas);
     }
     ev.decision
+}
+
+/// The rules that need no body: provider, token kind, roles, scopes, `azp`. True when an
+/// enforced rule refused.
+fn caller_rules(ev: &mut Eval<'_>, policy: &RealmPolicy, input: &Input<'_>) -> bool {
+    let route = input.route;
+    if !policy.providers.value.contains(&route.provider) && provider(ev, policy, route) {
+        return true;
+    }
+    let Some(op) = policy.op(route.operation) else {
+        return false;
+    };
+    kinds(ev, op, input) || bearer(ev, op, input)
+}
+
+/// The enforced refusal of the rules that need no body, so that a request they refuse is
+/// answered before its body is read. `decide` evaluates them again with the body.
+pub fn precheck(snap: &Snapshot, input: &Input<'_>, global_shadow: bool) -> Option<Refusal> {
+    let route = input.route;
+    let mut ev = Eval {
+        decision: Decision::default(),
+        global_shadow,
+        realm: &route.realm,
+    };
+    caller_rules(&mut ev, snap.for_realm(&route.realm), input);
+    ev.decision.refusal
 }
 
 fn provider(ev: &mut Eval<'_>, policy: &RealmPolicy, route: &RegRoute) -> bool {
@@ -158,13 +181,6 @@ fn kinds(ev: &mut Eval<'_>, op: &OpPolicy, input: &Input<'_>) -> bool {
         .detail("token_kind", kind.as_str())
         .detail("allowed_token_kinds", allowed);
     ev.fail(&op.kinds, r)
-}
-
-fn capitalise(s: &str) -> String {
-    let mut c = s.chars();
-    c.next()
-        .map(|f| f.to_uppercase().chain(c).collect())
-        .unwrap_or_default()
 }
 
 fn bearer(ev: &mut Eval<'_>, op: &OpPolicy, input: &Input<'_>) -> bool {
@@ -278,13 +294,17 @@ pub fn caller_key(identity: &Identity, peer: IpAddr) -> String {
 
 fn quota(ev: &mut Eval<'_>, rule: &Rule<super::snapshot::QuotaPolicy>, input: &Input<'_>, quotas: &Quotas) {
     let caller = caller_key(input.identity, input.peer);
-    let now = Instant::now();
-    let over = if ev.decision.refusal.is_none() {
-        quotas.take(ev.realm, &caller, rule.value, now).err()
-    } else {
-        None
-    };
-    if let Some(wait) = over {
+    let taken = quotas.take(
+        ev.realm,
+        &caller,
+        rule.value,
+        Instant::now(),
+        rule.shadow || ev.global_shadow,
+    );
+    ev.decision.quota_slot = taken.slot;
+    if let Some(wait) = taken.over {
+        // The caller key may hold an unverified `jti`: show a bounded prefix only.
+        let caller: String = caller.chars().take(80).collect();
         let secs = wait.as_secs().max(1);
         let msg = format!(
             "Caller {caller} has used its quota of {} creates per {}s in realm {}; try again in {secs}s.",

@@ -28,15 +28,6 @@ impl Dialect {
     }
 }
 
-/// A field as named in the normalised view, with the name the caller actually wrote.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Field {
-    /// Normalised name (`redirect_uris`).
-    pub name: &'static str,
-    /// The body's own key (`redirectUris`).
-    pub wire: &'static str,
-}
-
 /// Client metadata, normalised.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientMetadata {
@@ -109,10 +100,12 @@ fn non_empty(v: Option<&Value>) -> bool {
 }
 
 /// Normalises a parsed body of the given dialect.
-pub fn normalise(dialect: Dialect, m: &Map<String, Value>) -> Result<ClientMetadata, Refusal> {
+/// `create` is false for an update: RFC 7592 updates replace the whole client (so RFC 7591
+/// bodies get their defaults either way), Keycloak's representation updates are partial.
+pub fn normalise(dialect: Dialect, m: &Map<String, Value>, create: bool) -> Result<ClientMetadata, Refusal> {
     let mut md = match dialect {
         Dialect::Rfc7591 => rfc7591(m)?,
-        Dialect::Keycloak => keycloak(m)?,
+        Dialect::Keycloak => keycloak(m, create)?,
     };
     md.raw_keys = m.iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| k.clone()).collect();
     Ok(md)
@@ -156,9 +149,24 @@ fn rfc7591(m: &Map<String, Value>) -> Result<ClientMetadata, Refusal> {
     })
 }
 
-fn keycloak(m: &Map<String, Value>) -> Result<ClientMetadata, Refusal> {
-    let public = boolean(m, "publicClient")?.unwrap_or(false);
-    let bearer_only = boolean(m, "bearerOnly")?.unwrap_or(false);
+/// Grants that Keycloak enables through client attributes (`"true"` as a string).
+const ATTRIBUTE_GRANTS: [(&str, &str); 3] = [
+    (
+        "oauth2.device.authorization.grant.enabled",
+        "urn:ietf:params:oauth:grant-type:device_code",
+    ),
+    ("oidc.ciba.grant.enabled", "urn:openid:params:grant-type:ciba"),
+    (
+        "standard.token.exchange.enabled",
+        "urn:ietf:params:oauth:grant-type:token-exchange",
+    ),
+];
+
+/// Keycloak's dialect. A create gets Keycloak's defaults for absent fields; an update is
+/// partial (absent fields stay as they are), so only what it sets is evaluated.
+fn keycloak(m: &Map<String, Value>, create: bool) -> Result<ClientMetadata, Refusal> {
+    let public = boolean(m, "publicClient")?;
+    let bearer_only = boolean(m, "bearerOnly")?;
     let mut grant_types = Vec::new();
     for (wire, grant, default) in [
         ("standardFlowEnabled", "authorization_code", true),
@@ -166,22 +174,36 @@ fn keycloak(m: &Map<String, Value>) -> Result<ClientMetadata, Refusal> {
         ("directAccessGrantsEnabled", "password", false),
         ("serviceAccountsEnabled", "client_credentials", false),
     ] {
-        if boolean(m, wire)?.unwrap_or(default) {
+        if boolean(m, wire)?.unwrap_or(create && default) {
             grant_types.push(grant.to_owned());
         }
     }
-    let authenticator = string(m, "clientAuthenticatorType")?.unwrap_or_else(|| "client-secret".into());
-    let auth_method = if public {
-        "none".to_owned()
-    } else {
-        match authenticator.as_str() {
-            "client-secret" => "client_secret_basic",
-            "client-jwt" => "private_key_jwt",
-            "client-secret-jwt" => "client_secret_jwt",
-            "client-x509" => "tls_client_auth",
-            other => other,
+    if let Some(attrs) = m.get("attributes").and_then(Value::as_object) {
+        for (attr, grant) in ATTRIBUTE_GRANTS {
+            if attrs.get(attr).and_then(Value::as_str) == Some("true") {
+                grant_types.push(grant.to_owned());
+            }
         }
-        .to_owned()
+    }
+    let authenticator = string(m, "clientAuthenticatorType")?;
+    let auth_method = match (public, authenticator) {
+        (Some(true), _) => "none".to_owned(),
+        (_, Some(a)) => match a.as_str() {
+            "client-secret" => "client_secret_basic".to_owned(),
+            "client-jwt" => "private_key_jwt".to_owned(),
+            "client-secret-jwt" => "client_secret_jwt".to_owned(),
+            "client-x509" => "tls_client_auth".to_owned(),
+            _ => a,
+        },
+        _ if create => "client_secret_basic".to_owned(),
+        _ => String::new(),
+    };
+    let client_type = match (bearer_only, public) {
+        (Some(true), _) => "bearer-only",
+        (_, Some(true)) => "public",
+        (_, Some(false)) => "confidential",
+        _ if create => "confidential",
+        _ => "",
     };
     let mut present = BTreeSet::new();
     for (wire, name) in [
@@ -190,11 +212,15 @@ fn keycloak(m: &Map<String, Value>) -> Result<ClientMetadata, Refusal> {
         ("authorizationSettings", "authorization_settings"),
         ("authorizationServicesEnabled", "authorization_settings"),
         ("secret", "client_secret"),
-        ("fullScopeAllowed", "full_scope_allowed"),
     ] {
         if non_empty(m.get(wire)) {
             present.insert(name.to_owned());
         }
+    }
+    // Keycloak creates a full-scope client unless told otherwise (or consent is required).
+    let consent = boolean(m, "consentRequired")?.unwrap_or(false);
+    if boolean(m, "fullScopeAllowed")?.unwrap_or(create && !consent) {
+        present.insert("full_scope_allowed".into());
     }
     if grant_types.iter().any(|g| g == "client_credentials") {
         present.insert("service_accounts".into());
@@ -209,13 +235,7 @@ fn keycloak(m: &Map<String, Value>) -> Result<ClientMetadata, Refusal> {
         response_types: Vec::new(),
         auth_method,
         scopes,
-        client_type: if bearer_only {
-            "bearer-only"
-        } else if public {
-            "public"
-        } else {
-            "confidential"
-        },
+        client_type,
         present,
         raw_keys: BTreeSet::new(),
     })
@@ -365,13 +385,51 @@ mod tests {
 
     use super::*;
 
+    fn normalise_create(d: Dialect, m: &Map<String, Value>) -> Result<ClientMetadata, Refusal> {
+        normalise(d, m, true)
+    }
+
+    #[test]
+    fn keycloak_updates_are_partial_and_creates_get_defaults() {
+        let md = normalise(
+            Dialect::Keycloak,
+            &obj(json!({"clientId": "c1", "description": "x"})),
+            false,
+        )
+        .unwrap();
+        assert!(md.grant_types.is_empty() && md.client_type.is_empty() && md.auth_method.is_empty());
+        assert!(!md.present.contains("full_scope_allowed"));
+        let md = normalise(Dialect::Keycloak, &obj(json!({"clientId": "c1"})), true).unwrap();
+        assert!(
+            md.present.contains("full_scope_allowed"),
+            "Keycloak makes new clients full-scope"
+        );
+        let md = normalise(
+            Dialect::Keycloak,
+            &obj(json!({"clientId": "c1", "consentRequired": true})),
+            true,
+        )
+        .unwrap();
+        assert!(!md.present.contains("full_scope_allowed"));
+        let md = normalise(
+            Dialect::Keycloak,
+            &obj(json!({"clientId": "c1", "fullScopeAllowed": false})),
+            true,
+        )
+        .unwrap();
+        assert!(!md.present.contains("full_scope_allowed"));
+        let attrs = json!({"clientId": "c1", "attributes": {"oauth2.device.authorization.grant.enabled": "true"}});
+        let md = normalise(Dialect::Keycloak, &obj(attrs), false).unwrap();
+        assert_eq!(md.grant_types, ["urn:ietf:params:oauth:grant-type:device_code"]);
+    }
+
     fn obj(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()
     }
 
     #[test]
     fn rfc7591_defaults_and_fields() {
-        let md = normalise(
+        let md = normalise_create(
             Dialect::Rfc7591,
             &obj(json!({"client_name": "x", "redirect_uris": ["https://a/cb"], "scope": "openid email"})),
         )
@@ -381,17 +439,17 @@ mod tests {
         assert_eq!(md.auth_method, "client_secret_basic");
         assert_eq!(md.client_type, "confidential");
         assert_eq!(md.scopes, ["openid", "email"]);
-        let md = normalise(Dialect::Rfc7591, &obj(json!({"token_endpoint_auth_method": "none", "grant_types": ["client_credentials"], "jwks_uri": "https://k"}))).unwrap();
+        let md = normalise_create(Dialect::Rfc7591, &obj(json!({"token_endpoint_auth_method": "none", "grant_types": ["client_credentials"], "jwks_uri": "https://k"}))).unwrap();
         assert_eq!(md.client_type, "public");
         assert!(md.present.contains("service_accounts") && md.present.contains("jwks_uri"));
     }
 
     #[test]
     fn keycloak_dialect_maps_flags_to_grants() {
-        let md = normalise(Dialect::Keycloak, &obj(json!({"clientId": "c1"}))).unwrap();
+        let md = normalise_create(Dialect::Keycloak, &obj(json!({"clientId": "c1"}))).unwrap();
         assert_eq!(md.client_id.as_deref(), Some("c1"));
         assert_eq!(md.grant_types, ["authorization_code"]);
-        let md = normalise(
+        let md = normalise_create(
             Dialect::Keycloak,
             &obj(json!({"clientId": "c1", "standardFlowEnabled": false, "serviceAccountsEnabled": true, "directAccessGrantsEnabled": true,
                         "protocolMappers": [{"name": "m"}], "publicClient": false, "redirectUris": ["https://x/cb"], "defaultClientScopes": ["email"]})),
@@ -401,18 +459,18 @@ mod tests {
         assert!(md.present.contains("protocol_mappers") && md.present.contains("service_accounts"));
         assert_eq!(md.redirect_uris, ["https://x/cb"]);
         assert_eq!(md.scopes, ["email"]);
-        let md = normalise(Dialect::Keycloak, &obj(json!({"publicClient": true}))).unwrap();
+        let md = normalise_create(Dialect::Keycloak, &obj(json!({"publicClient": true}))).unwrap();
         assert_eq!((md.client_type, md.auth_method.as_str()), ("public", "none"));
     }
 
     #[test]
     fn wrong_types_named() {
-        let e = normalise(Dialect::Rfc7591, &obj(json!({"redirect_uris": "https://a/cb"}))).unwrap_err();
+        let e = normalise_create(Dialect::Rfc7591, &obj(json!({"redirect_uris": "https://a/cb"}))).unwrap_err();
         assert_eq!(e.reason, Reason::BodyWrongType);
         assert!(e.description.contains("redirect_uris"));
-        let e = normalise(Dialect::Keycloak, &obj(json!({"publicClient": "yes"}))).unwrap_err();
+        let e = normalise_create(Dialect::Keycloak, &obj(json!({"publicClient": "yes"}))).unwrap_err();
         assert!(e.description.contains("publicClient"));
-        let e = normalise(Dialect::Keycloak, &obj(json!({"redirectUris": [1]}))).unwrap_err();
+        let e = normalise_create(Dialect::Keycloak, &obj(json!({"redirectUris": [1]}))).unwrap_err();
         assert!(e.description.contains("array of strings"));
     }
 }

@@ -35,6 +35,11 @@ pub fn parse(uri: &str) -> Result<RedirectUri, String> {
             if authority.contains('@') {
                 return Err("it contains user information (user@host)".into());
             }
+            if authority.contains(['\\', '%']) {
+                return Err(
+                    "its host contains a backslash or a percent-escape, which browsers read differently".into(),
+                );
+            }
             host_of(authority)?
         }
         None => String::new(),
@@ -122,6 +127,8 @@ mod tests {
             "https://a b/cb",
             "https://x:port/cb",
             "https://x:99999/cb",
+            "https://evil.com\\.app.example.com/cb",
+            "https://evil%2ecom/cb",
             "http://[::1/cb",
         ] {
             assert!(parse(bad).is_err(), "{bad}");

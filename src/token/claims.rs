@@ -47,6 +47,11 @@ impl TokenKind {
         TokenKind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
+    /// The kind without an article ("initial access token").
+    pub fn noun(self) -> &'static str {
+        self.phrase().trim_start_matches("an ").trim_start_matches("a ")
+    }
+
     /// A phrase for messages ("an initial access token").
     pub fn phrase(self) -> &'static str {
         match self {
@@ -56,6 +61,14 @@ impl TokenKind {
             TokenKind::Anonymous => "no token (anonymous)",
         }
     }
+}
+
+/// `s` with its first letter upper-cased.
+pub fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
 }
 
 /// The JWS header fields the gateway reads.

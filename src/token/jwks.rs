@@ -59,7 +59,7 @@ struct Throttle {
 /// The key set of one realm and the machinery that keeps it fresh.
 pub struct RealmKeys {
     realm: String,
-    label: String,
+    label: parking_lot::RwLock<String>,
     uri: String,
     discovery: Option<String>,
     settings: JwksSettings,
@@ -69,6 +69,7 @@ pub struct RealmKeys {
     set: ArcSwap<KeySet>,
     throttle: Mutex<Throttle>,
     attempts: AtomicU64,
+    successes: AtomicU64,
     fetching: tokio::sync::Mutex<()>,
 }
 
@@ -132,16 +133,6 @@ pub fn parse_set(body: &[u8]) -> Result<(Keys, Vec<String>), String> {
 // === impl RealmKeys ===
 
 impl RealmKeys {
-    /// The realm name.
-    pub fn realm(&self) -> &str {
-        &self.realm
-    }
-
-    /// The current key set (lock-free).
-    pub fn current(&self) -> Arc<KeySet> {
-        self.set.load_full()
-    }
-
     /// Whether `kid` is in the current set.
     pub fn holds(&self, kid: &str) -> bool {
         self.set.load().keys.contains_key(kid)
@@ -153,6 +144,21 @@ impl RealmKeys {
             .load()
             .fetched_at
             .is_some_and(|t| t.elapsed() <= self.settings.max_staleness)
+    }
+
+    /// The metric label: the realm name when named, else `other`.
+    pub fn label(&self) -> String {
+        self.label.read().clone()
+    }
+
+    /// Relabels the key set (when policy names a realm first seen unnamed).
+    pub fn set_label(&self, label: &str) {
+        *self.label.write() = label.to_owned();
+    }
+
+    /// Whether fetches were attempted and none ever succeeded.
+    pub fn never_loaded(&self) -> bool {
+        self.set.load().fetched_at.is_none() && self.attempts.load(Ordering::Acquire) > 0
     }
 
     /// Whether the set was fetched within `min_refetch_interval` (as fresh as a refetch would be).
@@ -213,10 +219,12 @@ impl RealmKeys {
             self.remember_unknown(kid);
             return Err(self.kid_unknown(kid, "a refetch just now did not find it"));
         }
-        Err(self.kid_unknown(
-            kid,
-            "the key set was fetched moments ago and refetches are rate limited",
-        ))
+        let last_error = self.throttle.lock().last_error.clone();
+        let why = match last_error {
+            Some(e) => format!("refreshing the key set failed: {e}"),
+            None => "the key set was fetched moments ago and refetches are rate limited".to_owned(),
+        };
+        Err(self.kid_unknown(kid, &why))
     }
 
     fn lookup(&self, kid: &str) -> Result<Option<Arc<Key>>, Refusal> {
@@ -274,23 +282,25 @@ impl RealmKeys {
             .is_none_or(|at| at.elapsed() >= self.settings.min_refetch_interval)
     }
 
-    /// One coalesced, rate-limited refetch. Returns whether a fetch ran (here or concurrently).
+    /// One coalesced, rate-limited refetch. Returns whether a fetch succeeded meanwhile (here or
+    /// concurrently), i.e. whether the key set is now fresh.
     /// While no set was ever loaded, it waits for a fetch in progress instead of giving up.
     pub async fn refetch(&self) -> bool {
         let before = self.attempts.load(Ordering::Acquire);
+        let ok_before = self.successes.load(Ordering::Acquire);
         let loaded = self.set.load().fetched_at.is_some();
         if loaded && !self.may_fetch() {
             return false;
         }
         let _flight = self.fetching.lock().await;
         if self.attempts.load(Ordering::Acquire) != before {
-            return true; // someone else fetched while we waited
+            // Someone else fetched while we waited: fresh only if that fetch succeeded.
+            return self.successes.load(Ordering::Acquire) != ok_before;
         }
         if !self.may_fetch() {
             return false;
         }
-        let _ = self.fetch_locked().await;
-        true
+        self.fetch_locked().await.is_ok()
     }
 
     /// Fetches and swaps in a new set now (no rate limit); used by the background refresher.
@@ -309,6 +319,7 @@ impl RealmKeys {
                     tracing::debug!(realm = %self.realm, why = %why, "skipped a JWKS key");
                 }
                 self.install(keys);
+                self.successes.fetch_add(1, Ordering::AcqRel);
                 self.throttle.lock().last_error = None;
                 Ok(())
             }
@@ -319,7 +330,10 @@ impl RealmKeys {
             }
         };
         let label = if result.is_ok() { "success" } else { "error" };
-        self.metrics.jwks_fetches.with_label_values(&[&self.label, label]).inc();
+        self.metrics
+            .jwks_fetches
+            .with_label_values(&[&self.label(), label])
+            .inc();
         result
     }
 
@@ -338,7 +352,7 @@ impl RealmKeys {
             fetched_at: Some(Instant::now()),
         });
         self.set.store(new.clone());
-        self.metrics.jwks_keys.with_label_values(&[&self.label]).set(count);
+        self.metrics.jwks_keys.with_label_values(&[&self.label()]).set(count);
         self.tokens.retain_keys(&self.realm, |kid| new.keys.contains_key(kid));
         self.throttle
             .lock()

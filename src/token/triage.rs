@@ -8,7 +8,7 @@
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
-use super::claims::{Decoded, TokenKind, decode};
+use super::claims::{Decoded, TokenKind, capitalise, decode};
 use crate::error::{Reason, Refusal};
 use crate::pipeline::route::{Operation, RegRoute};
 
@@ -75,13 +75,18 @@ pub fn extract(headers: &HeaderMap) -> Result<Presented<'_>, Refusal> {
     if scheme.eq_ignore_ascii_case("basic") {
         return Ok(Presented::Basic);
     }
+    // A value sent without a scheme would be the token itself: never echo more than a prefix.
+    let shown: String = match scheme.char_indices().nth(16) {
+        Some((i, _)) => format!("{}…", &scheme[..i]),
+        None => scheme.to_owned(),
+    };
     Err(Refusal::new(
         Reason::AuthSchemeUnsupported,
         format!(
-            "The Authorization scheme `{scheme}` is not supported on the registration endpoint; send `Bearer <token>`."
+            "The Authorization scheme `{shown}` is not supported on the registration endpoint; send `Bearer <token>`."
         ),
     )
-    .detail("scheme", scheme))
+    .detail("scheme", shown))
 }
 
 /// Decodes a presented credential and sorts it by kind. `issuer` is the realm's expected issuer.
@@ -136,7 +141,7 @@ fn check_hmac(
             Reason::HmacAlgorithmExpected,
             format!(
                 "{} from Keycloak is HMAC-signed (HS256/HS384/HS512), but this one says alg `{}`.",
-                capital(kind.phrase()),
+                capitalise(kind.phrase()),
                 d.header.alg
             ),
         )
@@ -149,12 +154,12 @@ fn check_hmac(
     }
     match d.claims.exp {
         Some(0) => {}
-        Some(exp) if exp + leeway < now => {
+        Some(exp) if exp.saturating_add(leeway) < now => {
             return Err(Refusal::new(
                 Reason::TokenExpired,
                 format!(
                     "{} expired at {} (Unix time {exp}).",
-                    capital(kind.phrase()),
+                    capitalise(kind.phrase()),
                     rfc3339(exp)
                 ),
             )
@@ -198,15 +203,9 @@ pub fn issuer_mismatch(iss: &str, realm: &str, expected: &str) -> Refusal {
     .detail("expected_issuer", expected)
 }
 
-fn capital(s: &str) -> String {
-    let mut c = s.chars();
-    c.next()
-        .map(|f| f.to_uppercase().chain(c).collect())
-        .unwrap_or_default()
-}
-
 /// Formats Unix seconds as RFC 3339 UTC (`2026-11-28T03:46:17Z`).
 pub fn rfc3339(secs: i64) -> String {
+    let secs = secs.clamp(-62_167_219_200, 253_402_300_799); // years 0000..=9999
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     // Civil-from-days (Howard Hinnant's algorithm).

@@ -27,8 +27,6 @@ pub struct Identity {
     pub kind: TokenKind,
     /// Claims: verified for bearer tokens, unverified for HMAC tokens, empty for anonymous.
     pub claims: Arc<Claims>,
-    /// The JWS header `alg` and `kid` (empty for anonymous).
-    pub alg: String,
     /// Key id of the token, if any.
     pub kid: Option<String>,
     /// Whether the verified-token cache answered.
@@ -41,7 +39,6 @@ impl Identity {
         Identity {
             kind: TokenKind::Anonymous,
             claims: Arc::default(),
-            alg: String::new(),
             kid: None,
             cached: false,
         }
@@ -58,9 +55,7 @@ pub struct Verifier {
     metrics: Metrics,
 }
 
-fn now() -> i64 {
-    i64::try_from(jsonwebtoken::get_current_timestamp()).unwrap_or(i64::MAX)
-}
+use super::now;
 
 /// Checks the configured algorithm list; `none` and HS* get their own explanation.
 pub fn check_alg(alg: &str, allowed: &[Algorithm]) -> Result<Algorithm, Refusal> {
@@ -106,22 +101,26 @@ pub fn check_claims(
             "The bearer token has no exp claim; the gateway requires one.",
         )
     })?;
-    if exp + leeway < now {
+    if exp.saturating_add(leeway) < now {
         return Err(Refusal::new(
             Reason::TokenExpired,
-            format!("The bearer token expired at {} ({}s ago).", rfc3339(exp), now - exp),
+            format!(
+                "The bearer token expired at {} ({}s ago).",
+                rfc3339(exp),
+                now.saturating_sub(exp)
+            ),
         )
         .detail("exp", exp)
         .detail("leeway_seconds", leeway));
     }
-    if let Some(nbf) = c.nbf.filter(|nbf| *nbf - leeway > now) {
+    if let Some(nbf) = c.nbf.filter(|nbf| nbf.saturating_sub(leeway) > now) {
         return Err(Refusal::new(
             Reason::TokenNotYetValid,
             format!("The bearer token is not valid before {}.", rfc3339(nbf)),
         )
         .detail("nbf", nbf));
     }
-    if let Some(iat) = c.iat.filter(|iat| *iat - leeway > now) {
+    if let Some(iat) = c.iat.filter(|iat| iat.saturating_sub(leeway) > now) {
         return Err(Refusal::new(
             Reason::TokenIssuedInFuture,
             format!(
@@ -218,7 +217,6 @@ impl Verifier {
             Triaged::Anonymous | Triaged::Basic => Ok(Identity::anonymous()),
             Triaged::Hmac(kind, d) => Ok(Identity {
                 kind,
-                alg: d.header.alg,
                 kid: d.header.kid,
                 claims: Arc::new(d.claims),
                 cached: false,
@@ -255,7 +253,6 @@ impl Verifier {
         Some(Identity {
             kind: TokenKind::Bearer,
             claims: e.claims,
-            alg: String::new(),
             kid: Some(e.kid.to_string()),
             cached: true,
         })
@@ -300,7 +297,6 @@ impl Verifier {
         Ok(Identity {
             kind: TokenKind::Bearer,
             claims,
-            alg: d.header.alg,
             kid: Some(kid),
             cached: false,
         })

@@ -78,6 +78,9 @@ fn malformed_paths_refused() {
         "/realms/demo\\clients-registrations/default",
         "//realms/demo/clients-registrations/default",
         "/realms/demo/clients-registrations/default/%zz",
+        "/realms/demo/clients-regi%73trations%2Fdefault",
+        "/realms/demo%0Aforged/clients-registrations/default",
+        "/realms/demo/clients-registrations/default/a%09b",
     ] {
         assert_eq!(bad(Method::POST, p), Reason::PathMalformed, "{p}");
     }

@@ -27,6 +27,21 @@ fn hop_by_hop_and_connection_named_headers_go() {
 }
 
 #[test]
+fn connection_may_not_name_checked_headers() {
+    for bad in ["keep-alive, Authorization", "host", "X-Forwarded-For", "content-length"] {
+        let mut m = HeaderMap::new();
+        m.insert("connection", HeaderValue::from_str(bad).unwrap());
+        assert_eq!(
+            check_connection(&m).unwrap_err().reason,
+            Reason::ConnectionHeaderInvalid,
+            "{bad}"
+        );
+    }
+    let m = h(&[("connection", "keep-alive, x-foo")]);
+    assert!(check_connection(&m).is_ok());
+}
+
+#[test]
 fn untrusted_peer_headers_are_overwritten() {
     let mut m = h(&[
         ("x-forwarded-for", "6.6.6.6"),

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use super::{Eval, join};
 use crate::error::{Reason, Refusal};
 use crate::pipeline::route::{Operation, RegRoute};
-use crate::policy::metadata::{ClientMetadata, Dialect, wire_name};
+use crate::policy::metadata::{ClientMetadata, Dialect, NORMALISED_FIELDS, wire_name};
 use crate::policy::snapshot::{MetadataPolicy, RedirectPolicy, Rule};
 use crate::policy::uri;
 
@@ -54,8 +54,12 @@ pub(super) fn metadata(ev: &mut Eval<'_>, p: &MetadataPolicy, md: &ClientMetadat
     if redirects(ev, &p.redirect, md, d) {
         return true;
     }
-    let auth = [md.auth_method.clone()];
-    let client_type = [md.client_type.to_owned()];
+    // Empty means "not set by this update" (Keycloak's partial updates): nothing to check.
+    let auth: Vec<String> = [md.auth_method.clone()].into_iter().filter(|s| !s.is_empty()).collect();
+    let client_type: Vec<String> = [md.client_type.to_owned()]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect();
     if subset(
         ev,
         &p.grant_types,
@@ -93,7 +97,10 @@ pub(super) fn metadata(ev: &mut Eval<'_>, p: &MetadataPolicy, md: &ClientMetadat
         for f in rule
             .value
             .iter()
-            .filter(|f| md.present.contains(*f) || md.raw_keys.contains(*f))
+            .filter(|f| match NORMALISED_FIELDS.contains(&f.as_str()) {
+                true => md.present.contains(*f), // set to a value that does something
+                false => md.raw_keys.contains(*f),
+            })
         {
             let msg = format!(
                 "Field `{}` may not be set when registering clients here.",

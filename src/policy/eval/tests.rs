@@ -39,7 +39,6 @@ fn bearer(roles: &[&str]) -> Identity {
     Identity {
         kind: TokenKind::Bearer,
         claims: Arc::new(claims),
-        alg: "RS256".into(),
         kid: Some("k".into()),
         cached: false,
     }
@@ -50,7 +49,6 @@ fn kind(kind: TokenKind) -> Identity {
     Identity {
         kind,
         claims: Arc::new(claims),
-        alg: "HS512".into(),
         kid: None,
         cached: false,
     }
@@ -59,7 +57,10 @@ fn kind(kind: TokenKind) -> Identity {
 fn run(s: &Snapshot, route: &RegRoute, id: &Identity, body: Option<serde_json::Value>) -> Decision {
     let md = body.map(|b| {
         let d = Dialect::of(&route.provider).unwrap();
-        (normalise(d, b.as_object().unwrap()).unwrap(), d)
+        (
+            normalise(d, b.as_object().unwrap(), route.operation == Operation::Create).unwrap(),
+            d,
+        )
     });
     let input = Input {
         route,

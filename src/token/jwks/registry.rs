@@ -23,7 +23,10 @@ pub struct Jwks {
     client: HttpClient,
     metrics: Metrics,
     tokens: Arc<TokenCache>,
-    named: RwLock<BTreeSet<String>>,
+    /// Realms named in the settings (`[realms.X]`, `jwks.prefetch`); fixed.
+    configured: BTreeSet<String>,
+    /// Realms named by the active policy; replaced on every policy load.
+    in_policy: RwLock<BTreeSet<String>>,
     realms: RwLock<HashMap<String, Arc<RealmKeys>>>,
 }
 
@@ -32,43 +35,67 @@ pub struct Jwks {
 impl Jwks {
     /// An empty registry.
     pub fn new(settings: Arc<Settings>, client: HttpClient, metrics: Metrics, tokens: Arc<TokenCache>) -> Self {
-        let named = settings.realms.keys().chain(&settings.jwks.prefetch).cloned().collect();
+        let configured = settings.realms.keys().chain(&settings.jwks.prefetch).cloned().collect();
         Jwks {
             settings,
             client,
             metrics,
             tokens,
-            named: RwLock::new(named),
+            configured,
+            in_policy: RwLock::new(BTreeSet::new()),
             realms: RwLock::new(HashMap::new()),
         }
     }
 
-    /// Marks realms as named (from policy), so they get their own metric label and prefetch.
+    fn is_named(&self, realm: &str) -> bool {
+        self.configured.contains(realm) || self.in_policy.read().contains(realm)
+    }
+
+    fn named(&self) -> Vec<String> {
+        self.configured
+            .iter()
+            .chain(self.in_policy.read().iter())
+            .cloned()
+            .collect()
+    }
+
+    /// Sets the realms the active policy names: they get their own metric label and are
+    /// prefetched; realms an earlier policy named no longer count for readiness.
     pub fn name_realms(&self, realms: impl IntoIterator<Item = String>) {
-        let realms: Vec<String> = realms.into_iter().collect();
-        self.named.write().extend(realms.iter().cloned());
-        for r in realms {
-            let _ = self.realm(&r);
+        *self.in_policy.write() = realms.into_iter().collect();
+        for r in self.named() {
+            if let Ok(keys) = self.realm(&r) {
+                keys.set_label(&r);
+            }
         }
     }
 
-    /// The key set of `realm`, created (and its refresher started) on first use.
+    /// The key set of `realm`, created (and its refresher started) on first use. Realms not
+    /// named anywhere share a bounded number of slots; slots that never loaded are reclaimed.
     pub fn realm(&self, realm: &str) -> Result<Arc<RealmKeys>, Refusal> {
         if let Some(r) = self.realms.read().get(realm) {
             return Ok(r.clone());
         }
-        let named = self.named.read().contains(realm);
+        let named = self.is_named(realm);
         let mut realms = self.realms.write();
         if let Some(r) = realms.get(realm) {
             return Ok(r.clone());
         }
-        let unnamed = realms.keys().filter(|r| !self.named.read().contains(*r)).count();
-        if !named && unnamed >= MAX_UNNAMED_REALMS {
-            return Err(Refusal::new(
-                Reason::JwksUnavailable,
-                format!("Realm {realm} is not named in the configuration or policy, and the gateway already holds keys for {MAX_UNNAMED_REALMS} unnamed realms."),
-            )
-            .detail("realm", realm));
+        if !named {
+            let unnamed = |m: &HashMap<String, Arc<RealmKeys>>| m.keys().filter(|r| !self.is_named(r)).count();
+            if unnamed(&realms) >= MAX_UNNAMED_REALMS {
+                // Reclaim unnamed slots whose fetches never succeeded (e.g. realms that do not exist).
+                realms.retain(|r, k| self.is_named(r) || !k.never_loaded());
+            }
+            if unnamed(&realms) >= MAX_UNNAMED_REALMS {
+                return Err(Refusal::new(
+                    Reason::JwksUnavailable,
+                    format!("Realm {realm} is not named in the configuration or policy, and the gateway already holds keys for {MAX_UNNAMED_REALMS} unnamed realms."),
+                )
+                .detail("realm", realm)
+                .detail("jwks_uri", self.settings.jwks_uri_for(realm))
+                .detail("last_error", "no slot left for unnamed realms: name the realm under [realms] in the policy"));
+            }
         }
         let keys = Arc::new(self.make(realm, named));
         realms.insert(realm.to_owned(), keys.clone());
@@ -85,7 +112,7 @@ impl Jwks {
             .then(|| format!("{}/realms/{realm}/.well-known/openid-configuration", s.upstream));
         RealmKeys {
             realm: realm.to_owned(),
-            label: if named { realm.to_owned() } else { "other".to_owned() },
+            label: RwLock::new(if named { realm.to_owned() } else { "other".to_owned() }),
             uri: s.jwks_uri_for(realm),
             discovery,
             settings: s.jwks.clone(),
@@ -95,33 +122,32 @@ impl Jwks {
             set: arc_swap::ArcSwap::from_pointee(KeySet::default()),
             throttle: parking_lot::Mutex::new(Throttle::default()),
             attempts: Default::default(),
+            successes: Default::default(),
             fetching: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// Whether every named realm has a fresh key set.
-    pub fn ready(&self) -> bool {
-        let named: Vec<String> = self.named.read().iter().cloned().collect();
-        named
-            .iter()
-            .all(|r| self.realms.read().get(r).is_some_and(|k| k.is_fresh()))
-    }
-
     /// Named realms whose keys are not (yet) usable.
     pub fn not_ready(&self) -> Vec<String> {
-        let named: Vec<String> = self.named.read().iter().cloned().collect();
-        named
+        self.named()
             .into_iter()
             .filter(|r| !self.realms.read().get(r).is_some_and(|k| k.is_fresh()))
             .collect()
     }
 
-    /// Updates the key-set age gauges (called before metrics are rendered).
+    /// Updates the key-set age gauges (called before metrics are rendered); unnamed realms
+    /// share the `other` label, which shows the oldest of them.
     pub fn observe(&self) {
+        let mut ages: HashMap<String, f64> = HashMap::new();
         for keys in self.realms.read().values() {
             if let Some(age) = keys.age_secs() {
-                self.metrics.jwks_age.with_label_values(&[&keys.label]).set(age);
+                let label = keys.label();
+                let slot = ages.entry(label).or_insert(age);
+                *slot = slot.max(age);
             }
+        }
+        for (label, age) in ages {
+            self.metrics.jwks_age.with_label_values(&[&label]).set(age);
         }
     }
 }

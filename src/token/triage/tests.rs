@@ -55,6 +55,12 @@ fn header_forms() {
         extract(&headers("Digest x")).unwrap_err().reason,
         Reason::AuthSchemeUnsupported
     );
+    let bare = extract(&headers("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl")).unwrap_err();
+    assert!(
+        !bare.description.contains("c2lnbmF0dXJl"),
+        "the token is not echoed: {}",
+        bare.description
+    );
     let mut two = headers("Bearer a");
     two.append(AUTHORIZATION, HeaderValue::from_static("Bearer b"));
     assert_eq!(extract(&two).unwrap_err().reason, Reason::TokenMalformed);

@@ -97,6 +97,38 @@ fn claim_rules() {
 }
 
 #[test]
+fn extreme_time_claims_do_not_overflow() {
+    let rs = RealmSettings::default();
+    let t = 1_000_000;
+    assert!(
+        check_claims(
+            &claims(json!({"iss": ISS, "exp": i64::MAX, "nbf": i64::MIN, "iat": i64::MIN})),
+            "demo",
+            ISS,
+            &rs,
+            30,
+            t
+        )
+        .is_ok()
+    );
+    let e = check_claims(&claims(json!({"iss": ISS, "exp": i64::MIN})), "demo", ISS, &rs, 30, t).unwrap_err();
+    assert_eq!(e.reason, Reason::TokenExpired);
+    assert_eq!(
+        check_claims(
+            &claims(json!({"iss": ISS, "exp": i64::MAX, "nbf": i64::MAX})),
+            "demo",
+            ISS,
+            &rs,
+            30,
+            t
+        )
+        .unwrap_err()
+        .reason,
+        Reason::TokenNotYetValid
+    );
+}
+
+#[test]
 fn audience_and_azp() {
     let rs = RealmSettings {
         audiences: vec!["registrar-api".into()],
