@@ -97,6 +97,35 @@ impl Upstream {
     }
 }
 
+/// Serves one HTTP/1.1 connection: records each request (body read whole) in `log`, then
+/// answers with `handler`. Shared by the plain and the TLS stand-in upstreams.
+pub async fn serve_recorded<I, F, Fut>(io: I, handler: Arc<F>, log: Arc<Mutex<Vec<Seen>>>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    F: Fn(Seen) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    let svc = service_fn(move |req: Request<Incoming>| {
+        let handler = handler.clone();
+        let log = log.clone();
+        async move {
+            let (parts, body) = req.into_parts();
+            let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+            let s = Seen {
+                method: parts.method.to_string(),
+                uri: parts.uri.to_string(),
+                headers: parts.headers,
+                body,
+            };
+            log.lock().push(s.clone());
+            Ok::<_, Infallible>(handler(s).await)
+        }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(io, svc)
+        .await;
+}
+
 /// Serves `handler` on 127.0.0.1:0 over HTTP/1.1, recording every request (body read whole).
 pub async fn upstream<F, Fut>(handler: F) -> Upstream
 where
@@ -116,25 +145,7 @@ where
             let handler = handler.clone();
             let log = log.clone();
             tokio::spawn(async move {
-                let svc = service_fn(move |req: Request<Incoming>| {
-                    let handler = handler.clone();
-                    let log = log.clone();
-                    async move {
-                        let (parts, body) = req.into_parts();
-                        let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-                        let s = Seen {
-                            method: parts.method.to_string(),
-                            uri: parts.uri.to_string(),
-                            headers: parts.headers,
-                            body,
-                        };
-                        log.lock().push(s.clone());
-                        Ok::<_, Infallible>(handler(s).await)
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
+                serve_recorded(TokioIo::new(stream), handler, log).await;
             });
         }
     });

@@ -1,7 +1,6 @@
 //! TLS helpers: development certificates generated once per test binary by `certs/gen.sh`, a
 //! raw TLS client that reports the negotiated ALPN protocol, and a stand-in HTTPS upstream.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,8 +11,6 @@ use bytes::Bytes;
 use dcr_gateway::net::{Body, empty};
 use http::{HeaderMap, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use parking_lot::Mutex;
 use rustls::pki_types::pem::PemObject;
@@ -252,25 +249,7 @@ where
                     .and_then(|c| c.first())
                     .map(|c| c.as_ref().to_vec());
                 certs_log.lock().push(presented);
-                let svc = service_fn(move |req: Request<Incoming>| {
-                    let handler = handler.clone();
-                    let log = log.clone();
-                    async move {
-                        let (parts, body) = req.into_parts();
-                        let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-                        let s = Seen {
-                            method: parts.method.to_string(),
-                            uri: parts.uri.to_string(),
-                            headers: parts.headers,
-                            body,
-                        };
-                        log.lock().push(s.clone());
-                        Ok::<_, Infallible>(handler(s).await)
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tls), svc)
-                    .await;
+                super::serve_recorded(TokioIo::new(tls), handler, log).await;
             });
         }
     });
