@@ -11,7 +11,7 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use dcr_gateway::config::{Overrides, load};
 use dcr_gateway::metrics::Metrics;
-use dcr_gateway::pipeline::route::{Operation, RegRoute};
+use dcr_gateway::route::{Operation, RegRoute};
 use dcr_gateway::testkit::{TestKey, hmac_token, internal_claims, jwks, now, service_account_claims};
 use dcr_gateway::token::Verifier;
 use dcr_gateway::token::cache::TokenCache;

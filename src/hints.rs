@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::error::{Reason, Refusal};
-use crate::pipeline::route::Operation;
+use crate::route::Operation;
 use crate::token::TokenKind;
 
 /// What the gateway knows when it writes a hint.

@@ -1,6 +1,6 @@
 //! dcr-gateway: a policy gateway in front of Keycloak's client-registration endpoint.
 //!
-//! Crate map, in request order: [`pipeline::route`] classifies the path; [`token`] triages the
+//! Crate map, in request order: [`route`] classifies the path; [`token`] triages the
 //! credential and verifies bearer tokens against a cached JWKS; [`policy`] decides from the
 //! hot-reloaded TOML snapshot; [`pipeline::upstream`] forwards to Keycloak;
 //! [`pipeline::rewrite`] turns Keycloak's errors into actionable ones; [`pipeline::observe`]
@@ -20,6 +20,7 @@ pub mod net;
 pub mod pipeline;
 pub mod policy;
 pub mod respond;
+pub mod route;
 pub mod server;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;

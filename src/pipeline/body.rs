@@ -3,9 +3,9 @@
 
 use crate::error::{Reason, Refusal};
 use crate::net::{Body, ReadError, full, read_limited};
-use crate::pipeline::route::{Operation, RegRoute};
 use crate::policy::json::parse_object;
 use crate::policy::metadata::{ClientMetadata, Dialect, normalise};
+use crate::route::{Operation, RegRoute};
 
 /// How much of a registration body is read, and for how long.
 #[derive(Debug, Clone, Copy)]

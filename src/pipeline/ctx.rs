@@ -5,11 +5,11 @@ use std::net::SocketAddr;
 use http::{Method, Request};
 use tokio::time::Instant;
 
-use super::route::RegRoute;
 use super::upstream::REQUEST_ID;
 use crate::error::Reason;
 use crate::hints::HintCtx;
 use crate::policy::metadata::ClientMetadata;
+use crate::route::RegRoute;
 use crate::token::Identity;
 
 /// The client connection.

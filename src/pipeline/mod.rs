@@ -6,7 +6,6 @@ pub mod body;
 pub mod ctx;
 pub mod observe;
 pub mod rewrite;
-pub mod route;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -23,9 +22,9 @@ use crate::config::Mode;
 use crate::error::{Reason, Refusal};
 use crate::net::{Body, Guarded, ReadError, boxed, full, read_limited};
 use crate::policy::{self, Input, Snapshot};
+use crate::route::{self, RegRoute, Route};
 use crate::token::{Identity, TokenKind};
 use ctx::{ConnInfo, Ctx};
-use route::{RegRoute, Route};
 
 /// Holds a concurrency slot and the in-flight gauge until the response body is done.
 struct InFlight {

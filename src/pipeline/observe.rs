@@ -53,7 +53,7 @@ pub fn finish(app: &App, ctx: &Ctx, mut resp: Response<Body>) -> Response<Body> 
     resp
 }
 
-fn audit(ctx: &Ctx, reg: &super::route::RegRoute, status: u16, latency_ms: f64, reason: &str) {
+fn audit(ctx: &Ctx, reg: &crate::route::RegRoute, status: u16, latency_ms: f64, reason: &str) {
     let id = ctx.identity.as_ref();
     let claims = id.map(|i| &i.claims);
     let kind = id.map(|i| i.kind.as_str()).unwrap_or("unknown");

@@ -6,9 +6,9 @@
 use serde_json::Value;
 
 use crate::error::{Reason, Refusal, UpstreamAnswer};
-use crate::pipeline::route::RegRoute;
 use crate::policy::metadata::ClientMetadata;
 use crate::policy::snapshot::{keycloak_roles, management_client};
+use crate::route::RegRoute;
 use crate::token::{Identity, TokenKind};
 
 /// What the gateway knows about a request when Keycloak refuses it.

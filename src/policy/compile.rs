@@ -11,7 +11,7 @@ use super::model::{List, MetadataRaw, OpRaw, PolicyFile, RealmRaw, RedirectRaw};
 use super::snapshot::{ClientRef, OpPolicy, RealmPolicy, RoleRef, Rule, Snapshot, keycloak_roles};
 use crate::config::load::{line_col, parse_toml};
 use crate::config::{ConfigError, Mode};
-use crate::pipeline::route::Operation;
+use crate::route::Operation;
 use crate::token::TokenKind;
 
 /// One policy file's path and text.

@@ -10,7 +10,7 @@ use super::metadata::{ClientMetadata, Dialect};
 use super::quota::Quotas;
 use super::snapshot::{OpPolicy, RealmPolicy, Rule, Snapshot};
 use crate::error::{Reason, Refusal};
-use crate::pipeline::route::{Operation, RegRoute};
+use crate::route::{Operation, RegRoute};
 use crate::token::claims::capitalise;
 use crate::token::{Identity, TokenKind};
 pub use fields::check_redirect;

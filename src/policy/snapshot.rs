@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use regex::Regex;
 
-use crate::pipeline::route::Operation;
+use crate::route::Operation;
 use crate::token::TokenKind;
 
 /// A compiled rule value with where it came from and whether it is only watched.

@@ -10,7 +10,7 @@ use http::header::AUTHORIZATION;
 
 use super::claims::{Decoded, TokenKind, capitalise, decode};
 use crate::error::{Reason, Refusal};
-use crate::pipeline::route::{Operation, RegRoute};
+use crate::route::{Operation, RegRoute};
 
 /// What the `Authorization` header holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,7 +18,7 @@ use super::triage::{Presented, Triaged, extract, issuer_mismatch, rfc3339, triag
 use crate::config::{RealmSettings, Settings};
 use crate::error::{Reason, Refusal};
 use crate::metrics::Metrics;
-use crate::pipeline::route::RegRoute;
+use crate::route::RegRoute;
 
 /// Who is asking, as far as the gateway can tell.
 #[derive(Debug, Clone)]

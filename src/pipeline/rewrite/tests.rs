@@ -3,7 +3,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::*;
-use crate::pipeline::route::Operation;
+use crate::route::Operation;
 use crate::token::Claims;
 
 fn route(op: Operation) -> RegRoute {

@@ -6,10 +6,10 @@ use std::collections::BTreeSet;
 
 use super::{Eval, join};
 use crate::error::{Reason, Refusal};
-use crate::pipeline::route::{Operation, RegRoute};
 use crate::policy::metadata::{ClientMetadata, Dialect, NORMALISED_FIELDS, wire_name};
 use crate::policy::snapshot::{MetadataPolicy, RedirectPolicy, Rule};
 use crate::policy::uri;
+use crate::route::{Operation, RegRoute};
 
 fn field_refusal(
     reason: Reason,

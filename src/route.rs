@@ -1,4 +1,4 @@
-//! Stage 1, routing: is this registration traffic, and for which realm, provider and operation?
+//! Routing, the bottom layer: is this registration traffic, and for which realm, provider and operation?
 //!
 //! Runs first, on the raw path. A path that Keycloak could read as a registration path (after
 //! percent-decoding, matrix parameters, empty or dot segments) but that is not written in the
