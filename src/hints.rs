@@ -46,7 +46,7 @@ fn ds(r: &Refusal, key: &str) -> String {
 }
 
 fn mgmt(realm: &str) -> &'static str {
-    crate::policy::snapshot::management_client(realm)
+    crate::keycloak::management_client(realm)
 }
 
 fn new_iat(realm: &str, public: &str) -> String {
@@ -57,8 +57,7 @@ fn new_iat(realm: &str, public: &str) -> String {
 
 /// The narrowest role Keycloak accepts for the operation.
 fn role_for(op: Option<Operation>) -> &'static str {
-    let roles = crate::policy::snapshot::keycloak_roles(op.unwrap_or(Operation::Create));
-    roles.first().copied().unwrap_or("manage-clients")
+    crate::keycloak::narrowest_role(op)
 }
 
 /// The hint for a refusal.

@@ -15,6 +15,7 @@ pub mod config;
 pub mod error;
 pub mod explain;
 pub mod hints;
+pub mod keycloak;
 pub mod metrics;
 pub mod net;
 pub mod pipeline;

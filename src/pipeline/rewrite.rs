@@ -6,8 +6,8 @@
 use serde_json::Value;
 
 use crate::error::{Reason, Refusal, UpstreamAnswer};
+use crate::keycloak;
 use crate::policy::metadata::ClientMetadata;
-use crate::policy::snapshot::{keycloak_roles, management_client};
 use crate::route::RegRoute;
 use crate::token::{Identity, TokenKind};
 
@@ -91,9 +91,9 @@ pub fn classify(status: u16, e: &KcError, k: &Known<'_>) -> Refusal {
         }
         (401, "Failed decode token") => r(Reason::TokenRejected, "Keycloak could not verify the token (\"Failed decode token\").".into()),
         (403, "Forbidden") => {
-            let roles = keycloak_roles(k.route.operation);
+            let roles = keycloak::roles_for(k.route.operation);
             let who = k.identity.claims.client().map(|a| format!("client '{a}'")).unwrap_or_else(|| "the caller".into());
-            let mgmt = management_client(&k.route.realm);
+            let mgmt = keycloak::management_client(&k.route.realm);
             let needed = roles.join(" or ");
             r(Reason::MissingRole, format!("Keycloak refused to let {who} {op} clients: its token has no {mgmt} role {needed}."))
                 .detail("roles_needed_any", roles.iter().map(|x| format!("{mgmt}/{x}")).collect::<Vec<_>>())

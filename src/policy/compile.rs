@@ -8,9 +8,10 @@ use std::path::PathBuf;
 use toml::Spanned;
 
 use super::model::{List, MetadataRaw, OpRaw, PolicyFile, RealmRaw, RedirectRaw};
-use super::snapshot::{ClientRef, OpPolicy, RealmPolicy, RoleRef, Rule, Snapshot, keycloak_roles};
+use super::snapshot::{ClientRef, OpPolicy, RealmPolicy, RoleRef, Rule, Snapshot};
 use crate::config::load::{line_col, parse_toml};
 use crate::config::{ConfigError, Mode};
+use crate::keycloak;
 use crate::route::Operation;
 use crate::token::TokenKind;
 
@@ -233,7 +234,7 @@ impl Ctx {
                 format!("{}.{key}.roles_any", l.origin),
             ),
             None => {
-                let roles = keycloak_roles(op)
+                let roles = keycloak::roles_for(op)
                     .iter()
                     .map(|n| RoleRef {
                         client: Some(ClientRef::Management),

@@ -38,24 +38,6 @@ impl<T> Rule<T> {
     }
 }
 
-/// The realm's management client: `realm-management`, or `master-realm` in the master realm.
-pub fn management_client(realm: &str) -> &'static str {
-    if realm == "master" {
-        "master-realm"
-    } else {
-        "realm-management"
-    }
-}
-
-/// Keycloak's own rule: a bearer token needs one of these management-client roles.
-pub fn keycloak_roles(op: Operation) -> &'static [&'static str] {
-    match op {
-        Operation::Create => &["create-client", "manage-clients"],
-        Operation::Read => &["view-clients", "manage-clients"],
-        _ => &["manage-clients"],
-    }
-}
-
 /// Which client a client role belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientRef {
@@ -101,7 +83,7 @@ impl RoleRef {
     /// The client id this role belongs to in `realm`.
     pub fn client_in(&self, realm: &str) -> Option<String> {
         self.client.as_ref().map(|c| match c {
-            ClientRef::Management => management_client(realm).to_owned(),
+            ClientRef::Management => crate::keycloak::management_client(realm).to_owned(),
             ClientRef::Named(n) => n.clone(),
         })
     }
