@@ -97,7 +97,7 @@ async fn run(app: &App, ctx: &mut Ctx, req: Request<Body>) -> Result<Response<Bo
         return other(app, ctx, req).await;
     };
     let snap = app.policy.current(); // pinned: in-flight requests keep the policy they began with
-    ctx.realm_label = realm_label(app, &snap, &reg.realm);
+    ctx.realm_label = app.verifier.jwks.realm_label(&reg.realm);
     ctx.reg = Some(reg.clone());
     let identity = app.verifier.authenticate(&reg, req.headers()).await?; // 2–3
     ctx.identity = Some(identity.clone());
@@ -128,13 +128,6 @@ async fn run(app: &App, ctx: &mut Ctx, req: Request<Body>) -> Result<Response<Bo
     )?; // 4
     let resp = forward(app, ctx, Request::from_parts(parts, body)).await?; // 5
     rewrite(app, ctx, &reg, &identity, resp).await // 6
-}
-
-fn realm_label(app: &App, snap: &Snapshot, realm: &str) -> String {
-    let known = snap.realms.contains_key(realm)
-        || app.settings.realms.contains_key(realm)
-        || app.settings.jwks.prefetch.iter().any(|r| r == realm);
-    if known { realm.to_owned() } else { "other".to_owned() }
 }
 
 /// Traffic outside the registration endpoint: forwarded untouched, or refused by setting.
@@ -224,18 +217,7 @@ async fn rewrite(
     let mut refusal = rewrite::classify(status, &kc, &known);
     if refusal.reason == Reason::TokenRejected {
         let held = match (identity.kind, &identity.kid) {
-            (TokenKind::Bearer, Some(kid)) => match app.verifier.jwks.realm(&reg.realm) {
-                Ok(keys) => {
-                    // Only a fresh key set can tell "rotated away" from "revoked".
-                    let fresh = keys.refetch().await || keys.recently_fetched();
-                    match keys.holds(kid) {
-                        false => Some(false),
-                        true if fresh => Some(true),
-                        true => None,
-                    }
-                }
-                Err(_) => None,
-            },
+            (TokenKind::Bearer, Some(kid)) => app.verifier.jwks.kid_status(&reg.realm, kid).await,
             _ => None,
         };
         refusal = rewrite::diagnose_decode_failure(refusal, &known, held);

@@ -59,6 +59,28 @@ impl Jwks {
             .collect()
     }
 
+    /// The metric and log label of `realm`: its name when configuration or policy names it,
+    /// else `other` (so unnamed realms cannot grow label sets).
+    pub fn realm_label(&self, realm: &str) -> String {
+        if self.is_named(realm) {
+            realm.to_owned()
+        } else {
+            "other".to_owned()
+        }
+    }
+
+    /// Does `realm`'s key set hold `kid`? `Some(false)`: it does not; `Some(true)`: a fresh set
+    /// does (only a fresh set can tell "rotated away" from "revoked"); `None`: cannot tell.
+    pub async fn kid_status(&self, realm: &str, kid: &str) -> Option<bool> {
+        let keys = self.realm(realm).ok()?;
+        let fresh = keys.refetch().await || keys.recently_fetched();
+        match keys.holds(kid) {
+            false => Some(false),
+            true if fresh => Some(true),
+            true => None,
+        }
+    }
+
     /// Sets the realms the active policy names: they get their own metric label and are
     /// prefetched; realms an earlier policy named no longer count for readiness.
     pub fn name_realms(&self, realms: impl IntoIterator<Item = String>) {
