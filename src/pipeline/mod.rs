@@ -10,8 +10,7 @@ pub mod upstream;
 
 use std::sync::Arc;
 
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
-use http::{HeaderValue, Request, Response};
+use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use prometheus::IntGauge;
@@ -20,7 +19,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::app::App;
 use crate::config::Mode;
 use crate::error::{Reason, Refusal};
-use crate::net::{Body, Guarded, ReadError, boxed, full, read_limited};
+use crate::net::{Body, Guarded, boxed, read_limited};
 use crate::policy::{self, Input, Snapshot};
 use crate::route::{self, RegRoute, Route};
 use crate::token::{Identity, TokenKind};
@@ -202,7 +201,7 @@ async fn rewrite(
 ) -> Result<Response<Body>, Refusal> {
     let status = resp.status().as_u16();
     if status < 400 {
-        return relocate(app, resp).await;
+        return rewrite::relocate(resp, &app.upstream_url, &app.public_url).await;
     }
     let (_, body) = resp.into_parts();
     let bytes = read_limited(body, 64 * 1024).await.unwrap_or_default();
@@ -224,60 +223,4 @@ async fn rewrite(
     }
     app.metrics.rewrites.with_label_values(&[refusal.reason.code()]).inc();
     Err(rewrite::with_upstream(refusal, status, raw, &known))
-}
-
-/// Moves `Location` and `registration_client_uri` from Keycloak's back-end address to the
-/// public URL, when they differ.
-async fn relocate(app: &App, resp: Response<Body>) -> Result<Response<Body>, Refusal> {
-    let public = app.public_url.as_str();
-    if app.upstream_url == public {
-        return Ok(resp);
-    }
-    let (mut parts, body) = resp.into_parts();
-    if let Some(moved) = parts
-        .headers
-        .get(LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|l| rewrite::public_location(l, &app.upstream_url, public))
-        && let Ok(v) = HeaderValue::from_str(&moved)
-    {
-        parts.headers.insert(LOCATION, v);
-    }
-    let json = parts
-        .headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with("application/json"));
-    let small = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .is_some_and(|n| n <= 1 << 20);
-    if !(json && small) {
-        return Ok(Response::from_parts(parts, body));
-    }
-    let bytes = read_limited(body, 1 << 20).await.map_err(|e| {
-        let why = match e {
-            ReadError::TooLarge => "the answer grew past its declared length".to_owned(),
-            ReadError::Failed(m) => m,
-        };
-        Refusal::new(
-            Reason::UpstreamProtocol,
-            "Keycloak's answer broke off while the gateway read it.",
-        )
-        .detail("error", why)
-    })?;
-    let mut out = bytes.to_vec();
-    if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&bytes)
-        && let Some(moved) = v
-            .get("registration_client_uri")
-            .and_then(|u| u.as_str())
-            .and_then(|u| rewrite::public_location(u, &app.upstream_url, public))
-    {
-        v["registration_client_uri"] = moved.into();
-        out = v.to_string().into_bytes();
-    }
-    parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(out.len()));
-    Ok(Response::from_parts(parts, full(out)))
 }

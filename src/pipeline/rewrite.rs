@@ -3,10 +3,13 @@
 //! knows (decoded token, path, body, configuration). Successful answers are untouched, except
 //! that `Location` and `registration_client_uri` are moved to the public URL.
 
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use http::{HeaderValue, Response};
 use serde_json::Value;
 
 use crate::error::{Reason, Refusal, UpstreamAnswer};
 use crate::keycloak;
+use crate::net::{Body, ReadError, full, read_limited};
 use crate::policy::metadata::ClientMetadata;
 use crate::route::RegRoute;
 use crate::token::{Identity, TokenKind};
@@ -222,6 +225,61 @@ pub fn with_upstream(mut r: Refusal, status: u16, body: Value, k: &Known<'_>) ->
 pub fn public_location(value: &str, upstream: &str, public: &str) -> Option<String> {
     let rest = value.strip_prefix(upstream)?;
     (rest.is_empty() || rest.starts_with('/')).then(|| format!("{public}{rest}"))
+}
+
+/// Moves `Location` and `registration_client_uri` from Keycloak's back-end address to the
+/// public URL, when they differ.
+pub async fn relocate(resp: Response<Body>, upstream: &str, public: &str) -> Result<Response<Body>, Refusal> {
+    if upstream == public {
+        return Ok(resp);
+    }
+    let (mut parts, body) = resp.into_parts();
+    if let Some(moved) = parts
+        .headers
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|l| public_location(l, upstream, public))
+        && let Ok(v) = HeaderValue::from_str(&moved)
+    {
+        parts.headers.insert(LOCATION, v);
+    }
+    let json = parts
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    let small = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|n| n <= 1 << 20);
+    if !(json && small) {
+        return Ok(Response::from_parts(parts, body));
+    }
+    let bytes = read_limited(body, 1 << 20).await.map_err(|e| {
+        let why = match e {
+            ReadError::TooLarge => "the answer grew past its declared length".to_owned(),
+            ReadError::Failed(m) => m,
+        };
+        Refusal::new(
+            Reason::UpstreamProtocol,
+            "Keycloak's answer broke off while the gateway read it.",
+        )
+        .detail("error", why)
+    })?;
+    let mut out = bytes.to_vec();
+    if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&bytes)
+        && let Some(moved) = v
+            .get("registration_client_uri")
+            .and_then(|u| u.as_str())
+            .and_then(|u| public_location(u, upstream, public))
+    {
+        v["registration_client_uri"] = moved.into();
+        out = v.to_string().into_bytes();
+    }
+    parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(out.len()));
+    Ok(Response::from_parts(parts, full(out)))
 }
 
 #[cfg(test)]
