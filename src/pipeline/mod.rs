@@ -77,11 +77,7 @@ async fn serve_one(app: Arc<App>, conn: ConnInfo, req: Request<Incoming>) -> Res
             crate::respond::refusal(&refusal, &hints, &ctx.request_id)
         }
     };
-    if let Some(counted) = ctx.quota_slot.take()
-        && !ctx.upstream_status.is_some_and(|s| (200..300).contains(&s))
-    {
-        app.quotas.refund(counted); // Keycloak did not create the client
-    }
+    app.quotas.settle(ctx.quota_slot.take(), ctx.upstream_status);
     let resp = observe::finish(&app, &ctx, resp);
     match slot {
         Some(slot) => resp.map(|b| Guarded::new(b, slot).boxed()),

@@ -112,14 +112,14 @@ impl Quotas {
         }
     }
 
-    /// Callers tracked now.
-    pub fn len(&self) -> usize {
-        self.calls.lock().len()
-    }
-
-    /// Whether no caller is tracked.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// Settles a counted create once Keycloak has answered: kept when Keycloak created the
+    /// client (a 2xx answer), refunded otherwise (refused, unreachable, or never forwarded).
+    pub fn settle(&self, slot: Option<Slot>, upstream_status: Option<u16>) {
+        if let Some(slot) = slot
+            && !upstream_status.is_some_and(|s| (200..300).contains(&s))
+        {
+            self.refund(slot);
+        }
     }
 }
 
@@ -173,6 +173,30 @@ mod tests {
     }
 
     #[test]
+    fn settle_keeps_only_creates_keycloak_accepted() {
+        let q = Quotas::default();
+        let t0 = Instant::now();
+        let one = QuotaPolicy {
+            creates: 1,
+            window: Duration::from_secs(60),
+        };
+        for refused in [None, Some(400), Some(502), Some(302)] {
+            q.settle(q.take("demo", "a", one, t0, false).slot, refused);
+            assert!(
+                q.take("demo", "a", one, t0, false).slot.is_some(),
+                "refunded after {refused:?}"
+            );
+            q.calls.lock().clear();
+        }
+        q.settle(q.take("demo", "a", one, t0, false).slot, Some(201));
+        assert!(
+            q.take("demo", "a", one, t0, false).over.is_some(),
+            "a 201 keeps the create counted"
+        );
+        q.settle(None, None); // nothing counted: nothing to do
+    }
+
+    #[test]
     fn bounded_with_per_entry_windows() {
         let q = Quotas::default();
         let t0 = Instant::now();
@@ -188,11 +212,11 @@ mod tests {
         for i in 0..MAX_CALLERS - 1 {
             q.take("junk", &format!("c{i}"), short, t0 + Duration::from_secs(2), false);
         }
-        assert_eq!(q.len(), MAX_CALLERS);
+        assert_eq!(q.calls.lock().len(), MAX_CALLERS);
         // A new caller on a full map sweeps each entry by its own window: the short-window
         // callers are gone, the week-long one stays.
         q.take("junk", "late", short, t0 + Duration::from_secs(5), false);
-        assert_eq!(q.len(), 2);
+        assert_eq!(q.calls.lock().len(), 2);
         assert!(
             q.take("prod", "victim", week, t0 + Duration::from_secs(6), false)
                 .over
@@ -202,6 +226,6 @@ mod tests {
         for i in 0..MAX_CALLERS + 10 {
             q.take("flood", &format!("f{i}"), week, t0 + Duration::from_secs(7), false);
         }
-        assert!(q.len() <= MAX_CALLERS);
+        assert!(q.calls.lock().len() <= MAX_CALLERS);
     }
 }
