@@ -73,13 +73,7 @@ impl App {
         let on_apply = Box::new(move |snap: &crate::policy::Snapshot| named.name_realms(snap.realms.keys().cloned()));
         let path = settings.policies_path();
         let policy = Arc::new(PolicyStore::open(path, metrics.clone(), on_apply).map_err(StartError::Policy)?);
-        jwks.name_realms(
-            settings
-                .realms
-                .keys()
-                .cloned()
-                .chain(settings.jwks.prefetch.iter().cloned()),
-        );
+        // `open` applied the policy: the registry now knows the realms it and the settings name.
         let verifier = Verifier::new(settings.clone(), jwks, cache, metrics.clone());
         let upstream_url = settings.upstream.as_string();
         let public_url = settings.public_url.as_string();
