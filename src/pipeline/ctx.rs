@@ -8,6 +8,7 @@ use tokio::time::Instant;
 use super::upstream::REQUEST_ID;
 use crate::error::Reason;
 use crate::hints::HintCtx;
+use crate::policy::Verdict;
 use crate::policy::metadata::ClientMetadata;
 use crate::route::RegRoute;
 use crate::token::Identity;
@@ -37,8 +38,10 @@ pub struct Ctx {
     pub identity: Option<Identity>,
     /// Client metadata from the body, once read.
     pub metadata: Option<ClientMetadata>,
-    /// `allow`, `deny` or `shadow_deny` (registration traffic).
-    pub decision: &'static str,
+    /// `allow`, `deny` or `shadow_deny` (registration traffic); set once, at the end.
+    pub decision: Verdict,
+    /// Whether a shadowed rule would have refused the request.
+    pub shadowed: bool,
     /// The rule that decided.
     pub rule: Option<String>,
     /// Why the request was refused, or what Keycloak's refusal was rewritten as, or shadowed.
@@ -98,7 +101,8 @@ impl Ctx {
             reg: None,
             identity: None,
             metadata: None,
-            decision: "allow",
+            decision: Verdict::Allow,
+            shadowed: false,
             rule: None,
             reason: None,
             upstream_status: None,

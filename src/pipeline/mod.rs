@@ -20,7 +20,7 @@ use crate::app::App;
 use crate::config::Mode;
 use crate::error::{Reason, Refusal};
 use crate::net::{Body, Guarded, boxed, read_limited};
-use crate::policy::{self, Input, Snapshot};
+use crate::policy::{self, Input, Verdict};
 use crate::route::{self, RegRoute, Route};
 use crate::token::{Identity, TokenKind};
 use ctx::{ConnInfo, Ctx};
@@ -66,16 +66,20 @@ async fn serve_one(app: Arc<App>, conn: ConnInfo, req: Request<Incoming>) -> Res
         )
         .retry_after(1)),
     };
+    let refused = result.is_err();
     let resp = match result {
         Ok(resp) => resp,
         Err(refusal) => {
             ctx.reason = Some(refusal.reason);
-            if !ctx.forwarded {
-                ctx.decision = "deny";
-            }
             let hints = ctx.hint_ctx(&app.public_url, &app.upstream_url);
             crate::respond::refusal(&refusal, &hints, &ctx.request_id)
         }
+    };
+    // The one place the decision is set: a refusal before Keycloak saw the request is a denial.
+    ctx.decision = match refused {
+        true if !ctx.forwarded => Verdict::Deny,
+        _ if ctx.shadowed => Verdict::ShadowDeny,
+        _ => Verdict::Allow,
     };
     app.quotas.settle(ctx.quota_slot.take(), ctx.upstream_status);
     let resp = observe::finish(&app, &ctx, resp);
@@ -96,14 +100,16 @@ async fn run(app: &App, ctx: &mut Ctx, req: Request<Body>) -> Result<Response<Bo
     ctx.reg = Some(reg.clone());
     let identity = app.verifier.authenticate(&reg, req.headers()).await?; // 2–3
     ctx.identity = Some(identity.clone());
+    let shadow = app.settings.mode == Mode::Shadow;
     let caller = Input {
         route: &reg,
         identity: &identity,
         metadata: None,
         peer: ctx.client_ip,
     };
-    if let Some(refusal) = policy::precheck(&snap, &caller, app.settings.mode == Mode::Shadow) {
-        ctx.rule = refusal.details.get("rule").and_then(|v| v.as_str()).map(str::to_owned);
+    let decision = policy::precheck(&snap, &caller, shadow); // 4a: who is asking
+    if let Some(refusal) = decision.refusal {
+        ctx.rule = decision.rule;
         return Err(refusal); // refused on who is asking: the body is never read
     }
     let (parts, body) = req.into_parts();
@@ -111,16 +117,21 @@ async fn run(app: &App, ctx: &mut Ctx, req: Request<Body>) -> Result<Response<Bo
         bytes: app.settings.max_body_bytes,
         time: app.settings.timeouts.body_read,
     };
-    let (body, metadata) = body::read(&reg, body, limits).await?; // 4a
+    let (body, metadata) = body::read(&reg, body, limits).await?; // 4b
     ctx.metadata = metadata.as_ref().map(|(m, _)| m.clone());
-    enforce(
-        app,
-        ctx,
-        &snap,
-        &reg,
-        &identity,
-        metadata.as_ref().map(|(m, d)| (m, *d)),
-    )?; // 4
+    let input = Input {
+        metadata: metadata.as_ref().map(|(m, d)| (m, *d)),
+        ..caller
+    };
+    let decision = policy::finish(decision, &snap, &input, shadow, &app.quotas); // 4c: what is asked
+    audit_shadowed(&ctx.request_id, &decision);
+    ctx.shadowed = !decision.shadowed.is_empty();
+    ctx.rule = decision.rule;
+    ctx.reason = decision.shadowed.first().map(|s| s.reason);
+    ctx.quota_slot = decision.quota_slot;
+    if let Some(refusal) = decision.refusal {
+        return Err(refusal);
+    }
     let resp = forward(app, ctx, Request::from_parts(parts, body)).await?; // 5
     rewrite(app, ctx, &reg, &identity, resp).await // 6
 }
@@ -137,32 +148,11 @@ async fn other(app: &App, ctx: &mut Ctx, req: Request<Body>) -> Result<Response<
     forward(app, ctx, req).await
 }
 
-/// Stage 4: evaluates the pinned policy; shadowed refusals are logged and counted only.
-fn enforce(
-    app: &App,
-    ctx: &mut Ctx,
-    snap: &Snapshot,
-    reg: &RegRoute,
-    identity: &Identity,
-    md: Option<(&policy::metadata::ClientMetadata, policy::metadata::Dialect)>,
-) -> Result<(), Refusal> {
-    let input = Input {
-        route: reg,
-        identity,
-        metadata: md,
-        peer: ctx.client_ip,
-    };
-    let decision = policy::decide(snap, &input, app.settings.mode == Mode::Shadow, &app.quotas);
-    ctx.decision = decision.label();
-    ctx.rule = decision.rule.clone();
+/// Shadowed refusals are logged (and counted by `observe`), never enforced.
+fn audit_shadowed(request_id: &str, decision: &policy::Decision) {
     for s in &decision.shadowed {
-        tracing::warn!(target: "audit", request_id = %ctx.request_id, reason = s.reason.code(), rule = ?s.details.get("rule"), description = %s.description, "shadow mode: policy would refuse this request");
+        tracing::warn!(target: "audit", request_id = %request_id, reason = s.reason.code(), rule = ?s.details.get("rule"), description = %s.description, "shadow mode: policy would refuse this request");
     }
-    if let Some(first) = decision.shadowed.first() {
-        ctx.reason = Some(first.reason);
-    }
-    ctx.quota_slot = decision.quota_slot;
-    decision.refusal.map_or(Ok(()), Err)
 }
 
 /// Stage 5: sends the request to Keycloak.

@@ -47,7 +47,7 @@ pub fn finish(app: &App, ctx: &Ctx, mut resp: Response<Body>) -> Response<Body> 
     if let Some(reg) = &ctx.reg {
         audit(ctx, reg, status, latency_ms, reason);
         m.decisions
-            .with_label_values(&[&ctx.realm_label, operation, ctx.decision, reason])
+            .with_label_values(&[&ctx.realm_label, operation, ctx.decision.as_str(), reason])
             .inc();
     }
     resp
@@ -71,7 +71,7 @@ fn audit(ctx: &Ctx, reg: &crate::route::RegRoute, status: u16, latency_ms: f64, 
         source = %ctx.client_ip,
         client_id = md.and_then(|m| m.client_id.as_deref()).or(reg.client_id.as_deref()).unwrap_or(""),
         client_name = md.and_then(|m| m.client_name.as_deref()).unwrap_or(""),
-        decision = ctx.decision,
+        decision = ctx.decision.as_str(),
         rule = ctx.rule.as_deref().unwrap_or(""),
         reason,
         upstream_status = ctx.upstream_status.unwrap_or(0),

@@ -41,14 +41,41 @@ pub struct Decision {
     pub quota_slot: Option<super::quota::Slot>,
 }
 
+/// What policy made of a request: the `decision` label of metrics and audit lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Let through.
+    Allow,
+    /// Refused.
+    Deny,
+    /// Let through, but a shadowed rule would have refused it.
+    ShadowDeny,
+}
+
+impl Verdict {
+    /// `allow`, `deny` or `shadow_deny`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allow => "allow",
+            Verdict::Deny => "deny",
+            Verdict::ShadowDeny => "shadow_deny",
+        }
+    }
+}
+
 impl Decision {
+    /// Deny when a rule refused, shadow deny when only shadowed rules did, else allow.
+    pub fn verdict(&self) -> Verdict {
+        match (&self.refusal, self.shadowed.is_empty()) {
+            (Some(_), _) => Verdict::Deny,
+            (None, false) => Verdict::ShadowDeny,
+            (None, true) => Verdict::Allow,
+        }
+    }
+
     /// `allow`, `deny` or `shadow_deny`.
     pub fn label(&self) -> &'static str {
-        match (&self.refusal, self.shadowed.is_empty()) {
-            (Some(_), _) => "deny",
-            (None, false) => "shadow_deny",
-            (None, true) => "allow",
-        }
+        self.verdict().as_str()
     }
 }
 
@@ -78,16 +105,35 @@ impl Eval<'_> {
 
 /// Evaluates the snapshot for one request. Takes a quota slot when the create is allowed.
 pub fn decide(snap: &Snapshot, input: &Input<'_>, global_shadow: bool, quotas: &Quotas) -> Decision {
+    let caller = precheck(snap, input, global_shadow);
+    if caller.refusal.is_some() {
+        return caller;
+    }
+    finish(caller, snap, input, global_shadow, quotas)
+}
+
+/// The rules that need no body (provider, token kind, roles, scopes, `azp`), so that a request
+/// they refuse is answered before its body is read. Continue with `finish`; they run once.
+pub fn precheck(snap: &Snapshot, input: &Input<'_>, global_shadow: bool) -> Decision {
     let route = input.route;
-    let policy = snap.for_realm(&route.realm);
     let mut ev = Eval {
         decision: Decision::default(),
         global_shadow,
         realm: &route.realm,
     };
-    if caller_rules(&mut ev, policy, input) {
-        return ev.decision;
-    }
+    caller_rules(&mut ev, snap.for_realm(&route.realm), input);
+    ev.decision
+}
+
+/// The rules on the body and the quota, after a `precheck` that did not refuse.
+pub fn finish(caller: Decision, snap: &Snapshot, input: &Input<'_>, global_shadow: bool, quotas: &Quotas) -> Decision {
+    let route = input.route;
+    let policy = snap.for_realm(&route.realm);
+    let mut ev = Eval {
+        decision: caller,
+        global_shadow,
+        realm: &route.realm,
+    };
     if let Some((md, dialect)) = input.metadata
         && (metadata(&mut ev, &policy.metadata, md, dialect) || client_id_fits(&mut ev, route, md, dialect))
     {
@@ -112,19 +158,6 @@ fn caller_rules(ev: &mut Eval<'_>, policy: &RealmPolicy, input: &Input<'_>) -> b
         return false;
     };
     kinds(ev, op, input) || bearer(ev, op, input)
-}
-
-/// The enforced refusal of the rules that need no body, so that a request they refuse is
-/// answered before its body is read. `decide` evaluates them again with the body.
-pub fn precheck(snap: &Snapshot, input: &Input<'_>, global_shadow: bool) -> Option<Refusal> {
-    let route = input.route;
-    let mut ev = Eval {
-        decision: Decision::default(),
-        global_shadow,
-        realm: &route.realm,
-    };
-    caller_rules(&mut ev, snap.for_realm(&route.realm), input);
-    ev.decision.refusal
 }
 
 fn provider(ev: &mut Eval<'_>, policy: &RealmPolicy, route: &RegRoute) -> bool {

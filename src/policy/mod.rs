@@ -12,7 +12,7 @@ pub mod store;
 pub mod uri;
 pub mod watch;
 
-pub use eval::{Decision, Input, decide, precheck};
+pub use eval::{Decision, Input, Verdict, decide, finish, precheck};
 pub use quota::Quotas;
 pub use snapshot::Snapshot;
 pub use store::{PolicyStore, Reloaded};
