@@ -154,6 +154,37 @@ pub struct Refusal {
     pub scope: Option<String>,
     /// Seconds for `Retry-After` (429, 503).
     pub retry_after: Option<u64>,
+    /// The policy rule that refused, shown as `details.rule`.
+    pub rule: Option<RuleId>,
+}
+
+/// A policy rule's id, e.g. `realms.demo.create.roles_any` or `built-in.update.client_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RuleId(String);
+
+// === impl RuleId ===
+
+impl RuleId {
+    /// Wraps a rule id.
+    pub fn new(id: impl Into<String>) -> Self {
+        RuleId(id.into())
+    }
+
+    /// The id as written in metrics, logs and `details.rule`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether this is one of the gateway's built-in update checks (not a policy rule).
+    pub fn is_built_in_update(&self) -> bool {
+        self.0.starts_with("built-in.update")
+    }
+}
+
+impl std::fmt::Display for RuleId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 // === impl Refusal ===
@@ -168,7 +199,14 @@ impl Refusal {
             upstream: None,
             scope: None,
             retry_after: None,
+            rule: None,
         }
+    }
+
+    /// Names the policy rule that refused.
+    pub fn with_rule(mut self, rule: RuleId) -> Self {
+        self.rule = Some(rule);
+        self
     }
 
     /// Adds one detail.

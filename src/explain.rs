@@ -9,7 +9,7 @@ use std::sync::Arc;
 use clap::Args;
 
 use crate::config::{Overrides, load};
-use crate::error::Refusal;
+use crate::error::{Refusal, RuleId};
 use crate::hints::{HintCtx, hint};
 use crate::policy::metadata::{Dialect, normalise};
 use crate::policy::{Input, Quotas, Snapshot, decide, json::parse_object, store};
@@ -366,7 +366,7 @@ fn rules(out: &mut String, snap: &Snapshot, route: &RegRoute, kind: TokenKind, b
     for id in ids {
         match failed
             .iter()
-            .find(|r| r.details.get("rule").and_then(|v| v.as_str()) == Some(id.as_str()))
+            .find(|r| r.rule.as_ref().is_some_and(|rule| rule.as_str() == id))
         {
             Some(r) => {
                 let _ = writeln!(out, "  FAIL  {id:<44} {}", r.description);
@@ -376,12 +376,10 @@ fn rules(out: &mut String, snap: &Snapshot, route: &RegRoute, kind: TokenKind, b
             }
         }
     }
-    for r in failed.iter().filter(|r| {
-        r.details
-            .get("rule")
-            .and_then(|v| v.as_str())
-            .is_some_and(|id| id.starts_with("built-in.update"))
-    }) {
+    for r in failed
+        .iter()
+        .filter(|r| r.rule.as_ref().is_some_and(RuleId::is_built_in_update))
+    {
         let _ = writeln!(out, "  FAIL  {:<44} {}", "built-in.update.client_id", r.description);
     }
 }

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::error::{Reason, Refusal};
+use crate::error::{Reason, Refusal, RuleId};
 use crate::route::Operation;
 use crate::token::TokenKind;
 
@@ -79,7 +79,7 @@ pub fn hint(r: &Refusal, c: &HintCtx<'_>) -> String {
     let public = c.public_url;
     let azp = c.azp.unwrap_or("<client>");
     let op = c.operation.map(Operation::as_str).unwrap_or("register");
-    let rule = ds(r, "rule");
+    let rule = r.rule.as_ref().map_or("<rule>", RuleId::as_str);
     let m = mgmt(realm);
     let role = role_for(c.operation);
     match r.reason {

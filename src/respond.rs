@@ -43,6 +43,9 @@ pub fn body_json(r: &Refusal, ctx: &HintCtx<'_>, request_id: &str) -> Value {
         details.insert("token_kind".into(), k.as_str().into());
     }
     details.extend(r.details.clone());
+    if let Some(rule) = &r.rule {
+        details.insert("rule".into(), rule.as_str().into());
+    }
     let mut out = json!({
         "error": r.reason.oauth_error(),
         "error_description": r.description,

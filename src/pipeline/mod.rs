@@ -151,7 +151,7 @@ async fn other(app: &App, ctx: &mut Ctx, req: Request<Body>) -> Result<Response<
 /// Shadowed refusals are logged (and counted by `observe`), never enforced.
 fn audit_shadowed(request_id: &str, decision: &policy::Decision) {
     for s in &decision.shadowed {
-        tracing::warn!(target: "audit", request_id = %request_id, reason = s.reason.code(), rule = ?s.details.get("rule"), description = %s.description, "shadow mode: policy would refuse this request");
+        tracing::warn!(target: "audit", request_id = %request_id, reason = s.reason.code(), rule = ?s.rule.as_ref().map(|r| serde_json::Value::from(r.as_str())), description = %s.description, "shadow mode: policy would refuse this request");
     }
 }
 

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use super::metadata::{ClientMetadata, Dialect};
 use super::quota::Quotas;
 use super::snapshot::{OpPolicy, RealmPolicy, Rule, Snapshot};
-use crate::error::{Reason, Refusal};
+use crate::error::{Reason, Refusal, RuleId};
 use crate::route::{Operation, RegRoute};
 use crate::token::claims::capitalise;
 use crate::token::{Identity, TokenKind};
@@ -88,7 +88,7 @@ struct Eval<'a> {
 impl Eval<'_> {
     /// Records a failed rule; returns true when evaluation must stop (an enforced refusal).
     fn fail<T>(&mut self, rule: &Rule<T>, refusal: Refusal) -> bool {
-        let refusal = refusal.detail("rule", rule.origin.clone());
+        let refusal = refusal.with_rule(RuleId::new(rule.origin.clone()));
         if self.decision.rule.is_none() {
             self.decision.rule = Some(rule.origin.clone());
         }
