@@ -168,7 +168,7 @@ async fn forward(app: &App, ctx: &mut Ctx, req: Request<Body>) -> Result<Respons
     let resp = upstream::send(&app.client, &app.settings, req)
         .await
         .map_err(|(r, kind)| {
-            app.metrics.upstream_errors.with_label_values(&[kind]).inc();
+            app.metrics.upstream_errors.with_label_values(&[kind.as_str()]).inc();
             r
         })?;
     ctx.upstream_status = Some(resp.status().as_u16());

@@ -266,13 +266,38 @@ fn tls_refused(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// The refusal for a failed upstream request, and the metric label of its kind.
-pub fn classify(e: &hyper_util::client::legacy::Error, settings: &Settings) -> (Refusal, &'static str) {
+/// How a request to Keycloak failed: the `kind` label of `upstream_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// No connection within the connect timeout.
+    ConnectTimeout,
+    /// Connection refused, no route, or TLS refused.
+    Unreachable,
+    /// The exchange broke off.
+    Protocol,
+    /// No answer within the response timeout.
+    Timeout,
+}
+
+impl ErrorKind {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::ConnectTimeout => "connect_timeout",
+            ErrorKind::Unreachable => "unreachable",
+            ErrorKind::Protocol => "protocol",
+            ErrorKind::Timeout => "timeout",
+        }
+    }
+}
+
+/// The refusal for a failed upstream request, and its kind.
+pub fn classify(e: &hyper_util::client::legacy::Error, settings: &Settings) -> (Refusal, ErrorKind) {
     let text = describe_client_error(e);
     let (reason, kind, desc) = if e.is_connect() && timed_out(e) {
         (
             Reason::UpstreamConnectTimeout,
-            "connect_timeout",
+            ErrorKind::ConnectTimeout,
             format!(
                 "Keycloak at {} did not accept a connection within {}ms.",
                 settings.upstream,
@@ -282,13 +307,13 @@ pub fn classify(e: &hyper_util::client::legacy::Error, settings: &Settings) -> (
     } else if e.is_connect() || tls_refused(e) {
         (
             Reason::UpstreamUnreachable,
-            "unreachable",
+            ErrorKind::Unreachable,
             format!("Keycloak at {} cannot be reached.", settings.upstream),
         )
     } else {
         (
             Reason::UpstreamProtocol,
-            "protocol",
+            ErrorKind::Protocol,
             format!(
                 "The connection to Keycloak at {} failed during the exchange.",
                 settings.upstream
@@ -302,12 +327,12 @@ pub fn classify(e: &hyper_util::client::legacy::Error, settings: &Settings) -> (
     (r, kind)
 }
 
-/// Sends the request with the response timeout; `Err` carries the refusal and its kind label.
+/// Sends the request with the response timeout; `Err` carries the refusal and its kind.
 pub async fn send(
     client: &HttpClient,
     settings: &Settings,
     req: Request<Body>,
-) -> Result<Response<Incoming>, (Refusal, &'static str)> {
+) -> Result<Response<Incoming>, (Refusal, ErrorKind)> {
     match tokio::time::timeout(settings.timeouts.response, client.request(req)).await {
         Ok(Ok(resp)) => Ok(resp),
         Ok(Err(e)) => Err(classify(&e, settings)),
@@ -318,7 +343,7 @@ pub async fn send(
                 format!("Keycloak at {} did not answer within {ms}ms.", settings.upstream),
             )
             .detail("timeout", format!("{ms}ms"));
-            Err((r, "timeout"))
+            Err((r, ErrorKind::Timeout))
         }
     }
 }
