@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use dcr_gateway::Gateway;
+use dcr_gateway::policy::store::Trigger;
 use serde_json::json;
 use support::policy_kit::*;
 use support::*;
@@ -278,7 +279,7 @@ async fn requests_see_one_whole_policy_during_reloads() {
         tokio::task::spawn_blocking(move || {
             for i in 0..FLIPS {
                 write_policy(&file, if i % 2 == 0 { P2 } else { P1 });
-                store.reload("test");
+                store.reload(Trigger::Manual);
                 std::thread::sleep(Duration::from_millis(10));
             }
             done.store(true, Ordering::SeqCst);

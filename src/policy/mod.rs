@@ -15,4 +15,4 @@ pub mod watch;
 pub use eval::{Decision, Input, Verdict, decide, finish, precheck};
 pub use quota::Quotas;
 pub use snapshot::Snapshot;
-pub use store::{PolicyStore, Reloaded};
+pub use store::{PolicyStore, Reloaded, Trigger};

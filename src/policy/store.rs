@@ -12,6 +12,31 @@ use super::snapshot::Snapshot;
 use crate::config::ConfigError;
 use crate::metrics::Metrics;
 
+/// What started a reload: the `trigger` field of reload log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// A file event in the policy directory.
+    File,
+    /// The polling fallback.
+    Poll,
+    /// SIGHUP.
+    Sighup,
+    /// A direct call (tests, tools).
+    Manual,
+}
+
+impl Trigger {
+    /// The log label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::File => "file",
+            Trigger::Poll => "poll",
+            Trigger::Sighup => "sighup",
+            Trigger::Manual => "manual",
+        }
+    }
+}
+
 /// What a reload did.
 #[derive(Debug)]
 pub enum Reloaded {
@@ -128,7 +153,8 @@ impl PolicyStore {
     }
 
     /// Re-reads the files; swaps in a new snapshot only if they changed and are valid.
-    pub fn reload(&self, trigger: &str) -> Reloaded {
+    pub fn reload(&self, trigger: Trigger) -> Reloaded {
+        let trigger = trigger.as_str();
         let Some(path) = &self.path else {
             return Reloaded::Unchanged;
         };

@@ -8,14 +8,14 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use super::store::PolicyStore;
+use super::store::{PolicyStore, Trigger};
 
 /// Starts the watcher, the poller and the SIGHUP handler; they stop with the runtime.
 pub fn spawn(store: Arc<PolicyStore>, poll: Duration) {
     let Some(path) = store.path().map(Path::to_owned) else {
         return;
     };
-    let (tx, mut rx) = mpsc::unbounded_channel::<&'static str>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Trigger>();
     let watch_dir = if path.is_dir() {
         path.clone()
     } else {
@@ -24,7 +24,7 @@ pub fn spawn(store: Arc<PolicyStore>, poll: Duration) {
     let events = tx.clone();
     let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if res.is_ok() {
-            let _ = events.send("file");
+            let _ = events.send(Trigger::File);
         }
     })
     .and_then(|mut w| w.watch(&watch_dir, RecursiveMode::NonRecursive).map(|()| w));
@@ -41,7 +41,7 @@ pub fn spawn(store: Arc<PolicyStore>, poll: Duration) {
         tick.tick().await;
         loop {
             tick.tick().await;
-            if poll_tx.send("poll").is_err() {
+            if poll_tx.send(Trigger::Poll).is_err() {
                 return;
             }
         }
@@ -52,7 +52,7 @@ pub fn spawn(store: Arc<PolicyStore>, poll: Duration) {
             return;
         };
         while hup.recv().await.is_some() {
-            if tx.send("sighup").is_err() {
+            if tx.send(Trigger::Sighup).is_err() {
                 return;
             }
         }
@@ -60,12 +60,12 @@ pub fn spawn(store: Arc<PolicyStore>, poll: Duration) {
     tokio::spawn(async move {
         let _keep = watcher;
         while let Some(mut trigger) = rx.recv().await {
-            if trigger == "file" {
+            if trigger == Trigger::File {
                 // Let a burst of events (write, rename, symlink swap) settle.
                 tokio::time::sleep(Duration::from_millis(150)).await;
             }
             while let Ok(t) = rx.try_recv() {
-                if t != "file" {
+                if t != Trigger::File {
                     trigger = t;
                 }
             }
