@@ -160,14 +160,14 @@ pub struct Refusal {
 
 /// A policy rule's id, e.g. `realms.demo.create.roles_any` or `built-in.update.client_id`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct RuleId(String);
+pub struct RuleId(std::sync::Arc<str>);
 
 // === impl RuleId ===
 
 impl RuleId {
     /// Wraps a rule id.
     pub fn new(id: impl Into<String>) -> Self {
-        RuleId(id.into())
+        RuleId(std::sync::Arc::from(id.into()))
     }
 
     /// The id as written in metrics, logs and `details.rule`.

@@ -136,7 +136,7 @@ pub fn hint(r: &Refusal, c: &HintCtx<'_>) -> String {
         ),
         Reason::MissingScope => format!("Request the token with scope=\"{}\"; the client needs those client scopes assigned (Clients → {azp} → Client scopes → Add client scope).", ds(r, "scopes_needed")),
         Reason::AzpNotAllowed => format!("Use a token issued to one of {} (rule {rule}), or ask the operator to add '{azp}' there.", ds(r, "allowed_azp")),
-        Reason::RedirectUriNotAllowed | Reason::RedirectUriFragment | Reason::RedirectUriMalformed | Reason::TooManyRedirectUris => redirect_hint(r, &rule),
+        Reason::RedirectUriNotAllowed | Reason::RedirectUriFragment | Reason::RedirectUriMalformed | Reason::TooManyRedirectUris => redirect_hint(r, rule),
         Reason::GrantTypeNotAllowed | Reason::ResponseTypeNotAllowed | Reason::AuthMethodNotAllowed | Reason::ScopeNotAllowed | Reason::ClientTypeNotAllowed => {
             format!("Set {} to allowed values only ({}); the operator sets them in {rule}.", ds(r, "field"), ds(r, "allowed"))
         }
