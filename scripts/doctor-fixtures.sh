@@ -90,6 +90,7 @@ for c in registrar viagroup composite norole noscope noroles; do
     save "effective-$c" "/$R/users/$u/role-mappings/clients/$RM/composite"
     save "realm-effective-$c" "/$R/users/$u/role-mappings/realm/composite"
     save "default-scopes-$c" "/$R/clients/$id/default-client-scopes"
+    save "granted-$c" "/$R/clients/$id/evaluate-scopes/scope-mappings/$RM/granted?userId=$u&scope="
     save "example-token-$c" "/$R/clients/$id/evaluate-scopes/generate-example-access-token?userId=$u&scope="
 done
 save components-registration "/$R/components?type=org.keycloak.services.clientregistration.policy.ClientRegistrationPolicy"

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Runs the real-Keycloak suite for one Keycloak version: starts Keycloak (scripts/keycloak.sh),
 # the dcr-gateway binary in front of it, and a Prometheus server scraping the gateway's admin
-# port; provisions realm `demo` through the gateway; runs tests/keycloak.rs; checks the scraped
+# port; provisions realm `demo` through the gateway; runs tests/keycloak.rs and
+# tests/keycloak_doctor.rs; checks the scraped
 # metrics with promtool; stops everything.
 #
 #   scripts/keycloak-suite.sh VERSION [BASE_PORT]
 #
 # Ports: Keycloak BASE_PORT (+1000 management), gateway BASE_PORT+100, its admin BASE_PORT+101,
-# Prometheus BASE_PORT+102. State and logs go to .state/suite-VERSION/.
+# Prometheus BASE_PORT+102. State and logs go to .state/suite-VERSION/. DCR_SUITE_TESTS names the
+# test targets to run (default: keycloak keycloak_doctor).
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -85,10 +87,14 @@ PROM_PID=$!
 wait_http "http://127.0.0.1:$PROM_PORT/-/ready" 30
 
 log "Keycloak $VERSION, gateway and Prometheus up in $(($(date +%s) - started)) s"
-GW_URL="http://127.0.0.1:$GW_PORT" GW_ADMIN_URL="http://127.0.0.1:$ADMIN_PORT" \
-    KC_URL="http://127.0.0.1:$KC_PORT" KC_VERSION="$VERSION" PROM_URL="http://127.0.0.1:$PROM_PORT" \
-    KC_ENV_FILE="$STATE/env" \
-    cargo test --test keycloak -- --ignored --test-threads=1
+# tests/keycloak.rs, then `dcr-gateway doctor` on realms broken on purpose (tests/keycloak_doctor.rs).
+# DCR_SUITE_TESTS picks test targets (default: both).
+for target in ${DCR_SUITE_TESTS:-keycloak keycloak_doctor}; do
+    GW_URL="http://127.0.0.1:$GW_PORT" GW_ADMIN_URL="http://127.0.0.1:$ADMIN_PORT" \
+        KC_URL="http://127.0.0.1:$KC_PORT" KC_VERSION="$VERSION" PROM_URL="http://127.0.0.1:$PROM_PORT" \
+        KC_ENV_FILE="$STATE/env" \
+        cargo test --test "$target" -- --ignored --test-threads=1
+done
 
 curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" >"$STATE/metrics.txt"
 promtool check metrics <"$STATE/metrics.txt"

@@ -1,4 +1,4 @@
-//! The command line: `serve`, `check` and `explain`.
+//! The command line: `serve`, `check`, `explain` and `doctor`.
 
 use std::path::PathBuf;
 
@@ -24,6 +24,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Would this token be allowed to do this, and if not, what to change? (offline)
     Explain(crate::explain::ExplainArgs),
+    /// Read a realm through Keycloak's admin API and list what will make registrations fail.
+    Doctor(crate::doctor::DoctorArgs),
 }
 
 /// `dcr-gateway serve`.

@@ -98,5 +98,15 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Doctor(args) => match dcr_gateway::doctor::run(args) {
+            Ok((out, code)) => {
+                print!("{out}");
+                ExitCode::from(code)
+            }
+            Err(e) => {
+                eprintln!("dcr-gateway doctor: {}", e.0);
+                ExitCode::from(2)
+            }
+        },
     }
 }
