@@ -103,7 +103,13 @@ impl Doctor {
         let (code, v) = self.run();
         let found = v["findings"].as_array().cloned().unwrap_or_default();
         let got: Vec<&str> = found.iter().map(|f| f["id"].as_str().unwrap()).collect();
-        assert_eq!(got, ids, "realm {}: {}", self.realm, serde_json::to_string_pretty(&v).unwrap());
+        assert_eq!(
+            got,
+            ids,
+            "realm {}: {}",
+            self.realm,
+            serde_json::to_string_pretty(&v).unwrap()
+        );
         let serious = found.iter().any(|f| f["severity"] != "notice");
         assert_eq!(code, i32::from(serious), "exit status");
         for f in &found {
@@ -129,14 +135,22 @@ impl Doctor {
 
     async fn client(&mut self, id: &str, extra: Value) -> String {
         let mut body = json!({"clientId": id, "enabled": true, "publicClient": false, "serviceAccountsEnabled": true, "standardFlowEnabled": false, "secret": "s"});
-        body.as_object_mut().unwrap().extend(extra.as_object().cloned().unwrap_or_default());
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().cloned().unwrap_or_default());
         self.ok("POST", "/clients", Some(&body)).await;
         self.clients.push(id.to_owned());
         self.admin.client_uuid(&self.realm, id).await.unwrap()
     }
 
     async fn policy_component(&self, provider: &str, sub_type: &str) -> Value {
-        let list = self.admin.components(&self.realm, "org.keycloak.services.clientregistration.policy.ClientRegistrationPolicy").await;
+        let list = self
+            .admin
+            .components(
+                &self.realm,
+                "org.keycloak.services.clientregistration.policy.ClientRegistrationPolicy",
+            )
+            .await;
         list.into_iter()
             .find(|c| c["providerId"] == provider && c["subType"] == sub_type)
             .unwrap_or_else(|| panic!("no {provider} policy in {sub_type}"))
@@ -168,17 +182,68 @@ async fn doctor_forum_case_missing_role_fixed_through_a_group() {
     // The fix, through a group: effective roles count group membership.
     let rm = d.admin.client_uuid(&d.realm, "realm-management").await.unwrap();
     d.ok("POST", "/groups", Some(&json!({"name": "registrars"}))).await;
-    let g = d.ok("GET", "/groups?search=registrars", None).await[0]["id"].as_str().unwrap().to_owned();
+    let g = d.ok("GET", "/groups?search=registrars", None).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let role = d.ok("GET", &format!("/clients/{rm}/roles/create-client"), None).await;
-    d.ok("POST", &format!("/groups/{g}/role-mappings/clients/{rm}"), Some(&json!([role]))).await;
+    d.ok(
+        "POST",
+        &format!("/groups/{g}/role-mappings/clients/{rm}"),
+        Some(&json!([role])),
+    )
+    .await;
     let cid = d.admin.client_uuid(&d.realm, "registrar").await.unwrap();
-    let sa = d.ok("GET", &format!("/clients/{cid}/service-account-user"), None).await["id"].as_str().unwrap().to_owned();
+    let sa = d.ok("GET", &format!("/clients/{cid}/service-account-user"), None).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     d.ok("PUT", &format!("/users/{sa}/groups/{g}"), None).await;
     d.clean();
     // And the gateway agrees: a fresh token registers.
     let token = support::keycloak::client_token(&d.e.kc, &d.realm, "registrar", "s").await;
-    let a = call("POST", &format!("{}/realms/{}/clients-registrations/openid-connect", d.e.kc, d.realm), Some(&token), Some(&json!({"client_name": "x"}))).await;
+    let a = call(
+        "POST",
+        &format!("{}/realms/{}/clients-registrations/openid-connect", d.e.kc, d.realm),
+        Some(&token),
+        Some(&json!({"client_name": "x"})),
+    )
+    .await;
     assert_eq!(a.status, 201, "{}", String::from_utf8_lossy(&a.body));
+}
+
+/// The suite's own realm `demo` (scripts/keycloak.sh provision) with the shipped policy: `norole`
+/// is the forum's service account without create-client; `registrar` and `manager` are fine.
+#[tokio::test]
+#[ignore = "needs a real Keycloak: scripts/keycloak-suite.sh"]
+async fn doctor_on_the_provisioned_demo_realm() {
+    let e = env();
+    let policies = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let out = Command::new(env!("CARGO_BIN_EXE_dcr-gateway"))
+        .args(["doctor", "--realm", "demo", "--upstream", &e.kc, "--public-url", &e.gw])
+        .arg("--policies")
+        .arg(&policies)
+        .args(["--client", "registrar", "--client", "manager", "--client", "norole"])
+        .env("DCR_DOCTOR_USERNAME", "admin")
+        .env("DCR_DOCTOR_PASSWORD", "admin")
+        .env_remove("DCR_GATEWAY_CONFIG")
+        .output()
+        .unwrap();
+    let human = String::from_utf8_lossy(&out.stdout).into_owned();
+    let file = std::env::temp_dir().join(format!("dcr-doctor-demo-{}.txt", e.version));
+    std::fs::write(&file, &human).unwrap();
+    eprintln!("doctor on realm demo (saved to {}):\n{human}", file.display());
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{human}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(human.contains("ERROR   client.missing_role  [norole]"), "{human}");
+    assert!(
+        !human.contains("[registrar]") && !human.contains("[manager]"),
+        "{human}"
+    );
 }
 
 async fn with_role(d: &mut Doctor, extra: Value) -> String {
@@ -194,14 +259,29 @@ async fn doctor_roles_not_in_token_full_scope_and_roles_scope() {
     let cid = with_role(&mut d, json!({"fullScopeAllowed": false})).await;
     let f = d.expect(&["client.roles_not_in_token"]);
     assert!(f[0]["problem"].as_str().unwrap().contains("Full scope allowed is off"));
-    d.ok("PUT", &format!("/clients/{cid}"), Some(&json!({"clientId": "registrar", "fullScopeAllowed": true}))).await;
+    d.ok(
+        "PUT",
+        &format!("/clients/{cid}"),
+        Some(&json!({"clientId": "registrar", "fullScopeAllowed": true})),
+    )
+    .await;
     d.clean();
     let scopes = d.ok("GET", "/client-scopes", None).await;
-    let roles = scopes.as_array().unwrap().iter().find(|s| s["name"] == "roles").unwrap()["id"].as_str().unwrap().to_owned();
-    d.ok("DELETE", &format!("/clients/{cid}/default-client-scopes/{roles}"), None).await;
+    let roles = scopes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "roles")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    d.ok("DELETE", &format!("/clients/{cid}/default-client-scopes/{roles}"), None)
+        .await;
     let f = d.expect(&["client.roles_not_in_token"]);
     assert!(f[0]["problem"].as_str().unwrap().contains("`roles` client scope"));
-    d.ok("PUT", &format!("/clients/{cid}/default-client-scopes/{roles}"), None).await;
+    d.ok("PUT", &format!("/clients/{cid}/default-client-scopes/{roles}"), None)
+        .await;
     d.clean();
 }
 
@@ -209,9 +289,19 @@ async fn doctor_roles_not_in_token_full_scope_and_roles_scope() {
 #[ignore = "needs a real Keycloak: scripts/keycloak-suite.sh"]
 async fn doctor_issuer_through_the_public_url() {
     let d = Doctor::new("doc-iss").await;
-    d.ok("PUT", "", Some(&json!({"attributes": {"frontendUrl": "http://elsewhere.example:1"}}))).await;
+    d.ok(
+        "PUT",
+        "",
+        Some(&json!({"attributes": {"frontendUrl": "http://elsewhere.example:1"}})),
+    )
+    .await;
     let f = d.expect(&["issuer.mismatch"]);
-    assert!(f[0]["problem"].as_str().unwrap().contains("http://elsewhere.example:1/realms/"));
+    assert!(
+        f[0]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("http://elsewhere.example:1/realms/")
+    );
     assert!(f[0]["fix"].as_str().unwrap().contains("KC_HOSTNAME"));
     d.ok("PUT", "", Some(&json!({"attributes": {"frontendUrl": ""}}))).await;
     d.clean();
@@ -222,10 +312,14 @@ async fn doctor_issuer_through_the_public_url() {
 async fn doctor_anonymous_trusted_hosts_max_clients_consent() {
     let d = Doctor::new("doc-anon").await;
     d.policy("\"anonymous\"", "");
-    let f = d.expect(&["anonymous.trusted_hosts_refuse_all", "anonymous.redirect_hosts_untrusted"]);
+    let f = d.expect(&[
+        "anonymous.trusted_hosts_refuse_all",
+        "anonymous.redirect_hosts_untrusted",
+    ]);
     assert!(f[0]["fix"].as_str().unwrap().contains("--proxy-headers xforwarded"));
     let th = d.policy_component("trusted-hosts", "anonymous").await;
-    d.set_config(&th, "trusted-hosts", json!(["127.0.0.1", "*.example.com"])).await;
+    d.set_config(&th, "trusted-hosts", json!(["127.0.0.1", "*.example.com"]))
+        .await;
     // Keycloak reads the suite gateway's X-Forwarded-* (proxy-headers xforwarded from 127.0.0.1).
     d.clean();
     let mc = d.policy_component("max-clients", "anonymous").await;
@@ -238,12 +332,16 @@ async fn doctor_anonymous_trusted_hosts_max_clients_consent() {
     // `default` lets updates turn consent off; Consent Required refuses that.
     std::fs::write(
         d.dir.path().join("p.toml"),
-        clean_policy(&d.realm, "\"anonymous\"", "").replace("providers = [\"openid-connect\"]", "providers = [\"openid-connect\", \"default\"]"),
+        clean_policy(&d.realm, "\"anonymous\"", "").replace(
+            "providers = [\"openid-connect\"]",
+            "providers = [\"openid-connect\", \"default\"]",
+        ),
     )
     .unwrap();
     d.expect(&["keycloak_policy.consent_required"]);
     let cr = d.policy_component("consent-required", "anonymous").await;
-    d.ok("DELETE", &format!("/components/{}", cr["id"].as_str().unwrap()), None).await;
+    d.ok("DELETE", &format!("/components/{}", cr["id"].as_str().unwrap()), None)
+        .await;
     d.clean();
 }
 
@@ -267,10 +365,15 @@ async fn doctor_allowed_client_scopes_openid_and_protocol_mappers() {
     d.clean();
     assert_eq!(call("POST", &url, Some(&iat), Some(&body)).await.status, 201);
     // Protocol mappers let through by the gateway meet Allowed Protocol Mapper Types.
-    std::fs::write(d.dir.path().join("p.toml"), any_scope.replace("forbidden_fields = [\"protocol_mappers\"]\n", "")).unwrap();
+    std::fs::write(
+        d.dir.path().join("p.toml"),
+        any_scope.replace("forbidden_fields = [\"protocol_mappers\"]\n", ""),
+    )
+    .unwrap();
     d.expect(&["keycloak_policy.protocol_mappers"]);
     let apm = d.policy_component("allowed-protocol-mappers", "authenticated").await;
-    d.ok("DELETE", &format!("/components/{}", apm["id"].as_str().unwrap()), None).await;
+    d.ok("DELETE", &format!("/components/{}", apm["id"].as_str().unwrap()), None)
+        .await;
     d.clean();
 }
 
@@ -283,7 +386,12 @@ async fn doctor_client_policies_redirects_and_public_clients() {
     d.ok("PUT", "/client-policies/profiles", Some(&json!({"profiles": [{"name": "strict", "executors": [{"executor": "secure-redirect-uris-enforcer", "configuration": {}}]}]}))).await;
     d.ok("PUT", "/client-policies/policies", Some(&json!({"policies": [{"name": "dcr", "enabled": true, "conditions": [{"condition": "client-updater-context", "configuration": {"update-client-source": ["ByInitialAccessToken"]}}], "profiles": ["strict"]}]}))).await;
     let f = d.expect(&["client_policy.redirect_uris"]);
-    assert!(f[0]["problem"].as_str().unwrap().contains("allow-ipv4-loopback-address is off"));
+    assert!(
+        f[0]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("allow-ipv4-loopback-address is off")
+    );
     let fixed = json!({"profiles": [{"name": "strict", "executors": [{"executor": "secure-redirect-uris-enforcer", "configuration": {"allow-ipv4-loopback-address": true, "allow-http-scheme": true}}]}]});
     // allow-http-scheme also admits http on other hosts, which the gateway refuses: the reverse notice is not expected,
     // since the gateway already allows loopback.
@@ -292,12 +400,14 @@ async fn doctor_client_policies_redirects_and_public_clients() {
     // Public clients, which the gateway lets through once its auth-method rule is gone.
     std::fs::write(
         d.dir.path().join("p.toml"),
-        clean_policy(&d.realm, "\"bearer\", \"initial_access\"", "loopback = true\n").replace("token_endpoint_auth_methods = [\"client_secret_basic\"]\n", ""),
+        clean_policy(&d.realm, "\"bearer\", \"initial_access\"", "loopback = true\n")
+            .replace("token_endpoint_auth_methods = [\"client_secret_basic\"]\n", ""),
     )
     .unwrap();
     d.ok("PUT", "/client-policies/profiles", Some(&json!({"profiles": [{"name": "strict", "executors": [{"executor": "confidential-client", "configuration": {}}]}]}))).await;
     d.expect(&["client_policy.public_clients"]);
-    d.ok("PUT", "/client-policies/policies", Some(&json!({"policies": []}))).await;
+    d.ok("PUT", "/client-policies/policies", Some(&json!({"policies": []})))
+        .await;
     d.clean();
 }
 
@@ -318,11 +428,22 @@ async fn doctor_initial_access_tokens() {
     d.clean();
     let url = format!("{}/realms/{}/clients-registrations/openid-connect", d.e.kc, d.realm);
     for i in 0..9 {
-        let a = call("POST", &url, Some(&iat), Some(&json!({"client_name": format!("c{i}"), "redirect_uris": ["https://a.example.com/cb"]}))).await;
+        let a = call(
+            "POST",
+            &url,
+            Some(&iat),
+            Some(&json!({"client_name": format!("c{i}"), "redirect_uris": ["https://a.example.com/cb"]})),
+        )
+        .await;
         assert_eq!(a.status, 201, "{}", String::from_utf8_lossy(&a.body));
     }
     let f = d.expect(&["initial_access.used_up"]);
-    assert!(f[0]["problem"].as_str().unwrap().starts_with("1 of its 10 uses are left"));
+    assert!(
+        f[0]["problem"]
+            .as_str()
+            .unwrap()
+            .starts_with("1 of its 10 uses are left")
+    );
     d.admin.delete_iat(&d.realm, &id).await;
     d.admin.create_iat(&d.realm, 86400 * 7, 10).await;
     d.clean();
@@ -332,12 +453,17 @@ async fn doctor_initial_access_tokens() {
 #[ignore = "needs a real Keycloak: scripts/keycloak-suite.sh"]
 async fn doctor_signing_algorithm_and_jwks() {
     let d = Doctor::new("doc-keys").await;
-    d.ok("PUT", "", Some(&json!({"defaultSignatureAlgorithm": "RS512"}))).await;
+    d.ok("PUT", "", Some(&json!({"defaultSignatureAlgorithm": "RS512"})))
+        .await;
     let f = d.expect(&["signing.algorithm_not_allowed", "signing.no_active_key"]);
     assert!(f[0]["fix"].as_str().unwrap().contains("Default signature algorithm"));
-    d.ok("PUT", "", Some(&json!({"defaultSignatureAlgorithm": "RS256"}))).await;
+    d.ok("PUT", "", Some(&json!({"defaultSignatureAlgorithm": "RS256"})))
+        .await;
     d.clean();
-    d.settings(&format!("[realms.{}]\njwks_uri = \"http://127.0.0.1:9/certs\"\n", d.realm));
+    d.settings(&format!(
+        "[realms.{}]\njwks_uri = \"http://127.0.0.1:9/certs\"\n",
+        d.realm
+    ));
     d.expect(&["jwks.unreachable"]);
     d.settings("");
     d.clean();

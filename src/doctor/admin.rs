@@ -52,7 +52,7 @@ impl std::fmt::Display for CallError {
     }
 }
 
-/// A raw answer: status, headers and body.
+/// A raw answer: status and body.
 #[derive(Debug)]
 pub struct Raw {
     /// Status.
@@ -62,11 +62,7 @@ pub struct Raw {
 }
 
 /// Sends one request and reads the whole answer within `timeout`.
-pub async fn send(
-    http: &HttpClient,
-    req: Request<crate::net::Body>,
-    timeout: Duration,
-) -> Result<Raw, String> {
+pub async fn send(http: &HttpClient, req: Request<crate::net::Body>, timeout: Duration) -> Result<Raw, String> {
     let uri = req.uri().to_string();
     let fetch = async {
         let resp = http.request(req).await.map_err(|e| describe_client_error(&e))?;
@@ -157,7 +153,10 @@ impl Admin {
                 .or_else(|| v.get("error"))
                 .and_then(Value::as_str)
                 .unwrap_or("no error text");
-            return Err(format!("admin login at {url} failed: HTTP {} ({why})", raw.status.as_u16()));
+            return Err(format!(
+                "admin login at {url} failed: HTTP {} ({why})",
+                raw.status.as_u16()
+            ));
         }
         let token = v
             .get("access_token")
@@ -180,7 +179,9 @@ impl Admin {
             .parse()
             .map_err(|_| CallError::Failed("the admin token is not a valid header value".into()))?;
         h.insert(http::header::AUTHORIZATION, auth);
-        let raw = get(&self.http, &url, &h, self.timeout).await.map_err(CallError::Failed)?;
+        let raw = get(&self.http, &url, &h, self.timeout)
+            .await
+            .map_err(CallError::Failed)?;
         match raw.status.as_u16() {
             200 => serde_json::from_slice(&raw.body)
                 .map_err(|e| CallError::Failed(format!("GET {url}: the answer is not JSON: {e}"))),

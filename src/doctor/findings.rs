@@ -1,9 +1,9 @@
 //! Holds what `doctor` read against the gateway's policy and Keycloak's registration rules.
 //! Pure: the same `Facts` always give the same findings (tests replay recorded admin answers).
 
+mod client_policies;
 mod clients;
 mod keycloak;
-mod client_policies;
 mod tokens;
 
 use serde::Serialize;
@@ -122,10 +122,12 @@ impl Ctx<'_> {
         }
         let authenticated = Operation::GOVERNED.iter().any(|op| {
             self.policy.op(*op).is_some_and(|o| {
-                o.kinds
-                    .value
-                    .iter()
-                    .any(|k| matches!(k, TokenKind::Bearer | TokenKind::InitialAccess | TokenKind::RegistrationAccess))
+                o.kinds.value.iter().any(|k| {
+                    matches!(
+                        k,
+                        TokenKind::Bearer | TokenKind::InitialAccess | TokenKind::RegistrationAccess
+                    )
+                })
             })
         });
         if authenticated {
@@ -148,7 +150,11 @@ impl Ctx<'_> {
             realm: Some(self.realm),
             operation: Some(Operation::Create),
             provider: Some("openid-connect"),
-            kind: Some(if azp.is_some() { TokenKind::Bearer } else { TokenKind::Anonymous }),
+            kind: Some(if azp.is_some() {
+                TokenKind::Bearer
+            } else {
+                TokenKind::Anonymous
+            }),
             azp,
             username: username.as_deref(),
             public_url: &public,
@@ -164,7 +170,13 @@ impl Ctx<'_> {
 }
 
 /// Builds a finding.
-pub fn finding(id: &'static str, severity: Severity, subject: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> Finding {
+pub fn finding(
+    id: &'static str,
+    severity: Severity,
+    subject: impl Into<String>,
+    problem: impl Into<String>,
+    fix: impl Into<String>,
+) -> Finding {
     Finding {
         id,
         severity,
@@ -201,9 +213,13 @@ fn unreadable(facts: &Facts, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
     .flatten()
     .collect();
     for r in &facts.registrars {
-        for p in [r.service_account.forbidden(), r.effective.forbidden(), r.example_resource_access.forbidden()]
-            .into_iter()
-            .flatten()
+        for p in [
+            r.service_account.forbidden(),
+            r.effective.forbidden(),
+            r.example_resource_access.forbidden(),
+        ]
+        .into_iter()
+        .flatten()
         {
             if !paths.contains(&p) {
                 paths.push(p);
@@ -215,7 +231,11 @@ fn unreadable(facts: &Facts, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
         let which = if unverified.is_empty() {
             String::new()
         } else {
-            format!(" Whether the service accounts of {} hold {}/create-client or manage-clients could not be seen.", unverified.join(", "), ctx.mgmt())
+            format!(
+                " Whether the service accounts of {} hold {}/create-client or manage-clients could not be seen.",
+                unverified.join(", "),
+                ctx.mgmt()
+            )
         };
         out.push(finding(
             "doctor.unreadable",

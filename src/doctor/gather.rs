@@ -66,14 +66,44 @@ pub async fn gather(
         registrars.push(registrar(admin, &r, name, origin, mgmt_id.as_deref()).await);
     }
     let pol = format!("{r}/components?type={POLICY_TYPE}");
-    let registration_policies = seen(admin.json(&pol).await.map(parse::<Vec<Component>>), "{realm}/components");
-    let default_scopes = seen(admin.json(&format!("{r}/default-default-client-scopes")).await.map(|v| names(&v)), "{realm}/default-default-client-scopes");
-    let optional_scopes = seen(admin.json(&format!("{r}/default-optional-client-scopes")).await.map(|v| names(&v)), "{realm}/default-optional-client-scopes");
-    let iats = seen(admin.json(&format!("{r}/clients-initial-access")).await.map(parse), "{realm}/clients-initial-access");
-    let keys = seen(admin.json(&format!("{r}/keys")).await.map(parse::<Keys>), "{realm}/keys");
-    let client_policies = seen(admin.json(&format!("{r}/client-policies/policies")).await.map(|v| client_policies(&v)), "{realm}/client-policies/policies");
+    let registration_policies = seen(
+        admin.json(&pol).await.map(parse::<Vec<Component>>),
+        "{realm}/components",
+    );
+    let default_scopes = seen(
+        admin
+            .json(&format!("{r}/default-default-client-scopes"))
+            .await
+            .map(|v| names(&v)),
+        "{realm}/default-default-client-scopes",
+    );
+    let optional_scopes = seen(
+        admin
+            .json(&format!("{r}/default-optional-client-scopes"))
+            .await
+            .map(|v| names(&v)),
+        "{realm}/default-optional-client-scopes",
+    );
+    let iats = seen(
+        admin.json(&format!("{r}/clients-initial-access")).await.map(parse),
+        "{realm}/clients-initial-access",
+    );
+    let keys = seen(
+        admin.json(&format!("{r}/keys")).await.map(parse::<Keys>),
+        "{realm}/keys",
+    );
+    let client_policies = seen(
+        admin
+            .json(&format!("{r}/client-policies/policies"))
+            .await
+            .map(|v| client_policies(&v)),
+        "{realm}/client-policies/policies",
+    );
     let profiles = seen(
-        admin.json(&format!("{r}/client-policies/profiles?include-global-profiles=true")).await.map(|v| profiles(&v)),
+        admin
+            .json(&format!("{r}/client-policies/profiles?include-global-profiles=true"))
+            .await
+            .map(|v| profiles(&v)),
         "{realm}/client-policies/profiles",
     );
     let jwks_uri = s.jwks_uri_for(realm);
@@ -133,7 +163,10 @@ async fn registrar(admin: &Admin, r: &str, name: &str, origin: &str, mgmt: Optio
     };
     let id = client.id.clone();
     out.default_scopes = seen(
-        admin.json(&format!("{r}/clients/{id}/default-client-scopes")).await.map(|v| names(&v)),
+        admin
+            .json(&format!("{r}/clients/{id}/default-client-scopes"))
+            .await
+            .map(|v| names(&v)),
         "{realm}/clients/{id}/default-client-scopes",
     );
     let sa_enabled = client.service_accounts_enabled;
@@ -152,12 +185,18 @@ async fn registrar(admin: &Admin, r: &str, name: &str, origin: &str, mgmt: Optio
     let uid = sa["id"].as_str().unwrap_or_default().to_owned();
     out.service_account = Seen::Known(sa["username"].as_str().unwrap_or_default().to_owned());
     out.effective_realm = seen(
-        admin.json(&format!("{r}/users/{uid}/role-mappings/realm/composite")).await.map(|v| names(&v)),
+        admin
+            .json(&format!("{r}/users/{uid}/role-mappings/realm/composite"))
+            .await
+            .map(|v| names(&v)),
         "{realm}/users/{id}/role-mappings/realm/composite",
     );
     let example = format!("{r}/clients/{id}/evaluate-scopes/generate-example-access-token?scope=&userId={uid}");
     out.example_resource_access = seen(
-        admin.json(&example).await.map(|t| t.get("resource_access").cloned().unwrap_or(Value::Null)),
+        admin
+            .json(&example)
+            .await
+            .map(|t| t.get("resource_access").cloned().unwrap_or(Value::Null)),
         "{realm}/clients/{id}/evaluate-scopes/generate-example-access-token",
     );
     let Some(m) = mgmt else {
@@ -166,12 +205,17 @@ async fn registrar(admin: &Admin, r: &str, name: &str, origin: &str, mgmt: Optio
         return out;
     };
     out.effective = seen(
-        admin.json(&format!("{r}/users/{uid}/role-mappings/clients/{m}/composite")).await.map(|v| names(&v)),
+        admin
+            .json(&format!("{r}/users/{uid}/role-mappings/clients/{m}/composite"))
+            .await
+            .map(|v| names(&v)),
         "{realm}/users/{id}/role-mappings/clients/{id}/composite",
     );
     out.granted = seen(
         admin
-            .json(&format!("{r}/clients/{id}/evaluate-scopes/scope-mappings/{m}/granted?scope=&userId={uid}"))
+            .json(&format!(
+                "{r}/clients/{id}/evaluate-scopes/scope-mappings/{m}/granted?scope=&userId={uid}"
+            ))
             .await
             .map(|v| names(&v)),
         "{realm}/clients/{id}/evaluate-scopes/scope-mappings/{id}/granted",

@@ -90,12 +90,16 @@ pub fn credentials(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) ->
     let user = (get("DCR_DOCTOR_USERNAME"), get("DCR_DOCTOR_PASSWORD"));
     let client = (get("DCR_DOCTOR_CLIENT_ID"), get("DCR_DOCTOR_CLIENT_SECRET"));
     match (user, client) {
-        ((Some(_), _), (Some(_), _)) => Err(usage("give either DCR_DOCTOR_USERNAME or DCR_DOCTOR_CLIENT_ID, not both")),
+        ((Some(_), _), (Some(_), _)) => Err(usage(
+            "give either DCR_DOCTOR_USERNAME or DCR_DOCTOR_CLIENT_ID, not both",
+        )),
         ((Some(username), Some(password)), _) => Ok(Credentials::User { username, password }),
         (_, (Some(client_id), Some(secret))) => Ok(Credentials::Client { client_id, secret }),
         ((Some(_), None), _) => Err(usage("DCR_DOCTOR_USERNAME is set but DCR_DOCTOR_PASSWORD is not")),
         (_, (Some(_), None)) => Err(usage("DCR_DOCTOR_CLIENT_ID is set but DCR_DOCTOR_CLIENT_SECRET is not")),
-        _ => Err(usage("no admin credentials: set DCR_DOCTOR_USERNAME and DCR_DOCTOR_PASSWORD (a user, logged in through admin-cli), or DCR_DOCTOR_CLIENT_ID and DCR_DOCTOR_CLIENT_SECRET (a service account with view-realm and view-clients), in the environment or in --credentials FILE")),
+        _ => Err(usage(
+            "no admin credentials: set DCR_DOCTOR_USERNAME and DCR_DOCTOR_PASSWORD (a user, logged in through admin-cli), or DCR_DOCTOR_CLIENT_ID and DCR_DOCTOR_CLIENT_SECRET (a service account with view-realm and view-clients), in the environment or in --credentials FILE",
+        )),
     }
 }
 
@@ -167,9 +171,15 @@ pub fn run(a: &DoctorArgs) -> Result<(String, u8), Usage> {
         .map_err(|e| usage(format!("cannot start the runtime: {e}")))?;
     let facts = rt.block_on(async {
         let http = crate::net::client(&settings);
-        let admin = Admin::login(http.clone(), &admin_url, &admin_realm, &creds, settings.timeouts.response)
-            .await
-            .map_err(Usage)?;
+        let admin = Admin::login(
+            http.clone(),
+            &admin_url,
+            &admin_realm,
+            &creds,
+            settings.timeouts.response,
+        )
+        .await
+        .map_err(Usage)?;
         gather::gather(&admin, &http, &settings, &a.realm, &wanted, crate::token::now())
             .await
             .map_err(Usage)
@@ -205,15 +215,27 @@ fn checked(f: &facts::Facts, ctx: &findings::Ctx<'_>, wanted: &[(String, String)
         "gateway: public URL {}, upstream {}, policy {} lets {} create clients",
         ctx.settings.public_url,
         ctx.settings.upstream,
-        if ctx.policy.name == "default" { "[default]".to_owned() } else { format!("[realms.{}]", ctx.policy.name) },
-        if kinds.is_empty() { "nobody".to_owned() } else { kinds.join(", ") }
+        if ctx.policy.name == "default" {
+            "[default]".to_owned()
+        } else {
+            format!("[realms.{}]", ctx.policy.name)
+        },
+        if kinds.is_empty() {
+            "nobody".to_owned()
+        } else {
+            kinds.join(", ")
+        }
     )];
     out.push(if wanted.is_empty() {
         "registering clients: none named (azp rules in the policy, or --client ID)".to_owned()
     } else {
         format!(
             "registering clients: {}",
-            wanted.iter().map(|(n, o)| format!("{n} ({o})")).collect::<Vec<_>>().join(", ")
+            wanted
+                .iter()
+                .map(|(n, o)| format!("{n} ({o})"))
+                .collect::<Vec<_>>()
+                .join(", ")
         )
     });
     if let facts::Seen::Known(i) = &f.issuer {

@@ -30,7 +30,11 @@ fn count(findings: &[Finding], s: Severity) -> usize {
 /// Human text.
 pub fn human(h: &Header<'_>, findings: &[Finding]) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "dcr-gateway doctor: realm {} at {} (logged in as {})", h.realm, h.admin_url, h.login);
+    let _ = writeln!(
+        out,
+        "dcr-gateway doctor: realm {} at {} (logged in as {})",
+        h.realm, h.admin_url, h.login
+    );
     for c in &h.checked {
         let _ = writeln!(out, "  checked: {c}");
     }

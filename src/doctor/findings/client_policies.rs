@@ -95,8 +95,16 @@ fn applies(p: &ClientPolicy, sources: &[&str]) -> Option<String> {
             "any-client" => {}
             "client-updater-context" => {
                 let listed = strings(c.configuration.get("update-client-source"));
-                let hit: Vec<&str> = sources.iter().copied().filter(|s| listed.iter().any(|l| l == s)).collect();
-                let matches = if negative { hit.len() < sources.len() } else { !hit.is_empty() };
+                let hit: Vec<&str> = sources
+                    .iter()
+                    .copied()
+                    .filter(|s| listed.iter().any(|l| l == s))
+                    .collect();
+                let matches = if negative {
+                    hit.len() < sources.len()
+                } else {
+                    !hit.is_empty()
+                };
                 if !matches {
                     return None;
                 }
@@ -137,9 +145,13 @@ fn redirects(ex: &Part, ctx: &Ctx<'_>, subject: &str, when: &str, out: &mut Vec<
     let mut refused = Vec::new();
     let mut stricter = Vec::new();
     if r.loopback && !cfg("allow-ipv4-loopback-address") {
-        refused.push("loopback redirect URIs (http://127.0.0.1:<port>/…): allow-ipv4-loopback-address is off".to_owned());
+        refused
+            .push("loopback redirect URIs (http://127.0.0.1:<port>/…): allow-ipv4-loopback-address is off".to_owned());
     } else if r.loopback && oauth21 {
-        refused.push("loopback redirect URIs with a port or on localhost: oauth-2-1-compliant forbids both at registration".to_owned());
+        refused.push(
+            "loopback redirect URIs with a port or on localhost: oauth-2-1-compliant forbids both at registration"
+                .to_owned(),
+        );
     } else if r.loopback && !cfg("allow-http-scheme") {
         refused.push("http loopback redirect URIs: allow-http-scheme is off".to_owned());
     } else if !r.loopback && cfg("allow-ipv4-loopback-address") {
@@ -149,9 +161,13 @@ fn redirects(ex: &Part, ctx: &Ctx<'_>, subject: &str, when: &str, out: &mut Vec<
         refused.push("http redirect URIs: allow-http-scheme is off".to_owned());
     }
     if private_allowed && !cfg("allow-private-use-uri-scheme") {
-        refused.push("private-use scheme redirect URIs (com.example.app:/…): allow-private-use-uri-scheme is off".to_owned());
+        refused.push(
+            "private-use scheme redirect URIs (com.example.app:/…): allow-private-use-uri-scheme is off".to_owned(),
+        );
     } else if !private_allowed && cfg("allow-private-use-uri-scheme") {
-        stricter.push("private-use scheme redirect URIs (Keycloak allows them; the gateway's redirect_uris.schemes has none)");
+        stricter.push(
+            "private-use scheme redirect URIs (Keycloak allows them; the gateway's redirect_uris.schemes has none)",
+        );
     }
     if r.wildcards && !cfg("allow-wildcard-context-path") {
         refused.push("wildcard redirect URIs: allow-wildcard-context-path is off".to_owned());
@@ -159,17 +175,29 @@ fn redirects(ex: &Part, ctx: &Ctx<'_>, subject: &str, when: &str, out: &mut Vec<
     let domains = strings(ex.configuration.get("allow-permitted-domains"));
     if !domains.is_empty() {
         match &r.hosts {
-            None => refused.push(format!("hosts outside the permitted domains {}: the gateway allows any host", domains.join(", "))),
+            None => refused.push(format!(
+                "hosts outside the permitted domains {}: the gateway allows any host",
+                domains.join(", ")
+            )),
             Some(h) => {
                 let outside: Vec<&String> = h
                     .iter()
                     .filter(|p| {
-                        let sample = p.strip_prefix("*.").map(|d| format!("x.{d}")).unwrap_or_else(|| p.to_string());
-                        !domains.iter().any(|d| regex::Regex::new(&format!("^(?:{d})$")).is_ok_and(|re| re.is_match(&sample)))
+                        let sample = p
+                            .strip_prefix("*.")
+                            .map(|d| format!("x.{d}"))
+                            .unwrap_or_else(|| p.to_string());
+                        !domains
+                            .iter()
+                            .any(|d| regex::Regex::new(&format!("^(?:{d})$")).is_ok_and(|re| re.is_match(&sample)))
                     })
                     .collect();
                 if !outside.is_empty() {
-                    refused.push(format!("hosts {} outside the permitted domains {}", outside.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "), domains.join(", ")));
+                    refused.push(format!(
+                        "hosts {} outside the permitted domains {}",
+                        outside.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                        domains.join(", ")
+                    ));
                 }
             }
         }

@@ -98,7 +98,10 @@ fn holds_role(r: &Registrar, needed: &[&str], m: &str) -> Option<bool> {
     // Without view-users: the example token shows the role when the client's scope lets it in
     // (`granted` is the client's scope, whoever the user).
     let carried = carried(r.example_resource_access.known()?, needed, m);
-    let scope_lets_in = r.granted.known().is_some_and(|g| g.iter().any(|x| needed.contains(&x.as_str())))
+    let scope_lets_in = r
+        .granted
+        .known()
+        .is_some_and(|g| g.iter().any(|x| needed.contains(&x.as_str())))
         && r.default_scopes.known().is_some_and(|d| d.iter().any(|s| s == "roles"));
     if carried {
         Some(true)
@@ -122,7 +125,11 @@ pub fn unverified(facts: &Facts, m: &str) -> Vec<String> {
     facts
         .registrars
         .iter()
-        .filter(|r| r.client.known().is_some_and(|c| c.enabled && c.service_accounts_enabled))
+        .filter(|r| {
+            r.client
+                .known()
+                .is_some_and(|c| c.enabled && c.service_accounts_enabled)
+        })
         .filter(|r| holds_role(r, needed, m).is_none())
         .map(|r| r.name.clone())
         .collect()
@@ -146,10 +153,15 @@ fn roles_missing_from_token(r: &Registrar, full_scope: bool, needed: &[&str], m:
     let cause = || {
         let mut why = Vec::new();
         if !full_scope && in_scope != Some(true) {
-            why.push(format!("Full scope allowed is off and no scope mapping lets {m} roles into its tokens"));
+            why.push(format!(
+                "Full scope allowed is off and no scope mapping lets {m} roles into its tokens"
+            ));
         }
         if roles_scope == Some(false) {
-            why.push("the `roles` client scope (whose mapper writes resource_access) is not among its default client scopes".to_owned());
+            why.push(
+                "the `roles` client scope (whose mapper writes resource_access) is not among its default client scopes"
+                    .to_owned(),
+            );
         }
         if why.is_empty() {
             why.push("the example token Keycloak generates for it has no such role in resource_access".to_owned());

@@ -16,7 +16,14 @@ pub fn check(facts: &Facts, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
     let anonymous = ctx.creates_with(TokenKind::Anonymous);
     let in_set = |set: &'static str| all.iter().filter(move |c| c.sub_type == set);
     if anonymous {
-        trusted_hosts(facts, ctx, in_set("anonymous").filter(|c| c.provider_id == "trusted-hosts").collect(), out);
+        trusted_hosts(
+            facts,
+            ctx,
+            in_set("anonymous")
+                .filter(|c| c.provider_id == "trusted-hosts")
+                .collect(),
+            out,
+        );
     } else if !in_set("anonymous").any(|c| c.provider_id == "trusted-hosts") {
         out.push(finding(
             "anonymous.open_at_keycloak",
@@ -40,7 +47,11 @@ pub fn check(facts: &Facts, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
 }
 
 fn label(c: &Component) -> String {
-    let set = if c.sub_type == "anonymous" { "Anonymous" } else { "Authenticated" };
+    let set = if c.sub_type == "anonymous" {
+        "Anonymous"
+    } else {
+        "Authenticated"
+    };
     format!("{set} access policy '{}'", c.name)
 }
 
@@ -152,9 +163,14 @@ fn scopes(facts: &Facts, ctx: &Ctx<'_>, c: &Component, out: &mut Vec<Finding>) {
         ),
         // Any scope passes the gateway: name the one MCP clients always send.
         None => (
-            ["openid"].iter().filter(|s| !allowed.iter().any(|a| a == *s)).map(|s| s.to_string()).collect(),
+            ["openid"]
+                .iter()
+                .filter(|s| !allowed.iter().any(|a| a == *s))
+                .map(|s| s.to_string())
+                .collect(),
             Severity::Warning,
-            "the gateway's policy lets any scope through (no metadata.scopes), and MCP clients request `openid`".to_owned(),
+            "the gateway's policy lets any scope through (no metadata.scopes), and MCP clients request `openid`"
+                .to_owned(),
         ),
     };
     if refused.is_empty() {
@@ -178,7 +194,11 @@ fn max_clients(facts: &Facts, c: &Component, ctx: &Ctx<'_>, out: &mut Vec<Findin
     let Some(&count) = facts.client_count.known() else {
         return;
     };
-    let max: usize = c.list("max-clients").first().and_then(|m| m.parse().ok()).unwrap_or(200);
+    let max: usize = c
+        .list("max-clients")
+        .first()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(200);
     let severity = if count >= max {
         Severity::Error
     } else if count * 10 >= max * 9 {
@@ -190,7 +210,16 @@ fn max_clients(facts: &Facts, c: &Component, ctx: &Ctx<'_>, out: &mut Vec<Findin
         "keycloak_policy.max_clients",
         severity,
         label(c),
-        format!("Realm {} has {count} clients (built-in ones count) and '{}' allows {max}: {}", ctx.realm, c.name, if count >= max { "Keycloak refuses every further registration (\"It's allowed to have max N clients per realm\")." } else { "registrations will soon be refused." }),
+        format!(
+            "Realm {} has {count} clients (built-in ones count) and '{}' allows {max}: {}",
+            ctx.realm,
+            c.name,
+            if count >= max {
+                "Keycloak refuses every further registration (\"It's allowed to have max N clients per realm\")."
+            } else {
+                "registrations will soon be refused."
+            }
+        ),
         ctx.hint_of(Reason::MaxClientsReached),
     ));
 }
@@ -220,7 +249,12 @@ fn consent(c: &Component, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
     } else {
         ("full_scope_allowed", "Not permitted to enable fullScopeAllowed")
     };
-    let forbidden = ctx.policy.metadata.forbidden_fields.as_ref().is_some_and(|f| f.value.contains(field));
+    let forbidden = ctx
+        .policy
+        .metadata
+        .forbidden_fields
+        .as_ref()
+        .is_some_and(|f| f.value.contains(field));
     let default_provider = ctx.policy.providers.value.contains("default");
     if forbidden || !default_provider {
         return;

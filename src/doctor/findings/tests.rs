@@ -14,7 +14,9 @@ use crate::policy::compile::{Source, compile};
 const VERSIONS: &[&str] = &["26.5.6", "26.7.3"];
 
 fn dir(v: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/doctor").join(v)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/doctor")
+        .join(v)
 }
 
 fn read(v: &str, name: &str) -> Value {
@@ -162,8 +164,15 @@ fn forum_case_service_account_without_create_client() {
             fix.contains("Clients → norole → Service account roles → Assign role → filter by clients → realm-management → create-client"),
             "{fix}"
         );
-        assert!(fix.contains("kcadm.sh add-roles -r doc --uusername service-account-norole"), "{fix}");
-        assert!(found[0].problem.contains("effective realm-management roles"), "{}", found[0].problem);
+        assert!(
+            fix.contains("kcadm.sh add-roles -r doc --uusername service-account-norole"),
+            "{fix}"
+        );
+        assert!(
+            found[0].problem.contains("effective realm-management roles"),
+            "{}",
+            found[0].problem
+        );
     }
 }
 
@@ -172,9 +181,21 @@ fn roles_missing_from_the_token_name_the_cause() {
     for v in VERSIONS {
         let f = without_client_policies(facts(v, &["noscope", "noroles"]));
         let found = run(v, &f, CLEAN);
-        assert_eq!(ids(&found), ["client.roles_not_in_token", "client.roles_not_in_token"], "{v}: {found:#?}");
-        assert!(found[0].problem.contains("Full scope allowed is off"), "{}", found[0].problem);
-        assert!(found[1].problem.contains("`roles` client scope"), "{}", found[1].problem);
+        assert_eq!(
+            ids(&found),
+            ["client.roles_not_in_token", "client.roles_not_in_token"],
+            "{v}: {found:#?}"
+        );
+        assert!(
+            found[0].problem.contains("Full scope allowed is off"),
+            "{}",
+            found[0].problem
+        );
+        assert!(
+            found[1].problem.contains("`roles` client scope"),
+            "{}",
+            found[1].problem
+        );
         assert!(found[0].fix.contains("Full scope allowed"), "{}", found[0].fix);
     }
 }
@@ -213,11 +234,25 @@ fn with_only_view_realm_and_view_clients() {
         // 26.5 lets view-clients generate the example token, which shows the missing role;
         // 26.7 does not, and doctor says it could not tell.
         if *v == "26.5.6" {
-            assert_eq!(got, ["client.missing_role", "client.roles_not_in_token", "doctor.unreadable"], "{v}: {found:#?}");
+            assert_eq!(
+                got,
+                ["client.missing_role", "client.roles_not_in_token", "doctor.unreadable"],
+                "{v}: {found:#?}"
+            );
             assert_eq!(found[0].subject, "norole");
         } else {
-            assert_eq!(got, ["client.roles_not_in_token", "doctor.unreadable"], "{v}: {found:#?}");
-            assert!(found[1].problem.contains("Whether the service accounts of registrar, norole"), "{}", found[1].problem);
+            assert_eq!(
+                got,
+                ["client.roles_not_in_token", "doctor.unreadable"],
+                "{v}: {found:#?}"
+            );
+            assert!(
+                found[1]
+                    .problem
+                    .contains("Whether the service accounts of registrar, norole"),
+                "{}",
+                found[1].problem
+            );
         }
         let noscope = found.iter().find(|x| x.id == "client.roles_not_in_token").unwrap();
         assert_eq!(noscope.subject, "noscope");
@@ -231,11 +266,24 @@ fn client_policy_executors_against_the_gateways_redirect_and_client_rules() {
         let f = facts(v, &[]);
         // The recorded profile: secure-redirect-uris-enforcer with every option off, and
         // confidential-client, for registrations by bearer, initial access token or anonymous.
-        let loose = format!("{CLEAN}loopback = true\n").replace("token_endpoint_auth_methods = [\"client_secret_basic\"]\n", "");
+        let loose = format!("{CLEAN}loopback = true\n")
+            .replace("token_endpoint_auth_methods = [\"client_secret_basic\"]\n", "");
         let found = run(v, &f, &loose);
-        assert_eq!(ids(&found), ["client_policy.redirect_uris", "client_policy.public_clients"], "{v}: {found:#?}");
-        assert!(found[0].problem.contains("allow-ipv4-loopback-address is off"), "{}", found[0].problem);
-        assert!(found[0].problem.contains("made ByAuthenticatedUser"), "{}", found[0].problem);
+        assert_eq!(
+            ids(&found),
+            ["client_policy.redirect_uris", "client_policy.public_clients"],
+            "{v}: {found:#?}"
+        );
+        assert!(
+            found[0].problem.contains("allow-ipv4-loopback-address is off"),
+            "{}",
+            found[0].problem
+        );
+        assert!(
+            found[0].problem.contains("made ByAuthenticatedUser"),
+            "{}",
+            found[0].problem
+        );
         // The gateway's own rules already refuse both: nothing to report.
         assert!(run(v, &f, CLEAN).iter().all(|x| x.severity == Severity::Notice));
     }
@@ -255,7 +303,15 @@ fn initial_access_tokens_expiring_expired_and_used_up() {
             l[0].remaining_count = 0;
         }
         let found = run(v, &f, &iat);
-        assert_eq!(ids(&found), ["initial_access.none_usable", "initial_access.expired", "initial_access.used_up"], "{found:#?}");
+        assert_eq!(
+            ids(&found),
+            [
+                "initial_access.none_usable",
+                "initial_access.expired",
+                "initial_access.used_up"
+            ],
+            "{found:#?}"
+        );
         assert!(found[2].fix.contains("\"count\":10"), "{}", found[2].fix);
         // Tokens the gateway does not accept for create are not its concern.
         assert!(run(v, &f, CLEAN).iter().all(|x| x.severity == Severity::Notice));
@@ -283,7 +339,10 @@ fn registration_policies_scopes_max_clients_mappers() {
         f.client_count = Seen::Known(200);
         let found = run(v, &f, &anon);
         assert!(ids(&found).contains(&"keycloak_policy.max_clients"), "{found:#?}");
-        assert!(ids(&found).contains(&"anonymous.trusted_hosts_refuse_all"), "{found:#?}");
+        assert!(
+            ids(&found).contains(&"anonymous.trusted_hosts_refuse_all"),
+            "{found:#?}"
+        );
     }
 }
 
@@ -300,7 +359,10 @@ fn issuer_signing_and_keys() {
         assert!(found[0].fix.contains("KC_HOSTNAME"), "{}", found[0].fix);
         let mut f = without_client_policies(facts(v, &[]));
         f.realm_rep.default_signature_algorithm = Some("RS512".into());
-        assert_eq!(ids(&run(v, &f, CLEAN)), ["signing.algorithm_not_allowed", "signing.no_active_key"]);
+        assert_eq!(
+            ids(&run(v, &f, CLEAN)),
+            ["signing.algorithm_not_allowed", "signing.no_active_key"]
+        );
         let mut f = without_client_policies(facts(v, &[]));
         f.jwks = Ok(vec!["other".into()]);
         assert_eq!(ids(&run(v, &f, CLEAN)), ["jwks.signing_key_missing"]);
@@ -319,12 +381,16 @@ fn anonymous_trusted_hosts_and_forwarded_headers() {
         let found = run(v, &f, &anon);
         assert_eq!(
             ids(&found),
-            ["anonymous.trusted_hosts_refuse_all", "anonymous.redirect_hosts_untrusted"],
+            [
+                "anonymous.trusted_hosts_refuse_all",
+                "anonymous.redirect_hosts_untrusted"
+            ],
             "{v}: {found:#?}"
         );
         if let Seen::Known(l) = &mut f.registration_policies {
             let th = l.iter_mut().find(|c| c.provider_id == "trusted-hosts").unwrap();
-            th.config.insert("trusted-hosts".into(), vec!["*.example.com".into(), "10.0.0.7".into()]);
+            th.config
+                .insert("trusted-hosts".into(), vec!["*.example.com".into(), "10.0.0.7".into()]);
         }
         assert!(run(v, &f, &anon).iter().all(|x| x.severity == Severity::Notice));
         f.forwarded = Seen::Known(Forwarded::Ignored);
@@ -343,6 +409,9 @@ fn anonymous_trusted_hosts_and_forwarded_headers() {
 fn every_id_is_documented() {
     let doc = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/doctor.md")).unwrap();
     for id in IDS {
-        assert!(doc.contains(&format!("`{id}`")), "docs/doctor.md does not document {id}");
+        assert!(
+            doc.contains(&format!("`{id}`")),
+            "docs/doctor.md does not document {id}"
+        );
     }
 }

@@ -27,8 +27,14 @@ pub fn issuer(facts: &Facts, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
             "issuer.unchecked",
             Severity::Warning,
             &expected,
-            format!("The issuer could not be read through the public URL {} nor at the upstream: {why}.", ctx.settings.public_url),
-            format!("Check that Keycloak's discovery document answers at {}/realms/{}/.well-known/openid-configuration.", ctx.settings.public_url, ctx.realm),
+            format!(
+                "The issuer could not be read through the public URL {} nor at the upstream: {why}.",
+                ctx.settings.public_url
+            ),
+            format!(
+                "Check that Keycloak's discovery document answers at {}/realms/{}/.well-known/openid-configuration.",
+                ctx.settings.public_url, ctx.realm
+            ),
         )),
     }
 }
@@ -71,7 +77,11 @@ pub fn initial_access(facts: &Facts, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
                 "initial_access.used_up",
                 Severity::Warning,
                 &subject,
-                format!("{} of its {} uses are left; then Keycloak answers \"No remaining count on initial access token\".", t.remaining_count.max(0), t.count),
+                format!(
+                    "{} of its {} uses are left; then Keycloak answers \"No remaining count on initial access token\".",
+                    t.remaining_count.max(0),
+                    t.count
+                ),
                 ctx.hint_of(Reason::InitialTokenExhausted),
             ));
         }
@@ -102,7 +112,10 @@ fn algorithms(facts: &Facts) -> Vec<(String, String)> {
     let mut out = vec![(realm, format!("realm {}", facts.realm))];
     for r in &facts.registrars {
         if let Some(c) = r.client.known()
-            && let Some(a) = c.attributes.get("access.token.signed.response.alg").and_then(|v| v.as_str())
+            && let Some(a) = c
+                .attributes
+                .get("access.token.signed.response.alg")
+                .and_then(|v| v.as_str())
             && !a.is_empty()
             && !out.iter().any(|(x, _)| x == a)
         {
