@@ -640,3 +640,36 @@ fn helpers_read_struct_fields() {
     assert_eq!((b[0].lang.as_str(), b[0].text.as_str()), ("toml-invalid", "a = 1\n"));
     assert_eq!(b[1].lang, "json");
 }
+
+#[test]
+fn doctor_md_documents_every_flag_and_variable() {
+    use clap::CommandFactory;
+    let md = read("docs/doctor.md");
+    let cmd = dcr_gateway::cli::Cli::command();
+    let doctor = cmd.find_subcommand("doctor").expect("doctor subcommand");
+    let mut n = 0;
+    for a in doctor.get_arguments() {
+        let Some(long) = a.get_long() else { continue };
+        n += 1;
+        assert!(
+            md.contains(&format!("`--{long}")),
+            "docs/doctor.md does not document --{long}"
+        );
+        if let Some(env) = a.get_env() {
+            let env = env.to_string_lossy();
+            assert!(
+                md.contains(&format!("`{env}`")),
+                "docs/doctor.md does not document {env}"
+            );
+        }
+    }
+    assert!(n >= 8, "doctor has {n} flags");
+    for v in [
+        "DCR_DOCTOR_USERNAME",
+        "DCR_DOCTOR_PASSWORD",
+        "DCR_DOCTOR_CLIENT_ID",
+        "DCR_DOCTOR_CLIENT_SECRET",
+    ] {
+        assert!(md.contains(&format!("`{v}`")), "docs/doctor.md does not document {v}");
+    }
+}

@@ -262,3 +262,70 @@ fn checked(f: &facts::Facts, ctx: &findings::Ctx<'_>, wanted: &[(String, String)
     ));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let v: Vec<(String, String)> = pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        move |k| v.iter().find(|(a, _)| a == k).map(|(_, b)| b.clone())
+    }
+
+    #[test]
+    fn credentials_from_environment_and_file() {
+        let user = credentials(
+            None,
+            env(&[("DCR_DOCTOR_USERNAME", "admin"), ("DCR_DOCTOR_PASSWORD", "pw")]),
+        )
+        .unwrap();
+        assert_eq!(
+            user,
+            Credentials::User {
+                username: "admin".into(),
+                password: "pw".into()
+            }
+        );
+        let client = credentials(
+            None,
+            env(&[("DCR_DOCTOR_CLIENT_ID", "doc"), ("DCR_DOCTOR_CLIENT_SECRET", "s")]),
+        )
+        .unwrap();
+        assert_eq!(
+            client,
+            Credentials::Client {
+                client_id: "doc".into(),
+                secret: "s".into()
+            }
+        );
+        for bad in [
+            vec![],
+            vec![("DCR_DOCTOR_USERNAME", "admin")],
+            vec![("DCR_DOCTOR_CLIENT_ID", "doc")],
+            vec![
+                ("DCR_DOCTOR_USERNAME", "a"),
+                ("DCR_DOCTOR_PASSWORD", "p"),
+                ("DCR_DOCTOR_CLIENT_ID", "c"),
+            ],
+        ] {
+            assert!(credentials(None, env(&bad)).is_err(), "{bad:?}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("creds");
+        std::fs::write(
+            &f,
+            "# doctor\nDCR_DOCTOR_CLIENT_ID = doc\nDCR_DOCTOR_CLIENT_SECRET=\"s e\"\n",
+        )
+        .unwrap();
+        // A file replaces the environment entirely.
+        let c = credentials(Some(&f), env(&[("DCR_DOCTOR_USERNAME", "admin")])).unwrap();
+        assert_eq!(
+            c,
+            Credentials::Client {
+                client_id: "doc".into(),
+                secret: "s e".into()
+            }
+        );
+        assert!(credentials(Some(&dir.path().join("missing")), env(&[])).is_err());
+    }
+}
