@@ -280,9 +280,9 @@ async fn issuer(http: &HttpClient, s: &Settings, realm: &str) -> Seen<IssuerSeen
 
 async fn forwarded(http: &HttpClient, s: &Settings, realm: &str) -> Seen<Forwarded> {
     let url = discovery(&s.upstream.as_string(), realm);
-    let Ok(base) = issuer_at(http, &url, &HeaderMap::new(), s).await else {
+    if issuer_at(http, &url, &HeaderMap::new(), s).await.is_err() {
         return Seen::Unknown("the upstream's discovery document is unreachable".into());
-    };
+    }
     let mut x = HeaderMap::new();
     x.insert("x-forwarded-host", HeaderValue::from_static(PROBE_HOST));
     if issuer_at(http, &url, &x, s).await.is_ok_and(|i| i.contains(PROBE_HOST)) {
@@ -298,8 +298,7 @@ async fn forwarded(http: &HttpClient, s: &Settings, realm: &str) -> Seen<Forward
     h.insert(http::header::HOST, HeaderValue::from_static(PROBE_HOST));
     match issuer_at(http, &url, &h, s).await {
         Ok(i) if i.contains(PROBE_HOST) => Seen::Known(Forwarded::Ignored),
-        Ok(_) => Seen::Known(Forwarded::Pinned),
-        Err(_) if base.is_empty() => Seen::Unknown("no issuer".into()),
-        Err(_) => Seen::Known(Forwarded::Pinned),
+        // Pinned (or strict about the host): the issuer does not follow the request.
+        Ok(_) | Err(_) => Seen::Known(Forwarded::Pinned),
     }
 }

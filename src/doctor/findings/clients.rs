@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::{Ctx, Finding, Severity, finding};
-use crate::doctor::facts::{Facts, Registrar, Seen};
+use crate::doctor::facts::{ClientRep, Facts, Registrar, Seen};
 use crate::error::{Reason, Refusal};
 use crate::pipeline::route::Operation;
 use crate::policy::snapshot::keycloak_roles;
@@ -75,7 +75,7 @@ fn one(r: &Registrar, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
         ));
         return;
     }
-    if let Some(cause) = roles_missing_from_token(r, client.full_scope_allowed, needed, m) {
+    if let Some(cause) = roles_missing_from_token(r, client, needed, m) {
         out.push(finding(
             "client.roles_not_in_token",
             Severity::Error,
@@ -144,7 +144,13 @@ fn holds_which<'a>(r: &'a Registrar, needed: &[&str]) -> Option<&'a str> {
 }
 
 /// Why the token would lack the role, if it would.
-fn roles_missing_from_token(r: &Registrar, full_scope: bool, needed: &[&str], m: &str) -> Option<String> {
+fn roles_missing_from_token(r: &Registrar, client: &ClientRep, needed: &[&str], m: &str) -> Option<String> {
+    let full_scope = client.full_scope_allowed;
+    let lightweight = client
+        .attributes
+        .get("client.use.lightweight.access.token.enabled")
+        .and_then(Value::as_str)
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let roles_scope = r.default_scopes.known().map(|d| d.iter().any(|s| s == "roles"));
     let in_scope = r
         .granted
@@ -162,6 +168,9 @@ fn roles_missing_from_token(r: &Registrar, full_scope: bool, needed: &[&str], m:
                 "the `roles` client scope (whose mapper writes resource_access) is not among its default client scopes"
                     .to_owned(),
             );
+        }
+        if lightweight {
+            why.push("it uses lightweight access tokens (Always use lightweight access token is on), which leave resource_access out; Keycloak still finds the role, but the gateway cannot".to_owned());
         }
         if why.is_empty() {
             why.push("the example token Keycloak generates for it has no such role in resource_access".to_owned());

@@ -261,6 +261,29 @@ fn with_only_view_realm_and_view_clients() {
 }
 
 #[test]
+fn lightweight_access_tokens_hide_the_role_from_the_gateway() {
+    for v in VERSIONS {
+        let mut f = without_client_policies(facts(v, &["registrar"]));
+        let r = &mut f.registrars[0];
+        if let Seen::Known(c) = &mut r.client {
+            c.attributes.insert(
+                "client.use.lightweight.access.token.enabled".into(),
+                Value::String("true".into()),
+            );
+        }
+        // What the example token of such a client holds: no resource_access.
+        r.example_resource_access = Seen::Known(Value::Null);
+        let found = run(v, &f, CLEAN);
+        assert_eq!(ids(&found), ["client.roles_not_in_token"], "{v}: {found:#?}");
+        assert!(
+            found[0].problem.contains("lightweight access tokens"),
+            "{}",
+            found[0].problem
+        );
+    }
+}
+
+#[test]
 fn client_policy_executors_against_the_gateways_redirect_and_client_rules() {
     for v in VERSIONS {
         let f = facts(v, &[]);
