@@ -12,8 +12,8 @@ use super::facts::Facts;
 use crate::config::Settings;
 use crate::error::{Reason, Refusal};
 use crate::hints::{HintCtx, hint};
-use crate::pipeline::route::Operation;
 use crate::policy::snapshot::RealmPolicy;
+use crate::route::Operation;
 use crate::token::TokenKind;
 
 /// How bad a finding is.
@@ -138,7 +138,7 @@ impl Ctx<'_> {
 
     /// The management client of the realm.
     pub fn mgmt(&self) -> &'static str {
-        crate::policy::snapshot::management_client(self.realm)
+        crate::keycloak::management_client(self.realm)
     }
 
     /// The gateway's hint for `r`, as a request by `azp` (a service account) would get it.

@@ -58,7 +58,7 @@ pub async fn gather(
     let clients = admin.all(&format!("{r}/clients")).await;
     let mgmt_id = clients.as_ref().ok().and_then(|l| {
         l.iter()
-            .find(|c| c["clientId"] == crate::policy::snapshot::management_client(realm))
+            .find(|c| c["clientId"] == crate::keycloak::management_client(realm))
             .and_then(|c| c["id"].as_str().map(str::to_owned))
     });
     let mut registrars = Vec::new();

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use crate::config::{Dur, Overrides, Settings, load};
-use crate::pipeline::route::Operation;
 use crate::policy::{Snapshot, store};
+use crate::route::Operation;
 use crate::token::TokenKind;
 use admin::{Admin, Credentials};
 

@@ -6,8 +6,8 @@ use serde_json::Value;
 use super::{Ctx, Finding, Severity, finding};
 use crate::doctor::facts::{ClientRep, Facts, Registrar, Seen};
 use crate::error::{Reason, Refusal};
-use crate::pipeline::route::Operation;
-use crate::policy::snapshot::keycloak_roles;
+use crate::keycloak::roles_for as keycloak_roles;
+use crate::route::Operation;
 
 /// Runs the client checks for every registering client.
 pub fn check(facts: &Facts, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
