@@ -93,7 +93,8 @@ pub struct Registrar {
     pub effective: Seen<Vec<String>>,
     /// Effective realm roles (`…/role-mappings/realm/composite`).
     pub effective_realm: Seen<Vec<String>>,
-    /// Management-client roles its tokens may carry (`evaluate-scopes/scope-mappings/{id}/granted`).
+    /// Management-client roles its scope lets into tokens, whoever holds them
+    /// (`evaluate-scopes/scope-mappings/{id}/granted`: the client's scope; `userId` does not narrow it).
     pub granted: Seen<Vec<String>>,
     /// Names of its default client scopes.
     pub default_scopes: Seen<Vec<String>>,
