@@ -143,6 +143,16 @@ impl Ctx<'_> {
 
     /// The gateway's hint for `r`, as a request by `azp` (a service account) would get it.
     pub fn hint(&self, r: &Refusal, azp: Option<&str>) -> String {
+        let kind = if azp.is_some() {
+            TokenKind::Bearer
+        } else {
+            TokenKind::Anonymous
+        };
+        self.hint_as(r, azp, kind)
+    }
+
+    /// The gateway's hint for `r` as a request with a `kind` token would get it.
+    pub fn hint_as(&self, r: &Refusal, azp: Option<&str>, kind: TokenKind) -> String {
         let public = self.settings.public_url.as_string();
         let upstream = self.settings.upstream.as_string();
         let username = azp.map(|a| format!("service-account-{a}"));
@@ -150,11 +160,7 @@ impl Ctx<'_> {
             realm: Some(self.realm),
             operation: Some(Operation::Create),
             provider: Some("openid-connect"),
-            kind: Some(if azp.is_some() {
-                TokenKind::Bearer
-            } else {
-                TokenKind::Anonymous
-            }),
+            kind: Some(kind),
             azp,
             username: username.as_deref(),
             public_url: &public,

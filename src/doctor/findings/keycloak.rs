@@ -186,7 +186,11 @@ fn scopes(facts: &Facts, ctx: &Ctx<'_>, c: &Component, out: &mut Vec<Finding>) {
             refused.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "),
             allowed.join(", ")
         ),
-        format!("{} To allow them, add them to 'Allowed Client Scopes' of '{}' (allowed-client-scopes), or leave them out of the gateway's metadata.scopes.", ctx.hint(&r, None), c.name),
+        format!(
+            "{} To allow them, add them to the allowed-client-scopes of policy '{}', or leave them out of the gateway's metadata.scopes.",
+            ctx.hint_as(&r, None, if c.sub_type == "anonymous" { TokenKind::Anonymous } else { TokenKind::InitialAccess }),
+            c.name
+        ),
     ));
 }
 

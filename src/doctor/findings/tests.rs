@@ -350,6 +350,13 @@ fn registration_policies_scopes_max_clients_mappers() {
         assert_eq!(ids(&found), ["keycloak_policy.client_scopes"], "{v}: {found:#?}");
         assert_eq!(found[0].severity, Severity::Warning);
         assert!(found[0].problem.contains("`openid`"));
+        assert!(
+            found[0]
+                .fix
+                .contains("Authenticated access policies → Allowed Client Scopes"),
+            "{}",
+            found[0].fix
+        );
         let explicit = CLEAN.replace("[\"email\", \"profile\"]", "[\"email\", \"mcp:tools\"]");
         let found = run(v, &f, &explicit);
         assert_eq!(ids(&found), ["keycloak_policy.client_scopes"]);
