@@ -79,6 +79,8 @@ reasons! {
     RedirectUriFragment => ("redirect_uri_fragment", 400, "invalid_redirect_uri"),
     RedirectUriMalformed => ("redirect_uri_malformed", 400, "invalid_redirect_uri"),
     TooManyRedirectUris => ("too_many_redirect_uris", 400, "invalid_redirect_uri"),
+    BrowserUrlNotAllowed => ("browser_url_not_allowed", 400, "invalid_client_metadata"),
+    ServerUrlNotAllowed => ("server_url_not_allowed", 400, "invalid_client_metadata"),
     GrantTypeNotAllowed => ("grant_type_not_allowed", 400, "invalid_client_metadata"),
     ResponseTypeNotAllowed => ("response_type_not_allowed", 400, "invalid_client_metadata"),
     AuthMethodNotAllowed => ("auth_method_not_allowed", 400, "invalid_client_metadata"),
@@ -98,7 +100,7 @@ reasons! {
     Internal => ("internal_error", 500, "server_error"),
     // --- Keycloak's own answers, rewritten ---
     TokenRevoked => ("token_revoked", 401, "invalid_token"),
-    HmacKeyUnknown => ("hmac_key_unknown", 401, "invalid_token"),
+    HmacTokenRejected => ("hmac_token_rejected", 401, "invalid_token"),
     TokenRejected => ("token_rejected", 401, "invalid_token"),
     InvalidTokenType => ("invalid_token_type", 401, "invalid_token"),
     InitialTokenNotFound => ("initial_token_not_found", 401, "invalid_token"),

@@ -187,6 +187,7 @@ pub fn run(a: &ExplainArgs, out: &mut String) -> Result<bool, Usage> {
         route: &route,
         identity: &identity,
         metadata: metadata.as_ref().map(|(m, d)| (m, *d)),
+        current: None,
         peer: [127, 0, 0, 1].into(),
     };
     let decision = decide(&snap, &input, true, &Quotas::default());
@@ -346,6 +347,7 @@ fn rules(out: &mut String, snap: &Snapshot, route: &RegRoute, kind: TokenKind, b
     if body {
         let m = &p.metadata;
         ids.push(m.redirect.origin.clone());
+        ids.push(m.server_urls.origin.clone());
         for r in [
             &m.grant_types,
             &m.response_types,

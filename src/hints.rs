@@ -137,10 +137,27 @@ pub fn hint(r: &Refusal, c: &HintCtx<'_>) -> String {
         Reason::MissingScope => format!("Request the token with scope=\"{}\"; the client needs those client scopes assigned (Clients → {azp} → Client scopes → Add client scope).", ds(r, "scopes_needed")),
         Reason::AzpNotAllowed => format!("Use a token issued to one of {} (rule {rule}), or ask the operator to add '{azp}' there.", ds(r, "allowed_azp")),
         Reason::RedirectUriNotAllowed | Reason::RedirectUriFragment | Reason::RedirectUriMalformed | Reason::TooManyRedirectUris => redirect_hint(r, rule),
-        Reason::GrantTypeNotAllowed | Reason::ResponseTypeNotAllowed | Reason::AuthMethodNotAllowed | Reason::ScopeNotAllowed | Reason::ClientTypeNotAllowed => {
+        Reason::GrantTypeNotAllowed => format!(
+            "Ask only for allowed grant types ({}; rule {rule}). Keycloak switches grants on in several ways, all counted here: {}",
+            ds(r, "allowed"),
+            match c.provider {
+                Some("default") => "the flags standardFlowEnabled, implicitFlowEnabled, directAccessGrantsEnabled, serviceAccountsEnabled and authorizationServicesEnabled (true, \"true\" in any of Jackson's spellings, or a non-zero number), and the attributes oauth2.device.authorization.grant.enabled, oidc.ciba.grant.enabled, standard.token.exchange.enabled, oauth2.jwt.authorization.grant.enabled, use.refresh.tokens (on unless \"false\") and client_credentials.use_refresh_token (\"true\" in any case). Set the flag false, or leave the attribute out.",
+                _ => "grant_types, and response_types: code or none switch on authorization_code, token or id_token (alone or combined, e.g. \"code id_token\") the implicit flow. Leaving grant_types out keeps refresh tokens on. Use response_types [\"code\"] and list the grants you need.",
+            }
+        ),
+        Reason::ResponseTypeNotAllowed | Reason::AuthMethodNotAllowed | Reason::ScopeNotAllowed | Reason::ClientTypeNotAllowed => {
             format!("Set {} to allowed values only ({}); the operator sets them in {rule}.", ds(r, "field"), ds(r, "allowed"))
         }
-        Reason::FieldForbidden => format!("Remove `{}` from the request body; rule {rule} forbids it.", ds(r, "field")),
+        Reason::FieldForbidden => forbidden_hint(r, c, rule),
+        Reason::BrowserUrlNotAllowed => format!(
+            "Keycloak sends users' browsers to `{}` (or the browser loads it), so it follows the redirect URI rules of {rule}: an absolute URL on an allowed scheme and host, without #fragment or wildcard (a path such as /app is resolved against rootUrl). Change or remove that value.",
+            ds(r, "field")
+        ),
+        Reason::ServerUrlNotAllowed => format!(
+            "Keycloak itself calls `{}`, so it must be a URL on a public host{}: loopback, private, link-local and cloud-metadata addresses (in any spelling) and local names (localhost, single-label names, .local, .internal) are refused by {rule}. The operator can list the hosts Keycloak may call ([*.metadata.server_urls] hosts) or, for an internal deployment, set private_addresses = true there.",
+            ds(r, "field"),
+            match d(r, "allowed_hosts") { Some(_) => format!(" among {}", ds(r, "allowed_hosts")), None => String::new() }
+        ),
         Reason::ClientIdPattern | Reason::ClientNamePattern => format!("Choose a {} that matches {} (rule {rule}).", ds(r, "field"), ds(r, "pattern")),
         Reason::QuotaExceeded => format!("Wait {}s (Retry-After) before creating more clients: the quota is {} creates per {}s per caller ({rule}).", r.retry_after.unwrap_or(1), ds(r, "creates"), ds(r, "window_seconds")),
         Reason::NotReady => "The gateway is starting or cannot load its policy or keys; check /readyz on its admin port and retry shortly.".into(),
@@ -151,6 +168,24 @@ pub fn hint(r: &Refusal, c: &HintCtx<'_>) -> String {
         Reason::Internal => "This is a gateway bug: report it with the request_id.".into(),
         _ => keycloak_hint(r, c, realm, m, role),
     }
+}
+
+/// On create: leave the field out. On update, leaving a field out of a `default` PUT keeps it,
+/// while an empty value deletes (`protocolMappers: []` removes every mapper): say so.
+fn forbidden_hint(r: &Refusal, c: &HintCtx<'_>, rule: &str) -> String {
+    let field = ds(r, "field");
+    if c.operation != Some(Operation::Update) {
+        return format!("Leave `{field}` out of the request body; rule {rule} forbids setting it.");
+    }
+    let keep = match c.provider {
+        Some("default") => format!(
+            " Keycloak's default provider keeps what a PUT leaves out, so leaving `{field}` out keeps the client's current value; do not send it empty: an empty list or object (e.g. \"protocolMappers\": []) deletes what the client has."
+        ),
+        _ => String::new(),
+    };
+    format!(
+        "This update changes `{field}`, which rule {rule} forbids changing. Send `{field}` exactly as the client has it now (as GET on this URL returns it), or leave it out.{keep} Values the client already has are not refused; only changes are."
+    )
 }
 
 fn missing_role(r: &Refusal, c: &HintCtx<'_>, realm: &str, m: &str) -> String {
@@ -225,11 +260,11 @@ fn keycloak_hint(r: &Refusal, c: &HintCtx<'_>, realm: &str, m: &str, role: &str)
     };
     match r.reason {
         Reason::TokenRevoked => format!("The gateway verified this token, yet Keycloak refused it: it was most likely revoked or its session ended (logout, admin 'Sign out', or revocation). Request a new token from {public}/realms/{realm}/protocol/openid-connect/token."),
-        Reason::HmacKeyUnknown => format!(
-            "Keycloak could not verify this {} although its issuer and expiry are right: the realm's HMAC key that signed it (kid {}) was most likely deleted or replaced (Realm settings → Keys → Providers → hmac-generated…), which invalidates every initial and registration access token signed with it. {} A registration access token can be reissued by an admin: Clients → <client> → Credentials → Registration access token → Regenerate.",
-            c.kind.map(TokenKind::noun).unwrap_or("token"),
-            ds(r, "kid"),
-            new_iat(realm, public)
+        Reason::HmacTokenRejected => format!(
+            "Send the {noun} exactly as Keycloak returned it: not re-encoded, cut short or edited (any change breaks its HMAC signature). If it was sent unchanged, the realm no longer holds the HMAC key with kid {kid} (Realm settings → Keys → Providers: an hmac-generated provider deleted or disabled after a rotation), or the token comes from another realm or Keycloak server. Either way it cannot be repaired. {} A registration access token can be reissued by an admin: Clients → <client> → Credentials → Registration access token → Regenerate.",
+            new_iat(realm, public),
+            noun = c.kind.map(TokenKind::noun).unwrap_or("token"),
+            kid = ds(r, "kid"),
         ),
         Reason::TokenRejected => format!("Keycloak could not verify the token (\"Failed decode token\"). Usual causes: the token was minted through another host name than {public} (Keycloak checks the issuer per request; pin KC_HOSTNAME), it expired, the key that signed it was rotated away, or it was revoked. Request a new token through {public}."),
         Reason::InvalidTokenType => "Keycloak accepts only access tokens (typ Bearer), initial access tokens and registration access tokens here.".into(),

@@ -402,6 +402,7 @@ const POLICY_SECTIONS: &[(&str, &str)] = &[
     ("OpRaw", "## Operations"),
     ("MetadataRaw", "## `[*.metadata]`"),
     ("RedirectRaw", "## `[*.metadata.redirect_uris]`"),
+    ("ServerUrlsRaw", "## `[*.metadata.server_urls]`"),
     ("QuotaRaw", "## `[*.quota]`"),
 ];
 

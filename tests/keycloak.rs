@@ -823,13 +823,382 @@ async fn failed_decode_token_is_told_apart() {
     let v = refused(
         &call("POST", &url, Some(&doomed), Some(&body())).await,
         401,
-        "hmac_key_unknown",
+        "hmac_token_rejected",
     );
     assert!(v["hint"].as_str().unwrap().contains("clients-initial-access"), "{v}");
+    let d = v["error_description"].as_str().unwrap();
+    assert!(
+        d.contains("altered") && d.contains("rotated away or deleted") && !d.contains("probably"),
+        "{d}"
+    );
     let (_, replacement) = admin.create_iat(&realm, 600, 5).await;
     assert_eq!(
         call("POST", &url, Some(&replacement), Some(&body())).await.status,
         201,
         "the fix works"
     );
+}
+
+// --- issue 17: side doors, each stored by Keycloak when sent directly, refused through the gateway
+
+const DOORS: &str = r#"
+version = 1
+[default.metadata]
+grant_types = ["authorization_code", "refresh_token"]
+forbidden_fields = ["protocol_mappers"]
+[default.metadata.redirect_uris]
+schemes = ["https"]
+hosts = ["*.example.com"]
+"#;
+
+/// A realm of its own with a registrar (create-client, manage-clients), an in-process gateway
+/// enforcing `DOORS`, an admin session on Keycloak directly, and a bearer token for each side.
+struct Doors {
+    realm: String,
+    gw: Inproc,
+    admin: Admin,
+    direct: String,
+    through: String,
+}
+
+async fn doors(e: &Env) -> Doors {
+    let admin = Admin::login(&e.kc).await;
+    let realm = unique("doors");
+    admin.create_realm(&realm, json!({})).await;
+    let uuid = admin.create_service_client(&realm, "registrar", "doors-secret").await;
+    for role in ["create-client", "manage-clients"] {
+        admin.grant(&realm, &uuid, "realm-management", role).await;
+    }
+    let gw = inproc(e, DOORS).await;
+    Doors {
+        direct: client_token(&e.kc, &realm, "registrar", "doors-secret").await,
+        through: client_token(&gw.base, &realm, "registrar", "doors-secret").await,
+        realm,
+        gw,
+        admin,
+    }
+}
+
+impl Doors {
+    /// Creates directly on Keycloak (must succeed) and returns the stored client as admin sees it.
+    async fn stored(&self, e: &Env, provider: &str, body: &Value) -> Value {
+        let a = call(
+            "POST",
+            &reg(&e.kc, &self.realm, provider),
+            Some(&self.direct),
+            Some(body),
+        )
+        .await;
+        assert_eq!(a.status, 201, "direct {body}: {}", String::from_utf8_lossy(&a.body));
+        let v = a.json();
+        let id = v["clientId"].as_str().or(v["client_id"].as_str()).unwrap().to_owned();
+        let uuid = self.admin.client_uuid(&self.realm, &id).await.unwrap();
+        let mut rep = self
+            .admin
+            .call("GET", &format!("/{}/clients/{uuid}", self.realm), None)
+            .await
+            .json();
+        rep["secret"] = v["secret"].clone();
+        rep
+    }
+
+    /// The same body through the gateway: refused with `reason`, and never created.
+    async fn refused_through(&self, provider: &str, body: &Value, reason: &str, field: &str) {
+        let before = self.count().await;
+        let a = call(
+            "POST",
+            &reg(&self.gw.base, &self.realm, provider),
+            Some(&self.through),
+            Some(body),
+        )
+        .await;
+        let v = refused(&a, 400, reason);
+        assert_eq!(v["details"]["field"], field, "{v}");
+        assert!(
+            v["details"]["rule"].as_str().unwrap().starts_with("default.metadata"),
+            "{v}"
+        );
+        assert_eq!(self.count().await, before, "{body} reached Keycloak");
+    }
+
+    async fn count(&self) -> usize {
+        let a = self
+            .admin
+            .call("GET", &format!("/{}/clients?max=1000", self.realm), None)
+            .await;
+        a.json().as_array().map(Vec::len).unwrap_or(0)
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs a real Keycloak: scripts/keycloak-suite.sh"]
+async fn side_door_grant_flags_and_response_types() {
+    let e = env();
+    let d = doors(&e).await;
+    let grants = "standardFlowEnabled/implicitFlowEnabled/directAccessGrantsEnabled/serviceAccountsEnabled/authorizationServicesEnabled/attributes";
+    // Item 1: the device grant in three spellings Keycloak reads as on.
+    for (i, v) in [json!("TRUE"), json!("True"), json!(true)].into_iter().enumerate() {
+        let body = json!({"clientId": unique(&format!("dev{i}")), "attributes": {"oauth2.device.authorization.grant.enabled": v}});
+        let rep = d.stored(&e, "default", &body).await;
+        let stored = rep["attributes"]["oauth2.device.authorization.grant.enabled"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(stored.eq_ignore_ascii_case("true"), "{rep}");
+        if i == 0 {
+            // Keycloak really runs the device flow for "TRUE".
+            let a = support::keycloak::form(
+                &format!("{}/realms/{}/protocol/openid-connect/auth/device", e.kc, d.realm),
+                &[
+                    ("client_id", rep["clientId"].as_str().unwrap()),
+                    ("client_secret", rep["secret"].as_str().unwrap()),
+                ],
+            )
+            .await;
+            assert_eq!(
+                a.status,
+                200,
+                "device authorization: {}",
+                String::from_utf8_lossy(&a.body)
+            );
+            assert!(a.json()["device_code"].is_string());
+        }
+        d.refused_through("default", &body, "grant_type_not_allowed", grants)
+            .await;
+    }
+    for (attr, v) in [
+        ("oauth2.jwt.authorization.grant.enabled", "True"),
+        ("oidc.ciba.grant.enabled", "TRUE"),
+        ("standard.token.exchange.enabled", "tRuE"),
+    ] {
+        let body = json!({"clientId": unique("attr"), "attributes": {attr: v}});
+        assert_eq!(d.stored(&e, "default", &body).await["attributes"][attr], v);
+        d.refused_through("default", &body, "grant_type_not_allowed", grants)
+            .await;
+    }
+    // Jackson reads the string "TRUE" into serviceAccountsEnabled.
+    let body = json!({"clientId": unique("sa"), "serviceAccountsEnabled": "TRUE", "implicitFlowEnabled": 1});
+    let rep = d.stored(&e, "default", &body).await;
+    assert_eq!(
+        (
+            rep["serviceAccountsEnabled"].clone(),
+            rep["implicitFlowEnabled"].clone()
+        ),
+        (json!(true), json!(true))
+    );
+    d.refused_through("default", &body, "grant_type_not_allowed", grants)
+        .await;
+    // Item 2: response types that switch on the implicit flow whatever grant_types says.
+    for rt in [json!(["token"]), json!(["code id_token"]), json!(["id_token token"])] {
+        let body = json!({"client_name": unique("rt"), "redirect_uris": ["https://app.example.com/cb"], "grant_types": ["authorization_code"], "response_types": rt});
+        assert_eq!(
+            d.stored(&e, "openid-connect", &body).await["implicitFlowEnabled"],
+            true,
+            "{rt}"
+        );
+        d.refused_through(
+            "openid-connect",
+            &body,
+            "grant_type_not_allowed",
+            "grant_types/response_types",
+        )
+        .await;
+    }
+    let ok = json!({"client_name": unique("ok"), "redirect_uris": ["https://app.example.com/cb"], "grant_types": ["authorization_code", "refresh_token"]});
+    let a = call(
+        "POST",
+        &reg(&d.gw.base, &d.realm, "openid-connect"),
+        Some(&d.through),
+        Some(&ok),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", String::from_utf8_lossy(&a.body));
+    d.gw.gw.shutdown().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a real Keycloak: scripts/keycloak-suite.sh"]
+async fn side_door_urls_browsers_and_keycloak_follow() {
+    let e = env();
+    let d = doors(&e).await;
+    let browser = [
+        (
+            json!({"clientId": unique("saml"), "protocol": "saml", "attributes": {"saml_assertion_consumer_url_post": "https://evil.com/acs"}}),
+            "attributes.saml_assertion_consumer_url_post",
+        ),
+        (
+            json!({"clientId": unique("plr"), "attributes": {"post.logout.redirect.uris": "https://app.example.com/bye##https://evil.com/y"}}),
+            "attributes.post.logout.redirect.uris",
+        ),
+        (
+            json!({"clientId": unique("root"), "rootUrl": "https://evil.com"}),
+            "rootUrl",
+        ),
+        (
+            json!({"clientId": unique("fcl"), "frontchannelLogout": true, "attributes": {"frontchannel.logout.url": "https://evil.com/fc"}}),
+            "attributes.frontchannel.logout.url",
+        ),
+    ];
+    for (body, field) in &browser {
+        d.stored(&e, "default", body).await;
+        d.refused_through("default", body, "browser_url_not_allowed", field)
+            .await;
+    }
+    let body = json!({"client_name": unique("oplr"), "redirect_uris": ["https://app.example.com/cb"], "post_logout_redirect_uris": ["https://evil.com/bye"]});
+    d.stored(&e, "openid-connect", &body).await;
+    d.refused_through(
+        "openid-connect",
+        &body,
+        "browser_url_not_allowed",
+        "post_logout_redirect_uris",
+    )
+    .await;
+    let server = [
+        (
+            json!({"clientId": unique("adm"), "adminUrl": "http://169.254.169.254/latest"}),
+            "adminUrl",
+        ),
+        (
+            json!({"clientId": unique("bcl"), "attributes": {"backchannel.logout.url": "http://2130706433:8080/logout"}}),
+            "attributes.backchannel.logout.url",
+        ),
+    ];
+    for (body, field) in &server {
+        d.stored(&e, "default", body).await;
+        d.refused_through("default", body, "server_url_not_allowed", field)
+            .await;
+    }
+    let body = json!({"client_name": unique("obcl"), "redirect_uris": ["https://app.example.com/cb"], "backchannel_logout_uri": "http://[::ffff:127.0.0.1]:9000/logout"});
+    let rep = d.stored(&e, "openid-connect", &body).await;
+    assert_eq!(
+        rep["attributes"]["backchannel.logout.url"],
+        "http://[::ffff:127.0.0.1]:9000/logout"
+    );
+    d.refused_through(
+        "openid-connect",
+        &body,
+        "server_url_not_allowed",
+        "backchannel_logout_uri",
+    )
+    .await;
+    d.gw.gw.shutdown().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a real Keycloak: scripts/keycloak-suite.sh"]
+async fn side_door_updates_keep_what_is_there() {
+    let e = env();
+    let d = doors(&e).await;
+    let id = unique("kcreg");
+    let mapper = json!({"name": "dept", "protocol": "openid-connect", "protocolMapper": "oidc-usermodel-attribute-mapper",
+                        "config": {"user.attribute": "dept", "claim.name": "dept", "access.token.claim": "true", "jsonType.label": "String"}});
+    let body = json!({"clientId": id, "redirectUris": ["https://app.example.com/cb"], "protocolMappers": [mapper]});
+    d.stored(&e, "default", &body).await;
+    let url = format!("{}/{id}", reg(&d.gw.base, &d.realm, "default"));
+    let mappers = |rep: &Value| {
+        rep["protocolMappers"]
+            .as_array()
+            .map(|m| m.iter().map(|x| x["config"]["claim.name"].clone()).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    // Keycloak's own CLI through the gateway: kcreg.sh update ID -s description=x.
+    let out = kcreg(&e, &d, &["update", &id, "-s", "description=viakcreg", "-o", "-c"]).await;
+    assert!(
+        out.status.success(),
+        "kcreg.sh update failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (printed["description"].clone(), mappers(&printed)),
+        (json!("viakcreg"), vec![json!("dept")])
+    );
+    // The same by hand: read, edit, write back, through the gateway.
+    let mut current = call("GET", &url, Some(&d.through), None).await.json();
+    assert_eq!(mappers(&current), [json!("dept")], "{current}");
+    current["description"] = json!("x");
+    let a = call("PUT", &url, Some(&d.through), Some(&current)).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let after = a.json();
+    assert_eq!(
+        (after["description"].clone(), mappers(&after)),
+        (json!("x"), vec![json!("dept")])
+    );
+    // Changing the mapper is refused through the gateway (and stored when sent directly).
+    let mut changed = after.clone();
+    changed["protocolMappers"][0]["config"]["claim.name"] = json!("roles");
+    let v = refused(
+        &call("PUT", &url, Some(&d.through), Some(&changed)).await,
+        400,
+        "field_forbidden",
+    );
+    let hint = v["hint"].as_str().unwrap();
+    assert!(
+        hint.contains("exactly as the client has it now") && hint.contains("\"protocolMappers\": []"),
+        "{hint}"
+    );
+    let now = call("GET", &url, Some(&d.through), None).await.json();
+    assert_eq!(mappers(&now), [json!("dept")], "the refused update changed nothing");
+    let direct = format!("{}/{id}", reg(&e.kc, &d.realm, "default"));
+    let a = call("PUT", &direct, Some(&d.direct), Some(&changed)).await;
+    assert_eq!(
+        (a.status.as_u16(), mappers(&a.json())),
+        (200, vec![json!("roles")]),
+        "stored directly"
+    );
+    // What the hint says about Keycloak holds: leaving protocolMappers out keeps them, [] deletes.
+    let a = call(
+        "PUT",
+        &direct,
+        Some(&d.direct),
+        Some(&json!({"clientId": id, "description": "y"})),
+    )
+    .await;
+    assert_eq!((a.status.as_u16(), mappers(&a.json())), (200, vec![json!("roles")]));
+    let a = call(
+        "PUT",
+        &direct,
+        Some(&d.direct),
+        Some(&json!({"clientId": id, "protocolMappers": []})),
+    )
+    .await;
+    assert_eq!((a.status.as_u16(), mappers(&a.json()).len()), (200, 0));
+    d.gw.gw.shutdown().await;
+}
+
+/// Runs Keycloak's `kcreg.sh` (from the distribution the suite started) against the in-process
+/// gateway, authenticated as the registrar's service account, without a config file.
+async fn kcreg(e: &Env, d: &Doors, args: &[&str]) -> std::process::Output {
+    let cache =
+        std::env::var("DCR_CACHE").unwrap_or_else(|_| format!("{}/.cache/dcr-gateway", std::env::var("HOME").unwrap()));
+    let bin = format!("{cache}/keycloak/keycloak-{}/bin/kcreg.sh", e.version);
+    assert!(
+        Path::new(&bin).exists(),
+        "{bin} is missing: scripts/keycloak.sh fetch {}",
+        e.version
+    );
+    let java = std::process::Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/keycloak.sh"))
+        .args(["java-home", &e.version])
+        .output()
+        .unwrap();
+    let java_home = String::from_utf8(java.stdout).unwrap().trim().to_owned();
+    let mut cmd = std::process::Command::new(bin);
+    cmd.args(args)
+        .args([
+            "--no-config",
+            "--server",
+            &d.gw.base,
+            "--realm",
+            &d.realm,
+            "--client",
+            "registrar",
+            "--secret",
+            "doors-secret",
+        ])
+        .env("JAVA_HOME", java_home)
+        .env("HOME", d.gw._dir.path());
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
 }

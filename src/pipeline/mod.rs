@@ -4,6 +4,7 @@
 
 pub mod body;
 pub mod ctx;
+pub mod current;
 pub mod observe;
 pub mod rewrite;
 pub mod upstream;
@@ -105,6 +106,7 @@ async fn run(app: &App, ctx: &mut Ctx, req: Request<Body>) -> Result<Response<Bo
         route: &reg,
         identity: &identity,
         metadata: None,
+        current: None,
         peer: ctx.client_ip,
     };
     let decision = policy::precheck(&snap, &caller, shadow); // 4a: who is asking
@@ -119,11 +121,21 @@ async fn run(app: &App, ctx: &mut Ctx, req: Request<Body>) -> Result<Response<Bo
     };
     let (body, metadata) = body::read(&reg, body, limits).await?; // 4b
     ctx.metadata = metadata.as_ref().map(|(m, _)| m.clone());
-    let input = Input {
-        metadata: metadata.as_ref().map(|(m, d)| (m, *d)),
-        ..caller
-    };
-    let decision = policy::finish(decision, &snap, &input, shadow, &app.quotas); // 4c: what is asked
+    let md = metadata.as_ref().map(|(m, d)| (m, *d));
+    let input = Input { metadata: md, ..caller };
+    let mut decision = policy::finish(decision, &snap, &input, shadow, &app.quotas); // 4c: what is asked
+    if let Some((_, dialect)) = md
+        && current::worth_reading(&reg, &decision)
+        && let Some(now) = current::read(app, ctx, &parts, dialect).await
+    {
+        // 4d: an update that metadata rules refuse is judged again by what it changes
+        let again = Input {
+            current: Some(&now),
+            ..input
+        };
+        let caller_decision = policy::precheck(&snap, &caller, shadow);
+        decision = policy::finish(caller_decision, &snap, &again, shadow, &app.quotas);
+    }
     audit_shadowed(&ctx.request_id, &decision);
     ctx.shadowed = !decision.shadowed.is_empty();
     ctx.rule = decision.rule;

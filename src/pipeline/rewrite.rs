@@ -199,8 +199,12 @@ pub fn diagnose_decode_failure(r: Refusal, k: &Known<'_>, kid_still_held: Option
         (TokenKind::Bearer, None) => r,
         (TokenKind::Bearer, Some(true)) => Refusal::new(Reason::TokenRevoked, "Keycloak refused a token whose signature, issuer and expiry the gateway verified: it was most likely revoked or its session ended.".to_owned()),
         (TokenKind::InitialAccess | TokenKind::RegistrationAccess, _) => Refusal::new(
-            Reason::HmacKeyUnknown,
-            format!("Keycloak could not verify this {} although its issuer and expiry are right: the realm's HMAC key {kid} that signed it is probably gone.", k.identity.kind.noun()),
+            Reason::HmacTokenRejected,
+            format!(
+                "Keycloak could not verify the signature of this {}; its issuer and expiry are right. Only Keycloak holds the HMAC key, so the gateway cannot tell which of these happened: the token was altered, realm {}'s HMAC key {kid} that signed it was rotated away or deleted, or the token was signed by another realm or Keycloak server.",
+                k.identity.kind.noun(),
+                k.route.realm
+            ),
         )
         .detail("kid", kid),
         _ => r,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use toml::Spanned;
 
-use super::model::{List, MetadataRaw, OpRaw, PolicyFile, RealmRaw, RedirectRaw};
+use super::model::{List, MetadataRaw, OpRaw, PolicyFile, RealmRaw, RedirectRaw, ServerUrlsRaw};
 use super::snapshot::{ClientRef, OpPolicy, RealmPolicy, RoleRef, Rule, Snapshot};
 use crate::config::load::{line_col, parse_toml};
 use crate::config::{ConfigError, Mode};
@@ -136,6 +136,10 @@ fn md_list(r: &RealmRaw, get: fn(&MetadataRaw) -> Option<&List>) -> Option<&List
 
 fn rd(r: &RealmRaw) -> Option<&RedirectRaw> {
     r.metadata.as_ref().and_then(|m| m.redirect_uris.as_ref())
+}
+
+fn su(r: &RealmRaw) -> Option<&ServerUrlsRaw> {
+    r.metadata.as_ref().and_then(|m| m.server_urls.as_ref())
 }
 
 fn op_raw(r: &RealmRaw, op: Operation) -> Option<&OpRaw> {

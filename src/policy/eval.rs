@@ -24,6 +24,9 @@ pub struct Input<'a> {
     pub identity: &'a Identity,
     /// Normalised client metadata (create and update on JSON providers).
     pub metadata: Option<(&'a ClientMetadata, Dialect)>,
+    /// On an update: the client as Keycloak holds it now, read with the caller's credential.
+    /// The metadata rules then judge only what the update changes.
+    pub current: Option<&'a ClientMetadata>,
     /// The peer address (for anonymous quotas).
     pub peer: IpAddr,
 }
@@ -134,10 +137,12 @@ pub fn finish(caller: Decision, snap: &Snapshot, input: &Input<'_>, global_shado
         global_shadow,
         realm: &route.realm,
     };
-    if let Some((md, dialect)) = input.metadata
-        && (metadata(&mut ev, &policy.metadata, md, dialect) || client_id_fits(&mut ev, route, md, dialect))
-    {
-        return ev.decision;
+    if let Some((md, dialect)) = input.metadata {
+        let changes = input.current.map(|c| md.changes_from(c));
+        let judged = changes.as_ref().unwrap_or(md);
+        if metadata(&mut ev, &policy.metadata, judged, dialect) || client_id_fits(&mut ev, route, md, dialect) {
+            return ev.decision;
+        }
     }
     if route.operation == Operation::Create
         && let Some(q) = &policy.quota

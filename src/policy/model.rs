@@ -70,8 +70,10 @@ pub struct OpRaw {
 pub struct MetadataRaw {
     /// `enforce` or `shadow` for the metadata rules.
     pub mode: Option<Mode>,
-    /// Redirect-URI rules.
+    /// Redirect-URI rules (also for the other URLs a browser is sent to).
     pub redirect_uris: Option<RedirectRaw>,
+    /// Rules for URLs Keycloak itself calls.
+    pub server_urls: Option<ServerUrlsRaw>,
     /// Allowed grant types.
     pub grant_types: Option<List>,
     /// Allowed response types.
@@ -104,6 +106,18 @@ pub struct RedirectRaw {
     pub wildcards: Option<bool>,
     /// Maximum number of redirect URIs.
     pub max: Option<Spanned<usize>>,
+}
+
+/// `[realms.NAME.metadata.server_urls]`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerUrlsRaw {
+    /// Allowed schemes (default `http`, `https`).
+    pub schemes: Option<List>,
+    /// Allowed hosts: exact, or `*.example.com`.
+    pub hosts: Option<List>,
+    /// Allow loopback, private, link-local and cloud-metadata addresses (default false).
+    pub private_addresses: Option<bool>,
 }
 
 /// `[realms.NAME.quota]`.

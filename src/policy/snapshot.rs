@@ -130,11 +130,34 @@ pub struct RedirectPolicy {
     pub max: Option<usize>,
 }
 
+/// Rules for URLs Keycloak itself calls (back-channel logout, `jwks_uri`, `adminUrl`, ...).
+#[derive(Debug, Clone)]
+pub struct ServerUrlPolicy {
+    /// Allowed schemes.
+    pub schemes: BTreeSet<String>,
+    /// Allowed hosts (`None`: any public host).
+    pub hosts: Option<Vec<String>>,
+    /// Loopback, private, link-local and metadata addresses allowed.
+    pub private_addresses: bool,
+}
+
+impl Default for ServerUrlPolicy {
+    fn default() -> Self {
+        ServerUrlPolicy {
+            schemes: ["http", "https"].into_iter().map(str::to_owned).collect(),
+            hosts: None,
+            private_addresses: false,
+        }
+    }
+}
+
 /// Client-metadata rules.
 #[derive(Debug, Clone)]
 pub struct MetadataPolicy {
-    /// Redirect URIs.
+    /// Redirect URIs (and the other URLs a browser is sent to).
     pub redirect: Rule<RedirectPolicy>,
+    /// URLs Keycloak calls.
+    pub server_urls: Rule<ServerUrlPolicy>,
     /// Allowed grant types.
     pub grant_types: Option<Rule<BTreeSet<String>>>,
     /// Allowed response types.
@@ -264,6 +287,17 @@ impl Snapshot {
                 "  redirect_uris: schemes {schemes}; hosts {hosts}; loopback {}; max {}",
                 r.loopback,
                 r.max.map(|m| m.to_string()).unwrap_or_else(|| "-".into())
+            );
+            let su = &p.metadata.server_urls.value;
+            let _ = writeln!(
+                out,
+                "  server_urls: schemes {}; hosts {}; private_addresses {}",
+                su.schemes.iter().cloned().collect::<Vec<_>>().join(", "),
+                su.hosts
+                    .as_ref()
+                    .map(|h| h.join(", "))
+                    .unwrap_or_else(|| "any public".into()),
+                su.private_addresses
             );
             for (name, rule) in [
                 ("grant_types", &p.metadata.grant_types),

@@ -171,6 +171,8 @@ pub struct JwksServer {
     pub failing: Arc<AtomicBool>,
     /// Fetches of `/certs` paths so far.
     pub fetches: Arc<AtomicUsize>,
+    /// Clients that `GET …/clients-registrations/{provider}/{id}` answers with (200), by id.
+    pub clients: Arc<Mutex<std::collections::HashMap<String, Value>>>,
 }
 
 /// Starts a JWKS server; realm paths `…/protocol/openid-connect/certs` answer the document, and
@@ -179,10 +181,17 @@ pub async fn jwks_server(doc: Value) -> JwksServer {
     let doc = Arc::new(Mutex::new(doc));
     let failing = Arc::new(AtomicBool::new(false));
     let fetches = Arc::new(AtomicUsize::new(0));
-    let (d, f, n) = (doc.clone(), failing.clone(), fetches.clone());
+    let clients = Arc::new(Mutex::new(std::collections::HashMap::<String, Value>::new()));
+    let (d, f, n, c) = (doc.clone(), failing.clone(), fetches.clone(), clients.clone());
     let upstream = upstream(move |s: Seen| {
-        let (d, f, n) = (d.clone(), f.clone(), n.clone());
+        let (d, f, n, c) = (d.clone(), f.clone(), n.clone(), c.clone());
         async move {
+            if s.method == "GET" && s.uri.contains("/clients-registrations/") {
+                let id = s.uri.rsplit('/').next().unwrap_or_default();
+                if let Some(rep) = c.lock().get(id) {
+                    return json_response(200, rep);
+                }
+            }
             if s.uri.ends_with("/protocol/openid-connect/certs") {
                 n.fetch_add(1, Ordering::SeqCst);
                 if f.load(Ordering::SeqCst) {
@@ -199,6 +208,7 @@ pub async fn jwks_server(doc: Value) -> JwksServer {
         doc,
         failing,
         fetches,
+        clients,
     }
 }
 

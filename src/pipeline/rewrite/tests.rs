@@ -337,7 +337,7 @@ fn failed_decode_is_told_apart() {
         (
             id(TokenKind::InitialAccess, json!({"iss": SEEN, "exp": 0})),
             None,
-            Reason::HmacKeyUnknown,
+            Reason::HmacTokenRejected,
         ),
         (
             id(TokenKind::RegistrationAccess, json!({"iss": SEEN, "exp": 100})),

@@ -6,10 +6,10 @@ use std::collections::BTreeSet;
 use regex::Regex;
 use toml::Spanned;
 
-use super::{Ctx, Layer, first, md_list, rd};
+use super::{Ctx, Layer, first, md_list, rd, su};
 use crate::config::ConfigError;
 use crate::policy::model::{List, MetadataRaw};
-use crate::policy::snapshot::{MetadataPolicy, QuotaPolicy, RedirectPolicy, Rule};
+use crate::policy::snapshot::{MetadataPolicy, QuotaPolicy, RedirectPolicy, Rule, ServerUrlPolicy};
 
 const GRANTS: &[&str] = &[
     "authorization_code",
@@ -76,7 +76,7 @@ impl Ctx {
                 .iter()
                 .filter(|f| !crate::policy::metadata::known_field(f))
             {
-                self.err(l.src, list.span(), "metadata.forbidden_fields", format!("`{f}` is not a field of either body dialect nor a normalised name (e.g. protocol_mappers, service_accounts, jwks_uri, attributes)"));
+                self.err(l.src, list.span(), "metadata.forbidden_fields", format!("`{f}` is not a field of either body dialect, a normalised name (e.g. protocol_mappers, service_accounts, jwks_uri, attributes) nor attributes.<name> of a client attribute the gateway reads"));
             }
         }
         let forbidden_fields = set(self, |m| m.forbidden_fields.as_ref(), "forbidden_fields", None);
@@ -89,6 +89,7 @@ impl Ctx {
         );
         MetadataPolicy {
             redirect: self.redirect(layers, shadow),
+            server_urls: self.server_urls(layers, shadow),
             grant_types,
             response_types,
             auth_methods,
@@ -125,6 +126,36 @@ impl Ctx {
         }
     }
 
+    fn server_urls(&mut self, layers: &[&Layer<'_>], shadow: bool) -> Rule<ServerUrlPolicy> {
+        let Some((_, l)) = first(layers, su) else {
+            return Rule::new(ServerUrlPolicy::default(), "built-in.metadata.server_urls".into()).shadow(shadow);
+        };
+        let origin = format!("{}.metadata.server_urls", l.origin);
+        let mut policy = ServerUrlPolicy::default();
+        if let Some((s, sl)) = first(layers, |r| su(r).and_then(|x| x.schemes.as_ref())) {
+            if let Some(bad) = s
+                .get_ref()
+                .iter()
+                .find(|x| !matches!(x.to_ascii_lowercase().as_str(), "http" | "https"))
+            {
+                let msg = format!("`{bad}` is not http or https; Keycloak calls only http(s) URLs");
+                self.err(sl.src, s.span(), "metadata.server_urls.schemes", msg);
+            }
+            policy.schemes = s.get_ref().iter().map(|x| x.to_ascii_lowercase()).collect();
+        }
+        if let Some((h, hl)) = first(layers, |r| su(r).and_then(|x| x.hosts.as_ref())) {
+            for p in h.get_ref().iter().filter(|p| !host_pattern(p)) {
+                let msg = format!("`{p}` is not a host or `*.domain` pattern");
+                self.err(hl.src, h.span(), "metadata.server_urls.hosts", msg);
+            }
+            policy.hosts = Some(h.get_ref().iter().map(|x| x.to_ascii_lowercase()).collect());
+        }
+        if let Some((v, _)) = first(layers, |r| su(r).and_then(|x| x.private_addresses.as_ref())) {
+            policy.private_addresses = *v;
+        }
+        Rule::new(policy, origin).shadow(shadow)
+    }
+
     fn redirect(&mut self, layers: &[&Layer<'_>], shadow: bool) -> Rule<RedirectPolicy> {
         let Some((_, l)) = first(layers, rd) else {
             return Rule::new(RedirectPolicy::default(), "built-in.metadata.redirect_uris".into()).shadow(shadow);
@@ -134,13 +165,7 @@ impl Ctx {
         let hosts = first(layers, |r| rd(r).and_then(|x| x.hosts.as_ref()));
         if let Some((h, hl)) = hosts {
             for p in h.get_ref() {
-                let rest = p.strip_prefix("*.").unwrap_or(p);
-                if rest.is_empty()
-                    || rest.contains('*')
-                    || rest.contains('/')
-                    || rest.contains(':')
-                    || !rest.contains('.') && rest != "localhost"
-                {
+                if !host_pattern(p) {
                     self.err(
                         hl.src,
                         h.span(),
@@ -209,4 +234,14 @@ impl Ctx {
             }
         }
     }
+}
+
+/// A host or `*.domain` pattern: no other `*`, `/` or `:`, a dot unless `localhost`.
+fn host_pattern(p: &str) -> bool {
+    let rest = p.strip_prefix("*.").unwrap_or(p);
+    !(rest.is_empty()
+        || rest.contains('*')
+        || rest.contains('/')
+        || rest.contains(':')
+        || !rest.contains('.') && rest != "localhost")
 }

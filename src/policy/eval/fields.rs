@@ -6,9 +6,9 @@ use std::collections::BTreeSet;
 
 use super::{Eval, join};
 use crate::error::{Reason, Refusal};
-use crate::policy::metadata::{ClientMetadata, Dialect, NORMALISED_FIELDS, wire_name};
-use crate::policy::snapshot::{MetadataPolicy, RedirectPolicy, Rule};
-use crate::policy::uri;
+use crate::policy::metadata::{ClientMetadata, Dialect, NORMALISED_FIELDS, UrlKind, UrlRef, wire_name};
+use crate::policy::snapshot::{MetadataPolicy, RedirectPolicy, Rule, ServerUrlPolicy};
+use crate::policy::{address, uri};
 use crate::route::{Operation, RegRoute};
 
 fn field_refusal(
@@ -51,7 +51,7 @@ fn subset(
 }
 
 pub(super) fn metadata(ev: &mut Eval<'_>, p: &MetadataPolicy, md: &ClientMetadata, d: Dialect) -> bool {
-    if redirects(ev, &p.redirect, md, d) {
+    if redirects(ev, &p.redirect, md, d) || urls(ev, p, md, d) {
         return true;
     }
     // Empty means "not set by this update" (Keycloak's partial updates): nothing to check.
@@ -94,16 +94,14 @@ pub(super) fn metadata(ev: &mut Eval<'_>, p: &MetadataPolicy, md: &ClientMetadat
         return true;
     }
     if let Some(rule) = &p.forbidden_fields {
-        for f in rule
-            .value
-            .iter()
-            .filter(|f| match NORMALISED_FIELDS.contains(&f.as_str()) {
-                true => md.present.contains(*f), // set to a value that does something
-                false => md.raw_keys.contains(*f),
-            })
-        {
+        for f in rule.value.iter().filter(|f| {
+            match NORMALISED_FIELDS.contains(&f.as_str()) || f.starts_with("attributes.") {
+                true => md.present.contains_key(*f), // set to a value that does something
+                false => md.raw_keys.contains_key(*f),
+            }
+        }) {
             let msg = format!(
-                "Field `{}` may not be set when registering clients here.",
+                "Field `{}` may not be set or changed through client registration here.",
                 wire_name(d, f)
             );
             if ev.fail(rule, field_refusal(Reason::FieldForbidden, d, f, true, msg)) {
@@ -177,27 +175,85 @@ fn redirects(ev: &mut Eval<'_>, rule: &Rule<RedirectPolicy>, md: &ClientMetadata
 
 /// The refusal for one redirect URI, if it breaks a rule.
 pub fn check_redirect(p: &RedirectPolicy, u: &str, d: Dialect) -> Option<Refusal> {
-    let bad = |reason, msg: String| Some(field_refusal(reason, d, "redirect_uris", u, msg));
+    check_browser(p, u, d, None)
+}
+
+/// The browser-facing URLs and origins go by the redirect rules; the URLs Keycloak calls by
+/// the server URL rules.
+fn urls(ev: &mut Eval<'_>, p: &MetadataPolicy, md: &ClientMetadata, d: Dialect) -> bool {
+    for u in &md.urls {
+        let stop = match u.kind {
+            UrlKind::Browser | UrlKind::Origin => {
+                check_browser(&p.redirect.value, &u.url, d, Some(u)).is_some_and(|r| ev.fail(&p.redirect, r))
+            }
+            UrlKind::Root => {
+                check_browser(&p.redirect.value, &u.url, d, Some(u)).is_some_and(|r| ev.fail(&p.redirect, r))
+                    || check_root(&p.server_urls.value, u).is_some_and(|r| ev.fail(&p.server_urls, r))
+            }
+            UrlKind::Server | UrlKind::Node => {
+                check_server(&p.server_urls.value, u).is_some_and(|r| ev.fail(&p.server_urls, r))
+            }
+        };
+        if stop {
+            return true;
+        }
+    }
+    false
+}
+
+/// A path-only reference (`/app`), which Keycloak resolves against the client's `rootUrl`.
+fn relative(u: &str) -> bool {
+    u.starts_with('/') && !u.starts_with("//") && !u.contains('\\')
+}
+
+fn check_browser(p: &RedirectPolicy, u: &str, d: Dialect, at: Option<&UrlRef>) -> Option<Refusal> {
+    let (label, field) = match at {
+        None => (format!("Redirect URI `{u}`"), wire_name(d, "redirect_uris").to_owned()),
+        Some(r) => (format!("`{}` value `{u}`", r.field), r.field.clone()),
+    };
+    let bad = |reason, msg: String| {
+        let reason = if at.is_some() {
+            Reason::BrowserUrlNotAllowed
+        } else {
+            reason
+        };
+        Some(
+            Refusal::new(reason, msg)
+                .detail("field", field.clone())
+                .detail("value", u),
+        )
+    };
+    if let Some(r) = at {
+        if r.kind == UrlKind::Browser && relative(u) {
+            return None;
+        }
+        if r.kind == UrlKind::Origin && u == "*" {
+            return match p.wildcards {
+                true => None,
+                false => bad(
+                    Reason::BrowserUrlNotAllowed,
+                    format!("{label} allows every origin; list exact origins."),
+                ),
+            };
+        }
+    }
     let parsed = match uri::parse(u) {
         Ok(p) => p,
         Err(why) => {
-            return bad(
-                Reason::RedirectUriMalformed,
-                format!("Redirect URI `{u}` is malformed: {why}."),
-            );
+            return bad(Reason::RedirectUriMalformed, format!("{label} is malformed: {why}."));
         }
     };
     if parsed.fragment {
         return bad(
             Reason::RedirectUriFragment,
-            format!("Redirect URI `{u}` has a fragment (#...), which OAuth forbids."),
+            format!("{label} has a fragment (#...), which OAuth forbids."),
         );
     }
     if uri::DANGEROUS_SCHEMES.contains(&parsed.scheme.as_str()) {
         return bad(
             Reason::RedirectUriNotAllowed,
             format!(
-                "Redirect URI `{u}` uses scheme `{}`, which is never allowed (it runs code or reads local data in the browser).",
+                "{label} uses scheme `{}`, which is never allowed (it runs code or reads local data in the browser).",
                 parsed.scheme
             ),
         );
@@ -205,7 +261,7 @@ pub fn check_redirect(p: &RedirectPolicy, u: &str, d: Dialect) -> Option<Refusal
     if parsed.wildcard && !p.wildcards {
         return bad(
             Reason::RedirectUriNotAllowed,
-            format!("Redirect URI `{u}` contains a wildcard (*); list exact URIs."),
+            format!("{label} contains a wildcard (*); list exact URIs."),
         );
     }
     let web = parsed.scheme == "http" || parsed.scheme == "https";
@@ -220,7 +276,7 @@ pub fn check_redirect(p: &RedirectPolicy, u: &str, d: Dialect) -> Option<Refusal
             ""
         };
         let msg = format!(
-            "Redirect URI `{u}` uses scheme `{}`; allowed: {}{loopback}.",
+            "{label} uses scheme `{}`; allowed: {}{loopback}.",
             parsed.scheme,
             allowed.join(", ")
         );
@@ -237,11 +293,87 @@ pub fn check_redirect(p: &RedirectPolicy, u: &str, d: Dialect) -> Option<Refusal
             ""
         };
         let msg = format!(
-            "Redirect URI `{u}` has host `{}`, which is not allowed; allowed hosts: {}{loopback}.",
+            "{label} has host `{}`, which is not allowed; allowed hosts: {}{loopback}.",
             parsed.host,
             hosts.join(", ")
         );
         return bad(Reason::RedirectUriNotAllowed, msg).map(|r| r.detail("allowed_hosts", hosts.clone()));
+    }
+    None
+}
+
+/// `rootUrl` may not point inside either, since Keycloak calls relative server URLs (a relative
+/// `adminUrl` already on the client) under it: the private-address part of the server rule
+/// applies to http(s) root URLs, not its schemes or hosts.
+fn check_root(p: &ServerUrlPolicy, at: &UrlRef) -> Option<Refusal> {
+    let parsed = uri::parse(&at.url).ok()?;
+    let web = parsed.scheme == "http" || parsed.scheme == "https";
+    if !web || p.private_addresses || address::internal(&parsed.host).is_none() {
+        return None;
+    }
+    let lenient = ServerUrlPolicy {
+        schemes: ["http", "https"].into_iter().map(str::to_owned).collect(),
+        hosts: None,
+        private_addresses: false,
+    };
+    check_server(&lenient, at)
+}
+
+/// The refusal for one URL Keycloak would call, if it breaks the server URL rules.
+pub fn check_server(p: &ServerUrlPolicy, at: &UrlRef) -> Option<Refusal> {
+    let u = at.url.as_str();
+    let target = match at.kind {
+        UrlKind::Node => format!("http://{u}"),
+        _ => u.to_owned(),
+    };
+    let label = match at.kind {
+        UrlKind::Node => format!("`{}` host `{u}`", at.field),
+        _ => format!("`{}` value `{u}`", at.field),
+    };
+    let bad = |msg: String| {
+        Some(
+            Refusal::new(Reason::ServerUrlNotAllowed, msg)
+                .detail("field", at.field.clone())
+                .detail("value", u),
+        )
+    };
+    let parsed = match uri::parse(&target) {
+        Ok(p) => p,
+        Err(why) => return bad(format!("{label} is malformed: {why}; Keycloak calls this URL itself.")),
+    };
+    if !p.schemes.contains(&parsed.scheme) {
+        let allowed: Vec<&String> = p.schemes.iter().collect();
+        return bad(format!(
+            "{label} uses scheme `{}`; URLs Keycloak calls may use {}.",
+            parsed.scheme,
+            join(&allowed)
+        ));
+    }
+    if parsed.wildcard {
+        return bad(format!(
+            "{label} contains a wildcard (*); Keycloak calls exact URLs only."
+        ));
+    }
+    if let Some(hosts) = p
+        .hosts
+        .as_ref()
+        .filter(|h| !h.iter().any(|pat| uri::host_matches(pat, &parsed.host)))
+    {
+        let msg = format!(
+            "{label} has host `{}`, which Keycloak may not be made to call; allowed hosts: {}.",
+            parsed.host,
+            hosts.join(", ")
+        );
+        return bad(msg).map(|r| r.detail("allowed_hosts", hosts.clone()));
+    }
+    if !p.private_addresses
+        && let Some(why) = address::internal(&parsed.host)
+    {
+        let msg = format!(
+            "{label} has host `{}`, {why}: Keycloak would call it from inside its own network (server-side request forgery).",
+            parsed.host
+        );
+        return bad(msg).map(|r| r.detail("host", parsed.host.clone()));
     }
     None
 }

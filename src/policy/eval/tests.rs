@@ -66,6 +66,7 @@ fn run(s: &Snapshot, route: &RegRoute, id: &Identity, body: Option<serde_json::V
         route,
         identity: id,
         metadata: md.as_ref().map(|(m, d)| (m, *d)),
+        current: None,
         peer: "127.0.0.1".parse().unwrap(),
     };
     decide(s, &input, false, &Quotas::default())
@@ -319,7 +320,7 @@ client_name_pattern = "[A-Za-z0-9 ]+"
         ),
         (
             &oidc,
-            json!({"token_endpoint_auth_method": "private_key_jwt", "jwks_uri": "https://k"}),
+            json!({"token_endpoint_auth_method": "private_key_jwt", "jwks_uri": "https://keys.example.com/jwks"}),
             Reason::AuthMethodNotAllowed,
         ),
         (&oidc, json!({"scope": "email admin"}), Reason::ScopeNotAllowed),
@@ -397,6 +398,7 @@ fn shadow_rules_record_and_continue() {
         route: &route,
         identity: &id,
         metadata: None,
+        current: None,
         peer: "127.0.0.1".parse().unwrap(),
     };
     let d = decide(&strict, &input, true, &Quotas::default());
@@ -413,6 +415,7 @@ fn quotas_per_caller() {
         route: &r,
         identity: &id,
         metadata: None,
+        current: None,
         peer: "127.0.0.1".parse().unwrap(),
     };
     assert_eq!(decide(&s, &input, false, &q).label(), "allow");
@@ -427,6 +430,7 @@ fn quotas_per_caller() {
         route: &r,
         identity: &other,
         metadata: None,
+        current: None,
         peer: "127.0.0.1".parse().unwrap(),
     };
     assert_eq!(decide(&s, &input, false, &q).label(), "allow");
