@@ -1,6 +1,7 @@
 //! Registration policy: who may do what in which realm, and what client metadata is acceptable,
 //! from hot-reloaded TOML compiled into one atomically swapped snapshot.
 
+pub mod admin_api;
 pub mod compile;
 pub mod eval;
 pub mod json;
