@@ -22,7 +22,11 @@ command -v cargo-fuzz >/dev/null || { echo "fuzz.sh: cargo-fuzz is not installed
 
 # Sanitizer off: the gateway forbids unsafe code, so the search is for panics, failed
 # assertions and hangs, and twice the executions per second find more of them.
-fuzz() { nice -n 10 cargo "+$TOOLCHAIN" fuzz "$@" --fuzz-dir tests/fuzz --sanitizer none; }
+fuzz() {
+    local sub=$1
+    shift
+    nice -n 10 cargo "+$TOOLCHAIN" fuzz "$sub" --fuzz-dir tests/fuzz --sanitizer none "$@"
+}
 
 fuzz build
 for t in "${TARGETS[@]}"; do
