@@ -12,10 +12,19 @@ fuzz_target!(|data: &[u8]| {
     let mut sources = vec![];
     match text.split_once("\n#---\n") {
         Some((a, b)) => {
-            sources.push(Source { path: PathBuf::from("a.toml"), text: a.to_owned() });
-            sources.push(Source { path: PathBuf::from("b.toml"), text: b.to_owned() });
+            sources.push(Source {
+                path: PathBuf::from("a.toml"),
+                text: a.to_owned(),
+            });
+            sources.push(Source {
+                path: PathBuf::from("b.toml"),
+                text: b.to_owned(),
+            });
         }
-        None => sources.push(Source { path: PathBuf::from("a.toml"), text: text.to_owned() }),
+        None => sources.push(Source {
+            path: PathBuf::from("a.toml"),
+            text: text.to_owned(),
+        }),
     }
     match compile(&sources, 1) {
         Ok(snap) => {

@@ -6,7 +6,7 @@
 //! forwarded without policy): it must classify it or refuse it. The classifier never panics.
 #![no_main]
 
-use dcr_gateway::pipeline::route::{Route, classify};
+use dcr_gateway::route::{Route, classify};
 use http::Method;
 use libfuzzer_sys::fuzz_target;
 
@@ -63,26 +63,51 @@ fn is_admin_client_write(segs: &[String], prefix: &[&str], method: &Method) -> b
     if matches!(method.as_str(), "GET" | "HEAD" | "OPTIONS") {
         return false;
     }
-    let admin = segs.len() >= n + 2 && segs[..n].iter().zip(prefix).all(|(a, b)| a == b) && segs[n] == "admin" && segs[n + 1] == "realms";
+    let admin = segs.len() >= n + 2
+        && segs[..n].iter().zip(prefix).all(|(a, b)| a == b)
+        && segs[n] == "admin"
+        && segs[n + 1] == "realms";
     admin
         && (segs.len() == n + 2
             || segs.get(n + 3).is_some_and(|s| {
-                ["clients", "client-scopes", "partialimport", "default-default-client-scopes", "default-optional-client-scopes"].contains(&s.as_str())
+                [
+                    "clients",
+                    "client-scopes",
+                    "partialimport",
+                    "default-default-client-scopes",
+                    "default-optional-client-scopes",
+                ]
+                .contains(&s.as_str())
             }))
 }
 
 fuzz_target!(|data: &[u8]| {
     let Some((&sel, rest)) = data.split_first() else { return };
     let Ok(path) = std::str::from_utf8(rest) else { return };
-    let methods = [Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS, Method::PATCH, Method::from_bytes(b"post").expect("token")];
+    let methods = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::PATCH,
+        Method::from_bytes(b"post").expect("token"),
+    ];
     let method = methods[usize::from(sel & 0x7f) % methods.len()].clone();
-    let (prefix, segs): (&str, &[&str]) = if sel & 0x80 != 0 { ("/auth", &["auth"]) } else { ("", &[]) };
+    let (prefix, segs): (&str, &[&str]) = if sel & 0x80 != 0 {
+        ("/auth", &["auth"])
+    } else {
+        ("", &[])
+    };
     let route = classify(&method, path, prefix);
     let seen = (0..=2).any(|d| {
         let view = keycloak_view(path, d);
         is_registration(&view, segs) || is_admin_client_write(&view, segs, &method)
     });
     if seen {
-        assert!(!matches!(route, Ok(Route::Other)), "{method} {path:?} reads as governed traffic but was classified as other");
+        assert!(
+            !matches!(route, Ok(Route::Other)),
+            "{method} {path:?} reads as governed traffic but was classified as other"
+        );
     }
 });

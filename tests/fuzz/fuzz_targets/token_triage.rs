@@ -2,7 +2,7 @@
 //! kind without panicking, for every operation; a token is never both refused and accepted.
 #![no_main]
 
-use dcr_gateway::pipeline::route::{Operation, RegRoute};
+use dcr_gateway::route::{Operation, RegRoute};
 use dcr_gateway::token::claims::decode;
 use dcr_gateway::token::triage::{extract, triage};
 use http::{HeaderMap, HeaderValue, header::AUTHORIZATION};
@@ -15,7 +15,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(rest) {
         let _ = decode(text);
     }
-    let Ok(value) = HeaderValue::from_bytes(rest) else { return };
+    let Ok(value) = HeaderValue::from_bytes(rest) else {
+        return;
+    };
     let mut h = HeaderMap::new();
     h.insert(AUTHORIZATION, value);
     if sel & 0x80 != 0 {
