@@ -72,7 +72,10 @@ impl App {
         let named = jwks.clone();
         let on_apply = Box::new(move |snap: &crate::policy::Snapshot| named.name_realms(snap.realms.keys().cloned()));
         let path = settings.policies_path();
-        let policy = Arc::new(PolicyStore::open(path, metrics.clone(), on_apply).map_err(StartError::Policy)?);
+        let policy = Arc::new(
+            PolicyStore::open(path, settings.timeouts.policy_settle, metrics.clone(), on_apply)
+                .map_err(StartError::Policy)?,
+        );
         // `open` applied the policy: the registry now knows the realms it and the settings name.
         let verifier = Verifier::new(settings.clone(), jwks, cache, metrics.clone());
         let upstream_url = settings.upstream.as_string();

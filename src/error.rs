@@ -41,6 +41,9 @@ reasons! {
     RouteRefused => ("route_refused", 404, "invalid_request"),
     MethodNotAllowed => ("method_not_allowed", 405, "invalid_request"),
     ConnectionHeaderInvalid => ("connection_header_invalid", 400, "invalid_request"),
+    RequestTargetInvalid => ("request_target_invalid", 400, "invalid_request"),
+    RequestUnparseable => ("request_unparseable", 400, "invalid_request"),
+    RequestHeadTooLarge => ("request_head_too_large", 431, "invalid_request"),
     BodyTooLarge => ("body_too_large", 413, "invalid_request"),
     BodyTimeout => ("body_timeout", 408, "invalid_request"),
     BodyNotJson => ("body_not_json", 400, "invalid_client_metadata"),
@@ -90,6 +93,7 @@ reasons! {
     ClientIdPattern => ("client_id_pattern", 400, "invalid_client_metadata"),
     ClientNamePattern => ("client_name_pattern", 400, "invalid_client_metadata"),
     QuotaExceeded => ("quota_exceeded", 429, "temporarily_unavailable"),
+    AdminWriteRefused => ("admin_write_refused", 403, "access_denied"),
     // --- the gateway itself and the upstream connection ---
     NotReady => ("not_ready", 503, "temporarily_unavailable"),
     Overloaded => ("overloaded", 503, "temporarily_unavailable"),

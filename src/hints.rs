@@ -83,9 +83,13 @@ pub fn hint(r: &Refusal, c: &HintCtx<'_>) -> String {
     let m = mgmt(realm);
     let role = role_for(c.operation);
     match r.reason {
+        Reason::PathMalformed if ds(r, "area") == "admin" => format!("Write the admin API path plainly, as {} (literal lower-case segments, no encoded or doubled slashes, dot segments, ;parameters or trailing slash).", ds(r, "expected")),
         Reason::PathMalformed => format!("Send registration requests to {public}/realms/<realm>/clients-registrations/<provider>[/<clientId>] written plainly: no encoded slashes, dot segments, empty segments, backslashes or ;parameters."),
         Reason::RouteRefused => "This gateway serves only Keycloak's client-registration endpoint (other_paths = \"refuse\"); send other Keycloak traffic to Keycloak's own address.".into(),
         Reason::MethodNotAllowed => format!("Create with POST on …/clients-registrations/<provider>; read, update and delete with GET, PUT and DELETE on …/clients-registrations/<provider>/<clientId>. Allowed here: {}.", ds(r, "allowed")),
+        Reason::RequestTargetInvalid => format!("Send the path alone as the request target (origin-form), e.g. `POST /realms/<realm>/clients-registrations/<provider> HTTP/1.1` with `Host: {}`; `OPTIONS *` is the only asterisk-form request the gateway answers, and it does not tunnel CONNECT.", public.trim_start_matches("https://").trim_start_matches("http://")),
+        Reason::RequestUnparseable => "Send a well-formed HTTP/1.1 request: one request line `METHOD /path HTTP/1.1`, `Name: value` header lines, at most one Content-Length (and not together with Transfer-Encoding). The connection was closed; open a new one.".into(),
+        Reason::RequestHeadTooLarge => "Send fewer or smaller headers (a big Cookie or several large tokens are the usual cause) or a shorter URI; the gateway reads at most about 100 headers and 400 KiB of header section. The connection was closed; open a new one.".into(),
         Reason::ConnectionHeaderInvalid => format!(
             "Remove `{}` from the Connection header: it names hop-by-hop headers only (e.g. `Connection: keep-alive`), and the gateway forwards the credential and addressing headers it checked.",
             ds(r, "header")
@@ -159,6 +163,7 @@ pub fn hint(r: &Refusal, c: &HintCtx<'_>) -> String {
             match d(r, "allowed_hosts") { Some(_) => format!(" among {}", ds(r, "allowed_hosts")), None => String::new() }
         ),
         Reason::ClientIdPattern | Reason::ClientNamePattern => format!("Choose a {} that matches {} (rule {rule}).", ds(r, "field"), ds(r, "pattern")),
+        Reason::AdminWriteRefused => format!("Make this change in the admin console (its user sessions are forwarded), through the registration endpoint (…/clients-registrations/default, under the same rules), or have the policy allow it: `{}` in the realm's [admin_api] (`allow = [\"{}\"]`, or `writes = \"forward\"`).", rule, ds(r, "admin_write")),
         Reason::QuotaExceeded => format!("Wait {}s (Retry-After) before creating more clients: the quota is {} creates per {}s per caller ({rule}).", r.retry_after.unwrap_or(1), ds(r, "creates"), ds(r, "window_seconds")),
         Reason::NotReady => "The gateway is starting or cannot load its policy or keys; check /readyz on its admin port and retry shortly.".into(),
         Reason::Overloaded => "Retry after a moment (Retry-After): the gateway is at its limit of requests in flight (max_in_flight).".into(),

@@ -4,6 +4,8 @@
 //! percent-decoding, matrix parameters, empty or dot segments) but that is not written in the
 //! one canonical form is refused with `path_malformed`, so no spelling slips past policy.
 
+pub mod admin;
+
 use http::Method;
 
 use crate::error::{Reason, Refusal};
@@ -70,6 +72,8 @@ pub struct RegRoute {
 pub enum Route {
     /// The registration endpoint.
     Registration(RegRoute),
+    /// A write to the admin REST API that creates or changes a client.
+    Admin(admin::AdminRoute),
     /// Anything else in Keycloak.
     Other,
 }
@@ -108,7 +112,7 @@ fn malformed(path: &str, why: &str) -> Refusal {
 }
 
 /// Decodes every valid `%XX` escape and keeps anything else as written (never fails).
-fn decode_lossy(s: &str) -> String {
+pub fn decode_lossy(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -132,13 +136,30 @@ fn decode_lossy(s: &str) -> String {
 }
 
 /// Whether Keycloak could read any part of the path as `clients-registrations` (any case,
-/// percent-encoded, with matrix parameters or encoded separators).
+/// percent-encoded once or more, with matrix parameters or encoded separators).
 fn mentions_registrations(path: &str) -> bool {
-    decode_lossy(path).to_ascii_lowercase().contains(REGISTRATIONS)
+    decode_repeatedly(path).to_ascii_lowercase().contains(REGISTRATIONS)
+}
+
+/// Decodes until nothing changes (at most four rounds): a generous reading, so that a path
+/// some layer might decode twice (`%252D`) is still recognised, and then refused as unplain.
+pub fn decode_repeatedly(s: &str) -> String {
+    let mut cur = s.to_owned();
+    for _ in 0..4 {
+        let next = decode_lossy(&cur);
+        if next == cur {
+            break;
+        }
+        cur = next;
+    }
+    cur
 }
 
 /// Classifies a request. `prefix` is the configured path prefix (`""` or e.g. `/auth`).
 pub fn classify(method: &Method, path: &str, prefix: &str) -> Result<Route, Refusal> {
+    if let Some(admin) = admin::classify(method, path, prefix)? {
+        return Ok(Route::Admin(admin));
+    }
     if !mentions_registrations(path) {
         return Ok(Route::Other);
     }

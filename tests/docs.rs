@@ -404,6 +404,7 @@ const POLICY_SECTIONS: &[(&str, &str)] = &[
     ("RedirectRaw", "## `[*.metadata.redirect_uris]`"),
     ("ServerUrlsRaw", "## `[*.metadata.server_urls]`"),
     ("QuotaRaw", "## `[*.quota]`"),
+    ("AdminApiRaw", "## `[*.admin_api]`"),
 ];
 
 #[test]
@@ -438,9 +439,15 @@ fn policy_md_examples_compile() {
     let mut valid = 0;
     let mut invalid = 0;
     for b in blocks(&md) {
+        // Examples show fragments of a file; every file starts with `version = 1`.
+        let text = if b.text.lines().any(|l| l.trim_start().starts_with("version")) {
+            b.text.clone()
+        } else {
+            format!("version = 1\n{}", b.text)
+        };
         let source = Source {
             path: PathBuf::from(format!("docs/policy.md:{}", b.line)),
-            text: b.text.clone(),
+            text,
         };
         match b.lang.as_str() {
             "toml" => {

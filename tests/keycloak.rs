@@ -95,6 +95,7 @@ async fn inproc(e: &Env, policy: &str) -> Inproc {
 
 /// Everything Keycloak allows, so that Keycloak's own refusals come back (rewritten).
 const PERMISSIVE: &str = r#"
+version = 1
 [default]
 providers = ["openid-connect", "default", "nope"]
 [default.create]
@@ -1200,4 +1201,120 @@ async fn kcreg(e: &Env, d: &Doors, args: &[&str]) -> std::process::Output {
     tokio::task::spawn_blocking(move || cmd.output().unwrap())
         .await
         .unwrap()
+}
+
+/// Issue 17 item 4: a manage-clients service account writes clients through the admin REST API.
+/// Sent to Keycloak directly, the off-policy client and the redirect change are stored; through
+/// the gateway they are refused by the realm's rules (and the spellings by the path check),
+/// while an administrator's session (admin-cli, like kcadm.sh; the console is the same rule) is
+/// forwarded.
+#[tokio::test]
+#[ignore = "needs a real Keycloak: scripts/keycloak-suite.sh"]
+async fn admin_api_client_writes_are_governed_per_caller() {
+    let e = env();
+    let direct = client_token(&e.kc, "demo", "manager", "manager-secret").await;
+    let through = client_token(&e.gw, "demo", "manager", "manager-secret").await;
+    let admin = Admin::login(&e.kc).await;
+    let mapper = json!({"name": "pwn", "protocol": "openid-connect", "protocolMapper": "oidc-hardcoded-claim-mapper",
+        "config": {"claim.name": "roles", "claim.value": "admin", "jsonType.label": "String", "access.token.claim": "true"}});
+    let evil =
+        |id: &str| json!({"clientId": id, "redirectUris": ["https://evil.com/*"], "protocolMappers": [mapper.clone()]});
+
+    // Directly: stored, mapper and all.
+    let id = unique("admin-direct");
+    let a = call(
+        "POST",
+        &format!("{}/admin/realms/demo/clients", e.kc),
+        Some(&direct),
+        Some(&evil(&id)),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(admin.clients_named("demo", &id).await, 1);
+    // Through the gateway: refused by the rule, never stored.
+    let id = unique("admin-gw");
+    let a = call(
+        "POST",
+        &format!("{}/admin/realms/demo/clients", e.gw),
+        Some(&through),
+        Some(&evil(&id)),
+    )
+    .await;
+    let v = refused(&a, 400, "redirect_uri_not_allowed");
+    assert_eq!(v["details"]["rule"], "realms.demo.metadata.redirect_uris", "{v}");
+    let good_redirect =
+        json!({"clientId": id, "redirectUris": ["https://app.example.com/cb"], "protocolMappers": [mapper.clone()]});
+    let a = call(
+        "POST",
+        &format!("{}/admin/realms/demo/clients", e.gw),
+        Some(&through),
+        Some(&good_redirect),
+    )
+    .await;
+    let v = refused(&a, 400, "field_forbidden");
+    assert_eq!(v["details"]["rule"], "realms.demo.metadata.forbidden_fields", "{v}");
+    for path in [
+        "/admin/realms/demo/clients/",
+        "/admin/realms/demo//clients",
+        "/admin/realms/demo/client%73",
+    ] {
+        let a = call("POST", &format!("{}{path}", e.gw), Some(&through), Some(&evil(&id))).await;
+        refused(&a, 400, "path_malformed");
+    }
+    assert_eq!(
+        admin.clients_named("demo", &id).await,
+        0,
+        "an off-policy admin write was stored"
+    );
+
+    // A client within the rules goes through; moving its redirect to evil.com does not.
+    let ok = json!({"clientId": id, "redirectUris": ["https://app.example.com/cb"]});
+    let a = call(
+        "POST",
+        &format!("{}/admin/realms/demo/clients", e.gw),
+        Some(&through),
+        Some(&ok),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", String::from_utf8_lossy(&a.body));
+    let uuid = admin.client_uuid("demo", &id).await.unwrap();
+    let moved = json!({"redirectUris": ["https://evil.com/cb"]});
+    let one = format!("/admin/realms/demo/clients/{uuid}");
+    let a = call("PUT", &format!("{}{one}", e.gw), Some(&through), Some(&moved)).await;
+    refused(&a, 400, "redirect_uri_not_allowed");
+    let a = call(
+        "POST",
+        &format!("{}{one}/protocol-mappers/models", e.gw),
+        Some(&through),
+        Some(&mapper),
+    )
+    .await;
+    refused(&a, 400, "field_forbidden");
+    let a = call(
+        "POST",
+        &format!("{}{one}/scope-mappings/realm", e.gw),
+        Some(&through),
+        Some(&json!([])),
+    )
+    .await;
+    refused(&a, 403, "admin_write_refused");
+    let stored = admin.call("GET", &format!("/demo/clients/{uuid}"), None).await.json();
+    assert_eq!(
+        stored["redirectUris"],
+        json!(["https://app.example.com/cb"]),
+        "{stored}"
+    );
+    assert_eq!(stored["protocolMappers"].as_array().map_or(0, Vec::len), 0, "{stored}");
+    // The same PUT sent directly is stored: the gateway is what stood in the way.
+    let a = call("PUT", &format!("{}{one}", e.kc), Some(&direct), Some(&moved)).await;
+    assert_eq!(a.status, 204, "{}", String::from_utf8_lossy(&a.body));
+    let stored = admin.call("GET", &format!("/demo/clients/{uuid}"), None).await.json();
+    assert_eq!(stored["redirectUris"], json!(["https://evil.com/cb"]), "{stored}");
+
+    // An administrator's own session is forwarded (by_caller), through the same gateway.
+    let through_admin = Admin::login(&e.gw).await;
+    let id = unique("admin-console");
+    let a = through_admin.call("POST", "/demo/clients", Some(&evil(&id))).await;
+    assert_eq!(a.status, 201, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(admin.clients_named("demo", &id).await, 1);
 }

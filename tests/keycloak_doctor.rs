@@ -16,6 +16,7 @@ use support::keycloak::{Admin, Env, call, env, unique};
 fn clean_policy(realm: &str, create: &str, extra: &str) -> String {
     format!(
         r#"
+version = 1
 [realms.{realm}]
 providers = ["openid-connect"]
 [realms.{realm}.create]

@@ -654,8 +654,7 @@ async fn quota_counts_only_creates_keycloak_accepts() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let policy =
-        "[default.create]\ntoken_kinds = [\"initial_access\"]\n[default.quota]\ncreates = 1\nwindow = \"1h\"\n";
+    let policy = "version = 1\n[default.create]\ntoken_kinds = [\"initial_access\"]\n[default.quota]\ncreates = 1\nwindow = \"1h\"\n";
     std::fs::write(dir.path().join("p.toml"), policy).unwrap();
     let gw = gateway(settings(&up.url(), Some(dir.path()))).await;
     let iss = format!("{}/realms/demo", up.url());

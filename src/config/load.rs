@@ -246,6 +246,7 @@ fn build(raw: FileConfig, file: Option<&Path>, over: &Overrides) -> Result<Setti
             pool_idle: d(t.pool_idle, 90),
             shutdown_grace: d(t.shutdown_grace, 30),
             policy_poll: d(t.policy_poll, 5),
+            policy_settle: t.policy_settle.map(|v| v.0).unwrap_or(Duration::from_secs(1)),
         },
         tls: server_tls,
         upstream_tls,

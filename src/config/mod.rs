@@ -87,6 +87,7 @@ pub(crate) struct FileTimeouts {
     pub(crate) pool_idle: Option<Dur>,
     pub(crate) shutdown_grace: Option<Dur>,
     pub(crate) policy_poll: Option<Dur>,
+    pub(crate) policy_settle: Option<Dur>,
 }
 
 /// `[jwt]`.
@@ -172,6 +173,8 @@ pub struct Timeouts {
     pub shutdown_grace: Duration,
     /// Policy files are re-read at least this often (the watcher's fallback).
     pub policy_poll: Duration,
+    /// A changed policy is applied only once two reads this far apart agree.
+    pub policy_settle: Duration,
 }
 
 /// The validated settings the gateway runs on.

@@ -2,11 +2,13 @@
 //! upstream → rewrite — and `observe` once at the end; a stage that refuses returns a
 //! `Refusal`, which `respond` turns into the one JSON error shape.
 
+pub mod admin_api;
 pub mod body;
 pub mod ctx;
 pub mod current;
 pub mod observe;
 pub mod rewrite;
+pub mod target;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -92,9 +94,14 @@ async fn serve_one(app: Arc<App>, conn: ConnInfo, req: Request<Incoming>) -> Res
 
 async fn run(app: &App, ctx: &mut Ctx, req: Request<Body>) -> Result<Response<Body>, Refusal> {
     upstream::check_connection(req.headers())?;
+    if let Some(answer) = target::check(&req)? {
+        return Ok(answer); // `OPTIONS *`: about the gateway, never forwarded
+    }
     let route = route::classify(req.method(), req.uri().path(), &app.settings.path_prefix)?; // 1
-    let Route::Registration(reg) = route else {
-        return other(app, ctx, req).await;
+    let reg = match route {
+        Route::Registration(reg) => reg,
+        Route::Admin(admin) => return admin_api::handle(app, ctx, admin, req).await,
+        Route::Other => return other(app, ctx, req).await,
     };
     let snap = app.policy.current(); // pinned: in-flight requests keep the policy they began with
     ctx.realm_label = app.verifier.jwks.realm_label(&reg.realm);

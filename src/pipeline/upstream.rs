@@ -180,22 +180,40 @@ pub struct Hop<'a> {
     pub request_id: &'a str,
 }
 
+/// The upstream URI of an origin-form request target, built from parsed parts only: the
+/// configured scheme and authority, the configured base path, then the request's own path and
+/// query. Anything but an origin-form path (which `target::check` already refused) is refused.
+pub fn upstream_uri(settings: &Settings, target: &Uri) -> Result<Uri, Refusal> {
+    let refuse = |why: String| {
+        Refusal::new(
+            Reason::RequestTargetInvalid,
+            format!("The request target cannot be forwarded: {why}."),
+        )
+        .detail("target", target.to_string())
+    };
+    let pq = target
+        .path_and_query()
+        .map(|p| p.as_str())
+        .filter(|p| p.starts_with('/'))
+        .ok_or_else(|| refuse("it is not an origin-form path".into()))?;
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(settings.upstream.scheme.parse().map_err(|e| refuse(format!("{e}")))?);
+    parts.authority = Some(
+        settings
+            .upstream
+            .authority
+            .parse()
+            .map_err(|e| refuse(format!("{e}")))?,
+    );
+    let joined = format!("{}{pq}", settings.upstream.path);
+    parts.path_and_query = Some(joined.parse().map_err(|e| refuse(format!("{e}")))?);
+    Uri::from_parts(parts).map_err(|e| refuse(format!("{e}")))
+}
+
 /// Rewrites a client request into the upstream request.
 pub fn prepare(settings: &Settings, hop: &Hop<'_>, mut req: Request<Body>) -> Result<Request<Body>, Refusal> {
     let host = client_host(&req);
-    let pq = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let uri: Uri = format!(
-        "{}://{}{}{pq}",
-        settings.upstream.scheme, settings.upstream.authority, settings.upstream.path
-    )
-    .parse()
-    .map_err(|e| {
-        Refusal::new(
-            Reason::PathMalformed,
-            format!("The request target cannot be forwarded: {e}."),
-        )
-    })?;
-    *req.uri_mut() = uri;
+    *req.uri_mut() = upstream_uri(settings, req.uri())?;
     *req.version_mut() = Version::HTTP_11;
     let trusted = settings.trusted_proxies.iter().any(|c| c.contains(hop.peer));
     let h = req.headers_mut();

@@ -52,11 +52,26 @@ pub fn checksum(sources: &[Source]) -> String {
         .collect()
 }
 
+/// An error about a whole file (no position).
+fn whole_file(src: &Source, message: &str) -> ConfigError {
+    ConfigError {
+        file: Some(src.path.clone()),
+        position: None,
+        key: "version".into(),
+        message: message.to_owned(),
+    }
+}
+
 /// Compiles the sources into a snapshot of the given generation.
 pub fn compile(sources: &[Source], generation: u64) -> Result<Snapshot, Vec<ConfigError>> {
     let mut ctx = Ctx { errors: Vec::new() };
     let mut parsed = Vec::new();
     for s in sources {
+        if s.text.trim().is_empty() {
+            // A file caught truncated (`: > file`, an editor mid-save) must never govern.
+            ctx.errors.push(whole_file(s, "the policy file is empty; write `version = 1` and the rules (an empty file is refused so that a file caught while being rewritten never applies)"));
+            continue;
+        }
         match parse_toml::<PolicyFile>(&s.text, &s.path) {
             Ok(f) => parsed.push((s, f)),
             Err(e) => ctx.errors.push(e),
@@ -65,10 +80,13 @@ pub fn compile(sources: &[Source], generation: u64) -> Result<Snapshot, Vec<Conf
     let mut default: Option<Layer<'_>> = None;
     let mut realms: BTreeMap<&str, Layer<'_>> = BTreeMap::new();
     for (src, file) in &parsed {
-        if let Some(v) = &file.version
-            && *v.get_ref() != 1
-        {
-            ctx.err(src, v.span(), "version", "only version 1 exists".into());
+        match &file.version {
+            Some(v) if *v.get_ref() != 1 => ctx.err(src, v.span(), "version", "only version 1 exists".into()),
+            Some(_) => {}
+            None => ctx.errors.push(whole_file(
+                src,
+                "`version = 1` is required at the top of every policy file (a file without it may be a prefix caught mid-write)",
+            )),
         }
         if let Some(d) = &file.default {
             if let Some(prev) = &default {
@@ -205,6 +223,7 @@ impl Ctx {
             ops,
             metadata: self.metadata(layers),
             quota: self.quota(layers),
+            admin: self.admin_api(layers),
         }
     }
 
@@ -322,6 +341,7 @@ impl Ctx {
     }
 }
 
+mod admin;
 mod sections;
 
 #[cfg(test)]

@@ -152,6 +152,23 @@ pub fn finish(caller: Decision, snap: &Snapshot, input: &Input<'_>, global_shado
     ev.decision
 }
 
+/// Evaluates metadata rules alone (admin REST API writes, which have no registration
+/// operation, token-kind or role rules of their own: Keycloak checks the admin's roles).
+pub fn decide_metadata(
+    rules: &super::snapshot::MetadataPolicy,
+    realm: &str,
+    md: &ClientMetadata,
+    global_shadow: bool,
+) -> Decision {
+    let mut ev = Eval {
+        decision: Decision::default(),
+        global_shadow,
+        realm,
+    };
+    metadata(&mut ev, rules, md, Dialect::Keycloak);
+    ev.decision
+}
+
 /// The rules that need no body: provider, token kind, roles, scopes, `azp`. True when an
 /// enforced rule refused.
 fn caller_rules(ev: &mut Eval<'_>, policy: &RealmPolicy, input: &Input<'_>) -> bool {

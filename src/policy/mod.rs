@@ -2,6 +2,7 @@
 //! from hot-reloaded TOML compiled into one atomically swapped snapshot.
 
 pub mod address;
+pub mod admin_api;
 pub mod coerce;
 pub mod compile;
 pub mod eval;

@@ -15,7 +15,7 @@ pub type List = Spanned<Vec<String>>;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyFile {
-    /// Format version; only 1 exists.
+    /// Format version: required, and only 1 exists.
     pub version: Option<Spanned<u32>>,
     /// Rules for realms not named under `[realms]`.
     pub default: Option<Spanned<RealmRaw>>,
@@ -44,6 +44,22 @@ pub struct RealmRaw {
     pub metadata: Option<MetadataRaw>,
     /// Registration quota.
     pub quota: Option<QuotaRaw>,
+    /// Writes to clients through Keycloak's admin REST API.
+    pub admin_api: Option<AdminApiRaw>,
+}
+
+/// `[realms.NAME.admin_api]`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminApiRaw {
+    /// `by_caller`, `govern`, `forward` or `refuse`.
+    pub writes: Option<Spanned<String>>,
+    /// `by_caller`: user sessions of these clients (`azp`) are forwarded.
+    pub console_clients: Option<List>,
+    /// Admin writes governed callers may make without body checks (e.g. `client.delete`).
+    pub allow: Option<List>,
+    /// A rule set of their own for admin writes (default: the realm's `metadata`).
+    pub metadata: Option<MetadataRaw>,
 }
 
 /// `[realms.NAME.create]` and the other operations.

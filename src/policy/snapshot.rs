@@ -198,6 +198,8 @@ pub struct RealmPolicy {
     pub metadata: MetadataPolicy,
     /// Create quota.
     pub quota: Option<Rule<QuotaPolicy>>,
+    /// Admin REST API writes.
+    pub admin: super::admin_api::AdminPolicy,
 }
 
 /// One whole, validated policy.

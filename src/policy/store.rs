@@ -54,6 +54,7 @@ pub struct PolicyStore {
     current: ArcSwap<Snapshot>,
     metrics: Metrics,
     seen: Mutex<String>,
+    settle: std::time::Duration,
     on_apply: Box<dyn Fn(&Snapshot) + Send + Sync>,
 }
 
@@ -96,6 +97,35 @@ pub fn read_sources(path: &Path) -> Result<Vec<Source>, ConfigError> {
         .collect()
 }
 
+/// How many times `read_stable` re-reads before it gives up on files that keep changing.
+const STABLE_ROUNDS: usize = 20;
+
+/// Reads the files until two reads `settle` apart agree, and returns that content: a file
+/// caught while it is being rewritten in place (truncated, half-written, or written with a
+/// pause shorter than `settle`) is never what gets compiled. `settle` zero reads once.
+pub fn read_stable(path: &Path, settle: std::time::Duration) -> Result<Vec<Source>, ConfigError> {
+    let mut last = read_sources(path)?;
+    if settle.is_zero() {
+        return Ok(last);
+    }
+    for _ in 0..STABLE_ROUNDS {
+        std::thread::sleep(settle);
+        let next = read_sources(path)?;
+        if checksum(&next) == checksum(&last) {
+            return Ok(next);
+        }
+        last = next;
+    }
+    Err(read_err(
+        path,
+        format!(
+            "the policy files kept changing for {} re-reads {}ms apart; not applied until they are stable",
+            STABLE_ROUNDS,
+            settle.as_millis()
+        ),
+    ))
+}
+
 /// Reads and compiles the policy at `path` (or the built-in policy when `path` is `None`).
 pub fn load(path: Option<&Path>, generation: u64) -> Result<Snapshot, Vec<ConfigError>> {
     let sources = match path {
@@ -111,6 +141,7 @@ impl PolicyStore {
     /// Loads the first generation; an error here stops start-up.
     pub fn open(
         path: Option<PathBuf>,
+        settle: std::time::Duration,
         metrics: Metrics,
         on_apply: Box<dyn Fn(&Snapshot) + Send + Sync>,
     ) -> Result<Self, Vec<ConfigError>> {
@@ -119,6 +150,7 @@ impl PolicyStore {
         let store = PolicyStore {
             path,
             seen: Mutex::new(snap.checksum.clone()),
+            settle,
             current: ArcSwap::from_pointee(snap),
             metrics,
             on_apply,
@@ -159,7 +191,7 @@ impl PolicyStore {
             return Reloaded::Unchanged;
         };
         let mut seen = self.seen.lock();
-        let sources = match read_sources(path) {
+        let sources = match read_stable(path, self.settle) {
             Ok(s) => s,
             Err(e) => return self.fail(&mut seen, format!("unreadable:{e}"), vec![e], trigger),
         };

@@ -2,6 +2,7 @@
 //! graceful shutdown: stop accepting, let in-flight requests finish within a bound.
 
 pub mod admin;
+pub mod parse_errors;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -18,6 +19,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::app::App;
 use crate::pipeline::ctx::ConnInfo;
 use crate::pipeline::handle;
+use parse_errors::JsonParseErrors;
 
 fn builder() -> Builder<TokioExecutor> {
     let mut b = Builder::new(TokioExecutor::new());
@@ -57,6 +59,7 @@ pub async fn serve(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
+        let public_url = app.public_url.clone();
         tokio::spawn(async move {
             let conn = ConnInfo {
                 peer,
@@ -70,7 +73,11 @@ pub async fn serve(
                 Some(acceptor) => match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
                     Ok(Ok(s)) => {
                         watcher
-                            .watch(builder.serve_connection(TokioIo::new(s), svc).into_owned())
+                            .watch(
+                                builder
+                                    .serve_connection(TokioIo::new(JsonParseErrors::new(s, &public_url)), svc)
+                                    .into_owned(),
+                            )
                             .await
                     }
                     Ok(Err(e)) => {
@@ -81,7 +88,11 @@ pub async fn serve(
                 },
                 None => {
                     watcher
-                        .watch(builder.serve_connection(TokioIo::new(stream), svc).into_owned())
+                        .watch(
+                            builder
+                                .serve_connection(TokioIo::new(JsonParseErrors::new(stream, &public_url)), svc)
+                                .into_owned(),
+                        )
                         .await
                 }
             };

@@ -55,6 +55,7 @@ pub fn settings(upstream: &str, policies: Option<&Path>) -> Settings {
     s.jwks.unknown_kid_ttl = Duration::from_millis(500);
     s.jwks.fetch_timeout = Duration::from_secs(2);
     s.timeouts.policy_poll = Duration::from_millis(300);
+    s.timeouts.policy_settle = Duration::from_millis(200);
     s.timeouts.shutdown_grace = Duration::from_secs(5);
     s
 }

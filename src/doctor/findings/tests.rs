@@ -95,10 +95,15 @@ fn settings(v: &str, toml: &str) -> Settings {
 }
 
 fn policy(text: &str) -> crate::policy::Snapshot {
+    let text = if text.contains("version") {
+        text.to_owned()
+    } else {
+        format!("version = 1\n{text}")
+    };
     compile(
         &[Source {
             path: "p.toml".into(),
-            text: text.into(),
+            text,
         }],
         1,
     )

@@ -1,9 +1,15 @@
 use super::*;
 
+/// A policy file; `version = 1` is added when the text does not set a version itself.
 fn src(name: &str, text: &str) -> Source {
+    let text = if text.contains("version") {
+        text.to_owned()
+    } else {
+        format!("version = 1\n{text}")
+    };
     Source {
         path: PathBuf::from(name),
-        text: text.to_owned(),
+        text,
     }
 }
 
@@ -94,19 +100,20 @@ loopback = true
 
 #[test]
 fn errors_name_line_and_key() {
+    // `src` puts `version = 1` on line 1, so the lines below are one further down.
     let e = errs(
         "[realms.demo]\nproviders = [\"openid-connect\"]\n[realms.demo.create]\ntoken_kinds = [\"bearer\", \"magic\"]\n",
     );
     assert_eq!(e.len(), 1);
-    assert_eq!(e[0].position.unwrap().0, 4);
+    assert_eq!(e[0].position.unwrap().0, 5);
     assert_eq!(e[0].key, "create.token_kinds");
     assert!(e[0].message.contains("magic"));
     let e = errs("[realms.demo.create]\ntoken_kind = [\"bearer\"]\n");
-    assert_eq!(e[0].position.unwrap().0, 2);
+    assert_eq!(e[0].position.unwrap().0, 3);
     assert!(e[0].message.contains("unknown field"));
     let e = errs("[realms.demo.metadata]\nclient_id_pattern = \"[a-\"\n");
     assert_eq!(e[0].key, "metadata.client_id_pattern");
-    assert_eq!(e[0].position.unwrap().0, 2);
+    assert_eq!(e[0].position.unwrap().0, 3);
 }
 
 #[test]
@@ -177,4 +184,47 @@ fn checksum_changes_with_content() {
     let a = checksum(&[src("a.toml", "x")]);
     assert_ne!(a, checksum(&[src("a.toml", "y")]));
     assert_eq!(a.len(), 16);
+}
+
+#[test]
+fn version_is_required_and_an_empty_file_is_an_error() {
+    for text in [
+        "",
+        "   \n\n",
+        "# only a comment\n",
+        "[realms.demo]\nproviders = [\"default\"]\n",
+    ] {
+        let e = compile(
+            &[Source {
+                path: PathBuf::from("p.toml"),
+                text: text.to_owned(),
+            }],
+            1,
+        )
+        .unwrap_err();
+        assert!(e.iter().any(|e| e.key == "version"), "{text:?}: {e:?}");
+    }
+    let e = compile(&[src("a.toml", "version = 1\n"), src("b.toml", "version = 2\n")], 1).unwrap_err();
+    assert_eq!(e.len(), 1, "{e:?}");
+}
+
+#[test]
+fn admin_api_defaults_and_own_rule_set() {
+    let s = ok("[realms.demo.metadata.redirect_uris]\nhosts = [\"a.example\"]\n");
+    let a = &s.for_realm("demo").admin;
+    assert_eq!(a.writes.value, crate::policy::admin_api::AdminWrites::ByCaller);
+    assert_eq!(a.console_clients.value, ["security-admin-console", "admin-cli"]);
+    assert!(a.allow.value.contains("client.delete"));
+    assert_eq!(a.metadata.redirect.origin, "realms.demo.metadata.redirect_uris");
+    let s = ok(
+        "[realms.demo.admin_api]\nwrites = \"govern\"\n[realms.demo.admin_api.metadata.redirect_uris]\nhosts = [\"b.example\"]\n",
+    );
+    let a = &s.for_realm("demo").admin;
+    assert_eq!(a.writes.value, crate::policy::admin_api::AdminWrites::Govern);
+    assert_eq!(
+        a.metadata.redirect.origin,
+        "realms.demo.admin_api.metadata.redirect_uris"
+    );
+    let e = errs("[realms.demo.admin_api]\nwrites = \"sometimes\"\nallow = [\"client.Nope\"]\n");
+    assert_eq!(e.len(), 2, "{e:?}");
 }

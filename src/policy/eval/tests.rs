@@ -11,10 +11,15 @@ use crate::token::Claims;
 const DEMO: &str = include_str!("../../../policies/demo.toml");
 
 fn snap(text: &str) -> Snapshot {
+    let text = if text.contains("version") {
+        text.to_owned()
+    } else {
+        format!("version = 1\n{text}")
+    };
     compile(
         &[Source {
             path: PathBuf::from("p.toml"),
-            text: text.to_owned(),
+            text,
         }],
         1,
     )
