@@ -88,9 +88,11 @@ reasons! {
     ClientIdPattern => ("client_id_pattern", 400, "invalid_client_metadata"),
     ClientNamePattern => ("client_name_pattern", 400, "invalid_client_metadata"),
     QuotaExceeded => ("quota_exceeded", 429, "temporarily_unavailable"),
+    RealmQuotaExceeded => ("realm_quota_exceeded", 429, "temporarily_unavailable"),
     // --- the gateway itself and the upstream connection ---
     NotReady => ("not_ready", 503, "temporarily_unavailable"),
     Overloaded => ("overloaded", 503, "temporarily_unavailable"),
+    QuotaStoreUnavailable => ("quota_store_unavailable", 503, "temporarily_unavailable"),
     UpstreamUnreachable => ("upstream_unreachable", 502, "temporarily_unavailable"),
     UpstreamConnectTimeout => ("upstream_connect_timeout", 504, "temporarily_unavailable"),
     UpstreamTimeout => ("upstream_timeout", 504, "temporarily_unavailable"),

@@ -81,7 +81,7 @@ async fn serve_one(app: Arc<App>, conn: ConnInfo, req: Request<Incoming>) -> Res
         _ if ctx.shadowed => Verdict::ShadowDeny,
         _ => Verdict::Allow,
     };
-    app.quotas.settle(ctx.quota_slot.take(), ctx.upstream_status);
+    app.quotas.settle(ctx.quota_slot.take(), ctx.upstream_status).await; // may ask Redis
     let resp = observe::finish(&app, &ctx, resp);
     match slot {
         Some(slot) => resp.map(|b| Guarded::new(b, slot).boxed()),
@@ -123,7 +123,8 @@ async fn run(app: &App, ctx: &mut Ctx, req: Request<Body>) -> Result<Response<Bo
         metadata: metadata.as_ref().map(|(m, d)| (m, *d)),
         ..caller
     };
-    let decision = policy::finish(decision, &snap, &input, shadow, &app.quotas); // 4c: what is asked
+    let mut decision = policy::finish(decision, &snap, &input, shadow); // 4c: what is asked
+    policy::eval::count(&mut decision, &app.quotas).await; // 4d: counted, maybe in Redis
     audit_shadowed(&ctx.request_id, &decision);
     ctx.shadowed = !decision.shadowed.is_empty();
     ctx.rule = decision.rule;

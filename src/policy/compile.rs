@@ -201,6 +201,7 @@ impl Ctx {
             ops,
             metadata: self.metadata(layers),
             quota: self.quota(layers),
+            realm_quota: self.realm_quota(layers),
         }
     }
 

@@ -173,8 +173,10 @@ pub struct RealmPolicy {
     pub ops: [OpPolicy; 4],
     /// Metadata rules.
     pub metadata: MetadataPolicy,
-    /// Create quota.
+    /// Create quota per caller.
     pub quota: Option<Rule<QuotaPolicy>>,
+    /// Create quota of the realm, across all callers.
+    pub realm_quota: Option<Rule<QuotaPolicy>>,
 }
 
 /// One whole, validated policy.
@@ -283,6 +285,14 @@ impl Snapshot {
                 let _ = writeln!(
                     out,
                     "  quota: {} creates per {}s per caller",
+                    q.value.creates,
+                    q.value.window.as_secs()
+                );
+            }
+            if let Some(q) = &p.realm_quota {
+                let _ = writeln!(
+                    out,
+                    "  realm quota: {} creates per {}s across all callers",
                     q.value.creates,
                     q.value.window.as_secs()
                 );
