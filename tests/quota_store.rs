@@ -294,12 +294,15 @@ async fn redis_down_fails_open_to_local_counting_and_recovers() {
         "a fail-open store does not fail readiness"
     );
     redis.restart().await;
-    assert!(
-        until(Duration::from_secs(10), || async {
-            metric(&metrics_text(&a).await, "dcr_gateway_quota_store_up", &[]) == Some(1.0)
-        })
-        .await
-    );
+    for gw in [&a, &b] {
+        assert!(
+            until(Duration::from_secs(10), || async {
+                metric(&metrics_text(gw).await, "dcr_gateway_quota_store_up", &[]) == Some(1.0)
+            })
+            .await,
+            "both replicas reach Redis again"
+        );
+    }
     // Back on Redis (empty after its restart): the shared count starts again.
     let other = kc.bearer("demo", "app-b", CREATE);
     for gw in [&a, &b] {
