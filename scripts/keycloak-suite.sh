@@ -8,8 +8,9 @@
 #   scripts/keycloak-suite.sh VERSION [BASE_PORT]
 #
 # Ports: Keycloak BASE_PORT (+1000 management), gateway BASE_PORT+100, its admin BASE_PORT+101,
-# Prometheus BASE_PORT+102. State and logs go to .state/suite-VERSION/. DCR_SUITE_TESTS names the
-# test targets to run (default: keycloak keycloak_doctor).
+# Prometheus BASE_PORT+102, Redis (for the replicas that share quotas) a free random port.
+# State and logs go to .state/suite-VERSION/. DCR_SUITE_TESTS names the test targets to run
+# (default: keycloak keycloak_doctor).
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -27,15 +28,17 @@ PROM_PORT=$((BASE + 102))
 STATE="$ROOT/.state/suite-$VERSION"
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/dcr-gateway"
 
-require_cmd curl jq prometheus promtool
+require_cmd curl jq prometheus promtool redis-server redis-cli
 [[ -x $BIN ]] || die "$BIN is missing: run cargo build first"
 rm -rf "$STATE"
 mkdir -p "$STATE"
 
 GW_PID=
 PROM_PID=
+REDIS_PID=
 cleanup() {
     local rc=$?
+    [[ -n $REDIS_PID ]] && kill "$REDIS_PID" 2>/dev/null && wait "$REDIS_PID" 2>/dev/null
     [[ -n $GW_PID ]] && kill "$GW_PID" 2>/dev/null && wait "$GW_PID" 2>/dev/null
     [[ -n $PROM_PID ]] && kill "$PROM_PID" 2>/dev/null && wait "$PROM_PID" 2>/dev/null
     "$SCRIPT_DIR/keycloak.sh" stop "$STATE" || true
@@ -57,6 +60,21 @@ wait_http() { # URL SECONDS
 }
 
 started=$(date +%s)
+# Redis on a random free port, without persistence: the quota store of the replica test.
+for _ in 1 2 3 4 5; do
+    REDIS_PORT=$((20000 + RANDOM % 40000))
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+        --dir "$STATE" --logfile "$STATE/redis.log" &
+    REDIS_PID=$!
+    for _ in $(seq 25); do
+        redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break 2
+        sleep 0.2
+    done
+    kill "$REDIS_PID" 2>/dev/null || true
+    wait "$REDIS_PID" 2>/dev/null || true
+    REDIS_PID=
+done
+[[ -n $REDIS_PID ]] || die "redis-server did not start"
 # Keycloak reads the gateway's X-Forwarded-* headers, and only from the gateway's address.
 KC_EXTRA_OPTS="--proxy-headers=xforwarded --proxy-trusted-addresses=127.0.0.1" \
     "$SCRIPT_DIR/keycloak.sh" start "$VERSION" "$KC_PORT" "$STATE"
@@ -92,7 +110,7 @@ log "Keycloak $VERSION, gateway and Prometheus up in $(($(date +%s) - started)) 
 for target in ${DCR_SUITE_TESTS:-keycloak keycloak_doctor}; do
     GW_URL="http://127.0.0.1:$GW_PORT" GW_ADMIN_URL="http://127.0.0.1:$ADMIN_PORT" \
         KC_URL="http://127.0.0.1:$KC_PORT" KC_VERSION="$VERSION" PROM_URL="http://127.0.0.1:$PROM_PORT" \
-        KC_ENV_FILE="$STATE/env" \
+        KC_ENV_FILE="$STATE/env" REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
         cargo test --test "$target" -- --ignored --test-threads=1
 done
 

@@ -27,6 +27,9 @@ pub enum StartError {
         /// The error.
         error: std::io::Error,
     },
+    /// The Redis quota store could not be set up (its TLS material, for one).
+    #[error("quota_store: {0}")]
+    QuotaStore(String),
     /// Metrics could not be registered (a bug).
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -78,6 +81,7 @@ impl App {
         );
         // `open` applied the policy: the registry now knows the realms it and the settings name.
         let verifier = Verifier::new(settings.clone(), jwks, cache, metrics.clone());
+        let quotas = Quotas::new(&settings.quota_store, &metrics).map_err(|e| StartError::QuotaStore(e.to_string()))?;
         let upstream_url = settings.upstream.as_string();
         let public_url = settings.public_url.as_string();
         Ok(Arc::new(App {
@@ -86,7 +90,7 @@ impl App {
             client,
             verifier,
             policy,
-            quotas: Quotas::default(),
+            quotas,
             metrics,
             upstream_url,
             public_url,
@@ -95,13 +99,14 @@ impl App {
 
     /// Whether the gateway can serve, and what is missing if not.
     pub fn readiness(&self) -> (bool, Vec<String>) {
-        let missing: Vec<String> = self
+        let mut missing: Vec<String> = self
             .verifier
             .jwks
             .not_ready()
             .into_iter()
             .map(|r| format!("keys of realm {r} not loaded"))
             .collect();
+        missing.extend(self.quotas.not_ready());
         let ready = missing.is_empty();
         self.metrics.ready.set(i64::from(ready));
         (ready, missing)

@@ -94,9 +94,11 @@ reasons! {
     ClientNamePattern => ("client_name_pattern", 400, "invalid_client_metadata"),
     QuotaExceeded => ("quota_exceeded", 429, "temporarily_unavailable"),
     AdminWriteRefused => ("admin_write_refused", 403, "access_denied"),
+    RealmQuotaExceeded => ("realm_quota_exceeded", 429, "temporarily_unavailable"),
     // --- the gateway itself and the upstream connection ---
     NotReady => ("not_ready", 503, "temporarily_unavailable"),
     Overloaded => ("overloaded", 503, "temporarily_unavailable"),
+    QuotaStoreUnavailable => ("quota_store_unavailable", 503, "temporarily_unavailable"),
     UpstreamUnreachable => ("upstream_unreachable", 502, "temporarily_unavailable"),
     UpstreamConnectTimeout => ("upstream_connect_timeout", 504, "temporarily_unavailable"),
     UpstreamTimeout => ("upstream_timeout", 504, "temporarily_unavailable"),

@@ -12,7 +12,7 @@ use crate::config::{Overrides, load};
 use crate::error::{Refusal, RuleId};
 use crate::hints::{HintCtx, hint};
 use crate::policy::metadata::{Dialect, normalise};
-use crate::policy::{Input, Quotas, Snapshot, decide, json::parse_object, store};
+use crate::policy::{Input, Snapshot, decide, json::parse_object, store};
 use crate::route::{Operation, RegRoute};
 use crate::token::claims::{Decoded, TokenKind};
 use crate::token::jwks::parse_set;
@@ -190,7 +190,7 @@ pub fn run(a: &ExplainArgs, out: &mut String) -> Result<bool, Usage> {
         current: None,
         peer: [127, 0, 0, 1].into(),
     };
-    let decision = decide(&snap, &input, true, &Quotas::default());
+    let decision = decide(&snap, &input, true);
     // Every rule runs shadowed here so all failures show; the few always-enforced checks (the
     // update's client id) land in `refusal`.
     let failed: Vec<Refusal> = decision.refusal.iter().chain(&decision.shadowed).cloned().collect();

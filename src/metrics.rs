@@ -4,8 +4,8 @@
 //! configuration or policy knows (others are counted as `other`).
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Every metric the gateway exports.
@@ -42,6 +42,14 @@ pub struct Metrics {
     pub policy_info: IntGaugeVec,
     /// 1 when the gateway is ready to serve.
     pub ready: IntGauge,
+    /// Quota store operation latency by operation (`take`, `refund`, `ping`).
+    pub quota_store_latency: HistogramVec,
+    /// Quota store failures by operation and kind.
+    pub quota_store_errors: IntCounterVec,
+    /// Creates counted in memory because Redis failed (fail open).
+    pub quota_store_fallbacks: IntCounter,
+    /// 1 when the Redis quota store answered its last operation.
+    pub quota_store_up: IntGauge,
 }
 
 fn counter(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
@@ -92,6 +100,23 @@ impl Metrics {
         reg.register(Box::new(policy_generation.clone()))?;
         let ready = IntGauge::new("ready", "1 when the gateway is ready to serve.")?;
         reg.register(Box::new(ready.clone()))?;
+        let quota_store_latency = HistogramVec::new(
+            HistogramOpts::new("quota_store_duration_seconds", "Quota store (Redis) operation latency.").buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            ]),
+            &["op"],
+        )?;
+        reg.register(Box::new(quota_store_latency.clone()))?;
+        let quota_store_fallbacks = IntCounter::new(
+            "quota_store_fallbacks_total",
+            "Creates counted in this process's memory because Redis failed (fail open).",
+        )?;
+        reg.register(Box::new(quota_store_fallbacks.clone()))?;
+        let quota_store_up = IntGauge::new(
+            "quota_store_up",
+            "1 when the Redis quota store answered its last operation.",
+        )?;
+        reg.register(Box::new(quota_store_up.clone()))?;
         Ok(Metrics {
             requests: counter(
                 &reg,
@@ -143,6 +168,15 @@ impl Metrics {
                 &["checksum"],
             )?,
             ready,
+            quota_store_latency,
+            quota_store_errors: counter(
+                &reg,
+                "quota_store_errors_total",
+                "Quota store (Redis) failures by operation and kind (timeout, connection, not_connected, server).",
+                &["op", "kind"],
+            )?,
+            quota_store_fallbacks,
+            quota_store_up,
             registry: reg,
         })
     }

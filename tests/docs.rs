@@ -488,6 +488,8 @@ const CONFIG_SECTIONS: &[(&str, &str, &str)] = &[
     ("src/config/mod.rs", "RealmSettings", "## `[realms.NAME]`"),
     ("src/config/tls.rs", "ServerTlsFile", "## `[tls]`"),
     ("src/config/tls.rs", "UpstreamTlsFile", "## `[upstream_tls]`"),
+    ("src/config/store.rs", "FileQuotaStore", "## `[quota_store]`"),
+    ("src/config/store.rs", "QuotaStoreTlsFile", "## `[quota_store.tls]`"),
 ];
 
 #[test]
@@ -578,7 +580,7 @@ fn config_md_examples_are_valid() {
         }
         let needs_files = b.text.lines().any(|l| {
             let t = l.trim();
-            t == "[tls]" || t == "[upstream_tls]"
+            t == "[tls]" || t == "[upstream_tls]" || t == "[quota_store.tls]" || t.starts_with("password_file")
         });
         if !needs_files && let Err(e) = loads(&b.text, "example.toml") {
             panic!("docs/config.md: the toml block at line {} does not load: {e}", b.line);
@@ -622,7 +624,7 @@ fn config_md_full_example_loads_and_is_full() {
         }
         let structs = struct_fields(&read(file));
         for field in fields_of(&structs, name) {
-            if matches!(field.as_str(), "tls" | "upstream_tls") {
+            if matches!(field.as_str(), "tls" | "upstream_tls" | "password_file") {
                 continue;
             }
             if !present(field) {

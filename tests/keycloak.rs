@@ -1318,3 +1318,83 @@ async fn admin_api_client_writes_are_governed_per_caller() {
     assert_eq!(a.status, 201, "{}", String::from_utf8_lossy(&a.body));
     assert_eq!(admin.clients_named("demo", &id).await, 1);
 }
+
+/// Two gateway replicas behind one public address (as behind a load balancer), counting quotas in
+/// the suite's Redis (`REDIS_URL`).
+async fn redis_replica(e: &Env, policy: &str, prefix: &str) -> Inproc {
+    let url = std::env::var("REDIS_URL").expect("REDIS_URL: scripts/keycloak-suite.sh starts Redis");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.toml"), policy).unwrap();
+    let mut s = support::settings(&e.kc, Some(dir.path()));
+    s.public_url = e.gw.parse().unwrap();
+    let text = format!("backend = \"redis\"\nurl = \"{url}\"\nkey_prefix = \"{prefix}\"\n");
+    s.quota_store = dcr_gateway::config::store::build(&toml::from_str(&text).unwrap()).unwrap();
+    let gw = support::gateway(s).await;
+    wait_ready(&format!("http://{}", gw.admin_addr)).await;
+    Inproc {
+        base: format!("http://{}", gw.addr),
+        gw,
+        _dir: dir,
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs a real Keycloak: scripts/keycloak-suite.sh"]
+async fn two_replicas_share_quotas_on_redis() {
+    let e = env();
+    let policy = r#"
+version = 1
+[default.create]
+token_kinds = ["bearer", "initial_access"]
+[realms.demo.quota]
+creates = 2
+window = "1h"
+realm_creates = 3
+"#;
+    let prefix = format!("{}:", unique("kc-suite"));
+    let replicas = [
+        redis_replica(&e, policy, &prefix).await,
+        redis_replica(&e, policy, &prefix).await,
+    ];
+    let public = e.gw.trim_start_matches("http://").to_owned();
+    let name = unique("shared-quota");
+    let create = |i: usize, iat: String| {
+        let addr = replicas[i % 2].gw.addr;
+        let public = public.clone();
+        let body = json!({"client_name": name, "redirect_uris": ["http://127.0.0.1:4000/cb"]});
+        async move {
+            let mut r = support::req(
+                "POST",
+                addr,
+                "/realms/demo/clients-registrations/openid-connect",
+                Some(&iat),
+                Some(&body),
+            );
+            // What the load balancer in front of both replicas forwards.
+            r.headers_mut().insert("host", public.parse().unwrap());
+            support::send(r).await
+        }
+    };
+    let admin = Admin::login(&e.gw).await;
+    let (_, first) = admin.create_iat("demo", 600, 10).await;
+    for i in 0..2 {
+        let a = create(i, first.clone()).await;
+        assert_eq!(a.status, 201, "create {i}: {}", String::from_utf8_lossy(&a.body));
+    }
+    // The caller's quota of 2 holds across both replicas...
+    refused(&create(2, first.clone()).await, 429, "quota_exceeded");
+    // ...and minting a new initial access token (a new caller) runs into the realm-wide cap.
+    let (_, second) = admin.create_iat("demo", 600, 10).await;
+    assert_eq!(create(3, second.clone()).await.status, 201);
+    let (_, third) = admin.create_iat("demo", 600, 10).await;
+    let v = refused(&create(4, third).await, 429, "realm_quota_exceeded");
+    assert_eq!(v["details"]["realm_creates"], 3, "{v}");
+    assert_eq!(
+        admin.clients_named("demo", &name).await,
+        3,
+        "Keycloak stored exactly the quota"
+    );
+    for r in replicas {
+        r.gw.shutdown().await;
+    }
+}

@@ -265,6 +265,7 @@ fn build(raw: FileConfig, file: Option<&Path>, over: &Overrides) -> Result<Setti
             prefetch: j.prefetch.unwrap_or_default(),
         },
         realms: raw.realms,
+        quota_store: super::store::build(&raw.quota_store).map_err(|(k, m)| file_err(file, k, m))?,
     };
     nonzero(&settings, file)?;
     Ok(settings)

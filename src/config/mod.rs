@@ -2,6 +2,7 @@
 //! gateway runs on. Loading and flag overrides live in `load`, TLS material in `tls`.
 
 pub mod load;
+pub mod store;
 pub mod tls;
 pub mod types;
 
@@ -75,6 +76,8 @@ pub struct FileConfig {
     pub(crate) jwks: FileJwks,
     #[serde(default)]
     pub(crate) realms: BTreeMap<String, RealmSettings>,
+    #[serde(default)]
+    pub(crate) quota_store: store::FileQuotaStore,
 }
 
 /// `[timeouts]`.
@@ -222,6 +225,8 @@ pub struct Settings {
     pub jwks: JwksSettings,
     /// Per-realm token settings.
     pub realms: BTreeMap<String, RealmSettings>,
+    /// Where registration quotas are counted.
+    pub quota_store: store::QuotaStore,
 }
 
 // === impl Settings ===

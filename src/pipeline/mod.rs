@@ -84,7 +84,7 @@ async fn serve_one(app: Arc<App>, conn: ConnInfo, req: Request<Incoming>) -> Res
         _ if ctx.shadowed => Verdict::ShadowDeny,
         _ => Verdict::Allow,
     };
-    app.quotas.settle(ctx.quota_slot.take(), ctx.upstream_status);
+    app.quotas.settle(ctx.quota_slot.take(), ctx.upstream_status).await; // may ask Redis
     let resp = observe::finish(&app, &ctx, resp);
     match slot {
         Some(slot) => resp.map(|b| Guarded::new(b, slot).boxed()),
@@ -130,7 +130,7 @@ async fn run(app: &App, ctx: &mut Ctx, req: Request<Body>) -> Result<Response<Bo
     ctx.metadata = metadata.as_ref().map(|(m, _)| m.clone());
     let md = metadata.as_ref().map(|(m, d)| (m, *d));
     let input = Input { metadata: md, ..caller };
-    let mut decision = policy::finish(decision, &snap, &input, shadow, &app.quotas); // 4c: what is asked
+    let mut decision = policy::finish(decision, &snap, &input, shadow); // 4c: what is asked
     if let Some((_, dialect)) = md
         && current::worth_reading(&reg, &decision)
         && let Some(now) = current::read(app, ctx, &parts, dialect).await
@@ -141,8 +141,9 @@ async fn run(app: &App, ctx: &mut Ctx, req: Request<Body>) -> Result<Response<Bo
             ..input
         };
         let caller_decision = policy::precheck(&snap, &caller, shadow);
-        decision = policy::finish(caller_decision, &snap, &again, shadow, &app.quotas);
+        decision = policy::finish(caller_decision, &snap, &again, shadow);
     }
+    policy::eval::count(&mut decision, &app.quotas).await; // 4e: counted, maybe in Redis
     audit_shadowed(&ctx.request_id, &decision);
     ctx.shadowed = !decision.shadowed.is_empty();
     ctx.rule = decision.rule;

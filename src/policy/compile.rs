@@ -224,6 +224,7 @@ impl Ctx {
             metadata: self.metadata(layers),
             quota: self.quota(layers),
             admin: self.admin_api(layers),
+            realm_quota: self.realm_quota(layers),
         }
     }
 

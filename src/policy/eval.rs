@@ -4,10 +4,7 @@
 
 use std::net::IpAddr;
 
-use tokio::time::Instant;
-
 use super::metadata::{ClientMetadata, Dialect};
-use super::quota::Quotas;
 use super::snapshot::{OpPolicy, RealmPolicy, Rule, Snapshot};
 use crate::error::{Reason, Refusal, RuleId};
 use crate::route::{Operation, RegRoute};
@@ -15,6 +12,7 @@ use crate::token::claims::capitalise;
 use crate::token::{Identity, TokenKind};
 pub use fields::check_redirect;
 use fields::{client_id_fits, metadata};
+pub use quota::{QuotaAsk, count};
 
 /// What the policy stage knows about a request.
 pub struct Input<'a> {
@@ -40,6 +38,8 @@ pub struct Decision {
     pub shadowed: Vec<Refusal>,
     /// The rule that decided (the refusing one, else the first shadowed one).
     pub rule: Option<String>,
+    /// The create to count against quotas (by `quota::count`), when quotas apply.
+    pub quota: Option<QuotaAsk>,
     /// The create counted against a quota; refund it if Keycloak does not accept the create.
     pub quota_slot: Option<super::quota::Slot>,
 }
@@ -106,13 +106,14 @@ impl Eval<'_> {
     }
 }
 
-/// Evaluates the snapshot for one request. Takes a quota slot when the create is allowed.
-pub fn decide(snap: &Snapshot, input: &Input<'_>, global_shadow: bool, quotas: &Quotas) -> Decision {
+/// Evaluates the snapshot for one request. An allowed create says what to count against quotas
+/// (`Decision::quota`), for `quota::count` to count in the store.
+pub fn decide(snap: &Snapshot, input: &Input<'_>, global_shadow: bool) -> Decision {
     let caller = precheck(snap, input, global_shadow);
     if caller.refusal.is_some() {
         return caller;
     }
-    finish(caller, snap, input, global_shadow, quotas)
+    finish(caller, snap, input, global_shadow)
 }
 
 /// The rules that need no body (provider, token kind, roles, scopes, `azp`), so that a request
@@ -128,8 +129,9 @@ pub fn precheck(snap: &Snapshot, input: &Input<'_>, global_shadow: bool) -> Deci
     ev.decision
 }
 
-/// The rules on the body and the quota, after a `precheck` that did not refuse.
-pub fn finish(caller: Decision, snap: &Snapshot, input: &Input<'_>, global_shadow: bool, quotas: &Quotas) -> Decision {
+/// The rules on the body, and what to count against quotas, after a `precheck` that did not
+/// refuse.
+pub fn finish(caller: Decision, snap: &Snapshot, input: &Input<'_>, global_shadow: bool) -> Decision {
     let route = input.route;
     let policy = snap.for_realm(&route.realm);
     let mut ev = Eval {
@@ -144,10 +146,8 @@ pub fn finish(caller: Decision, snap: &Snapshot, input: &Input<'_>, global_shado
             return ev.decision;
         }
     }
-    if route.operation == Operation::Create
-        && let Some(q) = &policy.quota
-    {
-        quota(&mut ev, q, input, quotas);
+    if route.operation == Operation::Create {
+        ev.decision.quota = quota::ask(&ev, policy, input);
     }
     ev.decision
 }
@@ -347,36 +347,8 @@ pub fn caller_key(identity: &Identity, peer: IpAddr) -> String {
     }
 }
 
-fn quota(ev: &mut Eval<'_>, rule: &Rule<super::snapshot::QuotaPolicy>, input: &Input<'_>, quotas: &Quotas) {
-    let caller = caller_key(input.identity, input.peer);
-    let taken = quotas.take(
-        ev.realm,
-        &caller,
-        rule.value,
-        Instant::now(),
-        rule.shadow || ev.global_shadow,
-    );
-    ev.decision.quota_slot = taken.slot;
-    if let Some(wait) = taken.over {
-        // The caller key may hold an unverified `jti`: show a bounded prefix only.
-        let caller: String = caller.chars().take(80).collect();
-        let secs = wait.as_secs().max(1);
-        let msg = format!(
-            "Caller {caller} has used its quota of {} creates per {}s in realm {}; try again in {secs}s.",
-            rule.value.creates,
-            rule.value.window.as_secs(),
-            ev.realm
-        );
-        let r = Refusal::new(Reason::QuotaExceeded, msg)
-            .detail("caller", caller)
-            .detail("creates", rule.value.creates)
-            .detail("window_seconds", rule.value.window.as_secs())
-            .retry_after(secs);
-        ev.fail(rule, r);
-    }
-}
-
 mod fields;
+pub mod quota;
 
 #[cfg(test)]
 mod tests;

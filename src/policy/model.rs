@@ -146,4 +146,8 @@ pub struct QuotaRaw {
     pub creates: Option<Spanned<u32>>,
     /// The window, e.g. `1h`.
     pub window: Option<Spanned<Dur>>,
+    /// Creates allowed per window in the realm, across all callers.
+    pub realm_creates: Option<Spanned<u32>>,
+    /// The realm-wide window; default `window`.
+    pub realm_window: Option<Spanned<Dur>>,
 }

@@ -1,50 +1,32 @@
-//! Registration quotas: at most N creates per caller in any sliding window. Callers are the
-//! `azp` of bearer tokens, the `jti` of initial access tokens, or the client address.
+//! Registration quotas: at most N creates per caller, and at most M creates per realm across all
+//! callers, in any sliding window. Callers are the `azp` of bearer tokens, the `jti` of initial
+//! access tokens, or the client address.
 //!
-//! Keys are SHA-256 digests of (realm, caller), so attacker-chosen text never sits in memory;
-//! the map is bounded, and a create that Keycloak does not accept is refunded.
+//! The counters live in this process (`local`) or in Redis (`redis`), shared by every replica,
+//! as `[quota_store]` says. Keys are SHA-256 digests of (realm, caller), so attacker-chosen text
+//! never becomes a key; a create that Keycloak does not accept is refunded.
 
-use std::collections::{HashMap, VecDeque};
+pub mod local;
+pub mod redis;
+
+use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use tokio::time::Instant;
 
-use super::snapshot::QuotaPolicy;
+use self::local::{Local, LocalSlot};
+use self::redis::{RedisSlot, RedisStore, StoreFailure};
+use crate::config::store::{OnError, QuotaStore};
+use crate::metrics::Metrics;
+pub use crate::policy::snapshot::QuotaPolicy;
 
-const MAX_CALLERS: usize = 100_000;
+/// A SHA-256 digest naming one counter.
+pub type Key = [u8; 32];
 
-type Key = [u8; 32];
-
-struct Log {
-    window: Duration,
-    creates: VecDeque<Instant>,
-}
-
-/// A create counted against a caller, to refund if Keycloak does not accept it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Slot {
-    key: Key,
-    at: Instant,
-}
-
-/// What `take` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Taken {
-    /// The create counted, if it was.
-    pub slot: Option<Slot>,
-    /// When the caller is over its quota: how long until a create is free again.
-    pub over: Option<Duration>,
-}
-
-/// Create timestamps per (realm, caller); survives policy reloads.
-#[derive(Default)]
-pub struct Quotas {
-    calls: Mutex<HashMap<Key, Log>>,
-}
-
-fn key(realm: &str, caller: &str) -> Key {
+/// The digest of (kind, realm, caller): `c` for a caller's counter, `r` for the realm's.
+pub fn digest(kind: u8, realm: &str, caller: &str) -> Key {
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    ctx.update(&[kind]);
     ctx.update(realm.as_bytes());
     ctx.update(&[0]);
     ctx.update(caller.as_bytes());
@@ -53,179 +35,175 @@ fn key(realm: &str, caller: &str) -> Key {
     out
 }
 
-/// Drops expired callers (each by its own window); if the map is still full, drops the tenth
-/// whose last create is oldest.
-fn sweep(calls: &mut HashMap<Key, Log>, now: Instant) {
-    calls.retain(|_, l| l.creates.back().is_some_and(|t| now.duration_since(*t) < l.window));
-    if calls.len() >= MAX_CALLERS {
-        let mut by_age: Vec<(Instant, Key)> = calls
-            .iter()
-            .filter_map(|(k, l)| l.creates.back().map(|t| (*t, *k)))
-            .collect();
-        by_age.sort_unstable();
-        for (_, k) in by_age.into_iter().take(MAX_CALLERS / 10) {
-            calls.remove(&k);
-        }
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// 16 random bytes (create ids); zeros only if the system's generator fails.
+fn random_id() -> [u8; 16] {
+    let mut id = [0u8; 16];
+    if aws_lc_rs::rand::fill(&mut id).is_err() {
+        tracing::error!("no randomness for a quota create id");
     }
+    id
+}
+
+/// One limit a create is counted against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The counter.
+    pub key: Key,
+    /// Its limit and window.
+    pub policy: QuotaPolicy,
+}
+
+/// A create to count.
+#[derive(Debug, Clone)]
+pub struct Ask<'a> {
+    /// The realm (from the path; any text).
+    pub realm: &'a str,
+    /// The caller key (`azp:…`, `iat:…`, `ip:…`).
+    pub caller: &'a str,
+    /// The per-caller quota.
+    pub per_caller: Option<QuotaPolicy>,
+    /// The realm-wide quota.
+    pub per_realm: Option<QuotaPolicy>,
+    /// Count the create even over a limit (the quota is shadowed).
+    pub force: bool,
+}
+
+impl Ask<'_> {
+    fn limits(&self) -> Vec<Limits> {
+        let caller = self.per_caller.map(|policy| Limits {
+            key: digest(b'c', self.realm, self.caller),
+            policy,
+        });
+        let realm = self.per_realm.map(|policy| Limits {
+            key: digest(b'r', self.realm, ""),
+            policy,
+        });
+        caller.into_iter().chain(realm).collect()
+    }
+}
+
+/// A create counted against quotas, to refund if Keycloak does not accept it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Slot {
+    /// Counted in this process.
+    Local(LocalSlot),
+    /// Counted in Redis.
+    Redis(RedisSlot),
+}
+
+/// What `take` did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Taken {
+    /// The create counted, if it was.
+    pub slot: Option<Slot>,
+    /// When the caller is at its quota: how long until a create is free again.
+    pub caller_over: Option<Duration>,
+    /// When the realm is at its quota: how long until a create is free again.
+    pub realm_over: Option<Duration>,
+}
+
+/// The fail-closed store could not count the create.
+#[derive(Debug, thiserror::Error)]
+#[error("the quota store did not answer: {0}")]
+pub struct Unavailable(pub StoreFailure);
+
+/// The quota counters: in memory, or in Redis with a memory fallback when failing open.
+#[derive(Default)]
+pub struct Quotas {
+    local: Local,
+    redis: Option<(Arc<RedisStore>, OnError)>,
 }
 
 // === impl Quotas ===
 
 impl Quotas {
-    /// Counts one create for the caller unless it is over its quota; with `force` (a shadowed
-    /// quota) the create is counted anyway.
-    pub fn take(&self, realm: &str, caller: &str, q: QuotaPolicy, now: Instant, force: bool) -> Taken {
-        let k = key(realm, caller);
-        let mut calls = self.calls.lock();
-        if calls.len() >= MAX_CALLERS && !calls.contains_key(&k) {
-            sweep(&mut calls, now);
+    /// The store `[quota_store]` names; a Redis store connects in the background.
+    pub fn new(store: &QuotaStore, metrics: &Metrics) -> Result<Quotas, ::redis::RedisError> {
+        let redis = match store {
+            QuotaStore::Memory => None,
+            QuotaStore::Redis(s) => Some((RedisStore::start(s, metrics.clone())?, s.on_error)),
+        };
+        Ok(Quotas {
+            local: Local::default(),
+            redis,
+        })
+    }
+
+    /// Counts one create unless the caller or the realm is at its quota (with `force`, counts
+    /// it anyway). Fails only when a fail-closed Redis store cannot be asked.
+    pub async fn take(&self, ask: &Ask<'_>) -> Result<Taken, Unavailable> {
+        let limits = ask.limits();
+        if limits.is_empty() {
+            return Ok(Taken::default());
         }
-        let log = calls.entry(k).or_insert_with(|| Log {
-            window: q.window,
-            creates: VecDeque::new(),
-        });
-        log.window = q.window;
-        while log.creates.front().is_some_and(|t| now.duration_since(*t) >= q.window) {
-            log.creates.pop_front();
-        }
-        let over = (log.creates.len() >= q.creates as usize).then(|| {
-            let oldest = log.creates.front().copied().unwrap_or(now);
-            q.window.saturating_sub(now.duration_since(oldest))
-        });
-        let slot = (over.is_none() || force).then(|| {
-            log.creates.push_back(now);
-            Slot { key: k, at: now }
-        });
-        Taken { slot, over }
+        let caller_at = usize::from(ask.per_caller.is_none());
+        let (slot, waits) = match &self.redis {
+            None => self.take_local(&limits, ask.force),
+            Some((store, on_error)) => {
+                let realm = digest(b'r', ask.realm, "");
+                match store.take(&realm, &limits, ask.force).await {
+                    Ok((slot, waits)) => (slot.map(Slot::Redis), waits),
+                    Err(e) if *on_error == OnError::Open => {
+                        tracing::warn!(error = %e, "quota store unreachable; counting this create locally (fail open)");
+                        store.fell_back();
+                        self.take_local(&limits, ask.force)
+                    }
+                    Err(e) => return Err(Unavailable(e)),
+                }
+            }
+        };
+        let wait = |i: usize| waits.get(i).copied().flatten();
+        Ok(Taken {
+            slot,
+            caller_over: ask.per_caller.and_then(|_| wait(0)),
+            realm_over: ask.per_realm.and_then(|_| wait(1 - caller_at)),
+        })
+    }
+
+    fn take_local(&self, limits: &[Limits], force: bool) -> (Option<Slot>, Vec<Option<Duration>>) {
+        let (slot, waits) = self.local.take(limits, force, Instant::now());
+        (slot.map(Slot::Local), waits)
     }
 
     /// Gives back a create that did not happen (Keycloak refused it or could not be reached).
-    pub fn refund(&self, slot: Slot) {
-        let mut calls = self.calls.lock();
-        if let Some(log) = calls.get_mut(&slot.key) {
-            if let Some(i) = log.creates.iter().rposition(|t| *t == slot.at) {
-                log.creates.remove(i);
+    /// A refund Redis cannot take is logged; that create then expires with its window.
+    pub async fn refund(&self, slot: Slot) {
+        match (slot, &self.redis) {
+            (Slot::Local(s), _) => self.local.refund(&s),
+            (Slot::Redis(s), Some((store, _))) => {
+                if let Err(e) = store.refund(&s).await {
+                    tracing::warn!(error = %e, "quota store: could not refund a create; it expires with its window");
+                }
             }
-            if log.creates.is_empty() {
-                calls.remove(&slot.key);
-            }
+            (Slot::Redis(_), None) => {}
         }
     }
 
     /// Settles a counted create once Keycloak has answered: kept when Keycloak created the
     /// client (a 2xx answer), refunded otherwise (refused, unreachable, or never forwarded).
-    pub fn settle(&self, slot: Option<Slot>, upstream_status: Option<u16>) {
+    pub async fn settle(&self, slot: Option<Slot>, upstream_status: Option<u16>) {
         if let Some(slot) = slot
             && !upstream_status.is_some_and(|s| (200..300).contains(&s))
         {
-            self.refund(slot);
+            self.refund(slot).await;
         }
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const P: QuotaPolicy = QuotaPolicy {
-        creates: 2,
-        window: Duration::from_secs(60),
-    };
-
-    #[test]
-    fn sliding_window() {
-        let q = Quotas::default();
-        let t0 = Instant::now();
-        assert!(q.take("demo", "a", P, t0, false).over.is_none());
-        assert!(
-            q.take("demo", "a", P, t0 + Duration::from_secs(10), false)
-                .over
-                .is_none()
-        );
-        let t = q.take("demo", "a", P, t0 + Duration::from_secs(20), false);
-        assert_eq!((t.slot, t.over), (None, Some(Duration::from_secs(40))));
-        // other callers and realms are separate
-        assert!(q.take("demo", "b", P, t0, false).over.is_none());
-        assert!(q.take("other", "a", P, t0, false).over.is_none());
-        // the first slot frees after the window
-        assert!(
-            q.take("demo", "a", P, t0 + Duration::from_secs(61), false)
-                .over
-                .is_none()
-        );
+    /// Why quotas cannot be counted now, when a fail-closed store is unreachable.
+    pub fn not_ready(&self) -> Option<String> {
+        match &self.redis {
+            Some((store, OnError::Closed)) if !store.is_up() => Some("quota store (Redis) unreachable".into()),
+            _ => None,
+        }
     }
 
-    #[test]
-    fn refund_and_shadow() {
-        let q = Quotas::default();
-        let t0 = Instant::now();
-        let first = q.take("demo", "a", P, t0, false).slot.unwrap();
-        q.take("demo", "a", P, t0, false);
-        q.refund(first);
-        assert!(
-            q.take("demo", "a", P, t0, false).over.is_none(),
-            "a refunded create frees its slot"
-        );
-        // A shadowed quota counts the creates it lets through.
-        let t = q.take("demo", "a", P, t0, true);
-        assert!(t.over.is_some() && t.slot.is_some());
-        q.refund(t.slot.unwrap());
-    }
-
-    #[test]
-    fn settle_keeps_only_creates_keycloak_accepted() {
-        let q = Quotas::default();
-        let t0 = Instant::now();
-        let one = QuotaPolicy {
-            creates: 1,
-            window: Duration::from_secs(60),
-        };
-        for refused in [None, Some(400), Some(502), Some(302)] {
-            q.settle(q.take("demo", "a", one, t0, false).slot, refused);
-            assert!(
-                q.take("demo", "a", one, t0, false).slot.is_some(),
-                "refunded after {refused:?}"
-            );
-            q.calls.lock().clear();
-        }
-        q.settle(q.take("demo", "a", one, t0, false).slot, Some(201));
-        assert!(
-            q.take("demo", "a", one, t0, false).over.is_some(),
-            "a 201 keeps the create counted"
-        );
-        q.settle(None, None); // nothing counted: nothing to do
-    }
-
-    #[test]
-    fn bounded_with_per_entry_windows() {
-        let q = Quotas::default();
-        let t0 = Instant::now();
-        let week = QuotaPolicy {
-            creates: 1,
-            window: Duration::from_secs(7 * 86400),
-        };
-        assert!(q.take("prod", "victim", week, t0, false).over.is_none());
-        let short = QuotaPolicy {
-            creates: 1,
-            window: Duration::from_secs(1),
-        };
-        for i in 0..MAX_CALLERS - 1 {
-            q.take("junk", &format!("c{i}"), short, t0 + Duration::from_secs(2), false);
-        }
-        assert_eq!(q.calls.lock().len(), MAX_CALLERS);
-        // A new caller on a full map sweeps each entry by its own window: the short-window
-        // callers are gone, the week-long one stays.
-        q.take("junk", "late", short, t0 + Duration::from_secs(5), false);
-        assert_eq!(q.calls.lock().len(), 2);
-        assert!(
-            q.take("prod", "victim", week, t0 + Duration::from_secs(6), false)
-                .over
-                .is_some()
-        );
-        // A flood of live callers is bounded too: the least recently used tenth is forgotten.
-        for i in 0..MAX_CALLERS + 10 {
-            q.take("flood", &format!("f{i}"), week, t0 + Duration::from_secs(7), false);
-        }
-        assert!(q.calls.lock().len() <= MAX_CALLERS);
+    /// Counters held in this process's memory.
+    pub fn local_len(&self) -> usize {
+        self.local.len()
     }
 }

@@ -196,10 +196,12 @@ pub struct RealmPolicy {
     pub ops: [OpPolicy; 4],
     /// Metadata rules.
     pub metadata: MetadataPolicy,
-    /// Create quota.
+    /// Create quota per caller.
     pub quota: Option<Rule<QuotaPolicy>>,
     /// Admin REST API writes.
     pub admin: super::admin_api::AdminPolicy,
+    /// Create quota of the realm, across all callers.
+    pub realm_quota: Option<Rule<QuotaPolicy>>,
 }
 
 /// One whole, validated policy.
@@ -319,6 +321,14 @@ impl Snapshot {
                 let _ = writeln!(
                     out,
                     "  quota: {} creates per {}s per caller",
+                    q.value.creates,
+                    q.value.window.as_secs()
+                );
+            }
+            if let Some(q) = &p.realm_quota {
+                let _ = writeln!(
+                    out,
+                    "  realm quota: {} creates per {}s across all callers",
                     q.value.creates,
                     q.value.window.as_secs()
                 );

@@ -8,6 +8,7 @@ use toml::Spanned;
 
 use super::{Ctx, Layer, first, md_list, rd, su};
 use crate::config::ConfigError;
+use crate::config::Dur;
 use crate::policy::model::{List, MetadataRaw};
 use crate::policy::snapshot::{MetadataPolicy, QuotaPolicy, RedirectPolicy, Rule, ServerUrlPolicy};
 
@@ -199,40 +200,70 @@ impl Ctx {
         Rule::new(policy, origin).shadow(shadow)
     }
 
+    /// One quota limit from the first layers that set its count and window; errors name `key`.
+    fn limit(
+        &mut self,
+        layers: &[&Layer<'_>],
+        creates: Option<(&Spanned<u32>, &Layer<'_>)>,
+        window: Option<(&Spanned<Dur>, &Layer<'_>)>,
+        key: &str,
+    ) -> Option<QuotaPolicy> {
+        let (c, cl) = creates?;
+        let Some((w, wl)) = window else {
+            let (_, l) = first(layers, |r| r.quota.as_ref())?;
+            self.errors.push(ConfigError {
+                file: Some(l.src.path.clone()),
+                position: None,
+                key: format!("{}.quota", l.origin),
+                message: format!("`{key}` needs a window (`window`)"),
+            });
+            return None;
+        };
+        if *c.get_ref() == 0 {
+            self.err(
+                cl.src,
+                c.span(),
+                &format!("quota.{key}"),
+                "must be at least 1 (to forbid creating, set create.token_kinds = [])".into(),
+            );
+        }
+        if w.get_ref().0.as_secs() == 0 {
+            self.err(wl.src, w.span(), "quota.window", "must be at least 1s".into());
+        }
+        Some(QuotaPolicy {
+            creates: *c.get_ref(),
+            window: w.get_ref().0,
+        })
+    }
+
     pub(super) fn quota(&mut self, layers: &[&Layer<'_>]) -> Option<Rule<QuotaPolicy>> {
         let (_, l) = first(layers, |r| r.quota.as_ref())?;
         let shadow = self.mode_for(layers, |r| r.quota.as_ref().and_then(|q| q.mode));
         let creates = first(layers, |r| r.quota.as_ref().and_then(|q| q.creates.as_ref()));
-        let window = first(layers, |r| r.quota.as_ref().and_then(|q| q.window.as_ref()));
-        match (creates, window) {
-            (Some((c, cl)), Some((w, wl))) => {
-                if *c.get_ref() == 0 {
-                    self.err(
-                        cl.src,
-                        c.span(),
-                        "quota.creates",
-                        "must be at least 1 (to forbid creating, set create.token_kinds = [])".into(),
-                    );
-                }
-                if w.get_ref().0.as_secs() == 0 {
-                    self.err(wl.src, w.span(), "quota.window", "must be at least 1s".into());
-                }
-                let q = QuotaPolicy {
-                    creates: *c.get_ref(),
-                    window: w.get_ref().0,
-                };
-                Some(Rule::new(q, format!("{}.quota", l.origin)).shadow(shadow))
-            }
-            _ => {
-                self.errors.push(ConfigError {
-                    file: Some(l.src.path.clone()),
-                    position: None,
-                    key: format!("{}.quota", l.origin),
-                    message: "a quota needs both `creates` and `window`".into(),
-                });
-                None
-            }
+        let realm = first(layers, |r| r.quota.as_ref().and_then(|q| q.realm_creates.as_ref()));
+        if creates.is_none() && realm.is_none() {
+            self.errors.push(ConfigError {
+                file: Some(l.src.path.clone()),
+                position: None,
+                key: format!("{}.quota", l.origin),
+                message: "a quota needs `creates` and `window`, or `realm_creates` and a window".into(),
+            });
+            return None;
         }
+        let window = first(layers, |r| r.quota.as_ref().and_then(|q| q.window.as_ref()));
+        let q = self.limit(layers, creates, window, "creates")?;
+        Some(Rule::new(q, format!("{}.quota", l.origin)).shadow(shadow))
+    }
+
+    /// The realm-wide quota: `realm_creates` per `realm_window` (default `window`).
+    pub(super) fn realm_quota(&mut self, layers: &[&Layer<'_>]) -> Option<Rule<QuotaPolicy>> {
+        let (_, l) = first(layers, |r| r.quota.as_ref())?;
+        let shadow = self.mode_for(layers, |r| r.quota.as_ref().and_then(|q| q.mode));
+        let creates = first(layers, |r| r.quota.as_ref().and_then(|q| q.realm_creates.as_ref()));
+        let window = first(layers, |r| r.quota.as_ref().and_then(|q| q.realm_window.as_ref()))
+            .or_else(|| first(layers, |r| r.quota.as_ref().and_then(|q| q.window.as_ref())));
+        let q = self.limit(layers, creates, window, "realm_creates")?;
+        Some(Rule::new(q, format!("{}.quota", l.origin)).shadow(shadow))
     }
 }
 

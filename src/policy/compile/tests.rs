@@ -130,7 +130,11 @@ fn contradictions_refused() {
     let e = errs("[realms.demo.quota]\ncreates = 0\nwindow = \"1h\"\n");
     assert_eq!(e[0].key, "quota.creates");
     let e = errs("[realms.demo.quota]\ncreates = 5\n");
-    assert!(e[0].message.contains("both"));
+    assert!(e[0].message.contains("needs a window"), "{}", e[0]);
+    let e = errs("[realms.demo.quota]\nmode = \"shadow\"\n");
+    assert!(e[0].message.contains("realm_creates"), "{}", e[0]);
+    let e = errs("[realms.demo.quota]\nrealm_creates = 0\nrealm_window = \"1h\"\n");
+    assert_eq!(e[0].key, "quota.realm_creates");
     let e = errs("[realms.demo.metadata]\ngrant_types = [\"authorisation_code\"]\n");
     assert!(e[0].message.contains("authorisation_code"));
     let e = errs("[realms.demo.metadata.redirect_uris]\nhosts = [\"*example.com\"]\n");

@@ -74,7 +74,7 @@ fn run(s: &Snapshot, route: &RegRoute, id: &Identity, body: Option<serde_json::V
         current: None,
         peer: "127.0.0.1".parse().unwrap(),
     };
-    decide(s, &input, false, &Quotas::default())
+    decide(s, &input, false)
 }
 
 fn reason(d: &Decision) -> Option<Reason> {
@@ -406,14 +406,21 @@ fn shadow_rules_record_and_continue() {
         current: None,
         peer: "127.0.0.1".parse().unwrap(),
     };
-    let d = decide(&strict, &input, true, &Quotas::default());
+    let d = decide(&strict, &input, true);
     assert_eq!(d.label(), "shadow_deny");
 }
 
-#[test]
-fn quotas_per_caller() {
+/// Decides and counts, as the pipeline does.
+async fn decide_counted(s: &Snapshot, input: &Input<'_>, shadow: bool, q: &crate::policy::Quotas) -> Decision {
+    let mut d = decide(s, input, shadow);
+    count(&mut d, q).await;
+    d
+}
+
+#[tokio::test]
+async fn quotas_per_caller() {
     let s = snap("[realms.demo.quota]\ncreates = 2\nwindow = \"1h\"\n");
-    let q = Quotas::default();
+    let q = crate::policy::Quotas::default();
     let r = route(Operation::Create, "openid-connect");
     let id = bearer(&["create-client"]);
     let input = Input {
@@ -423,9 +430,11 @@ fn quotas_per_caller() {
         current: None,
         peer: "127.0.0.1".parse().unwrap(),
     };
-    assert_eq!(decide(&s, &input, false, &q).label(), "allow");
-    assert_eq!(decide(&s, &input, false, &q).label(), "allow");
-    let d = decide(&s, &input, false, &q);
+    assert!(decide(&s, &input, false).quota.is_some(), "decide says what to count");
+    assert_eq!(decide_counted(&s, &input, false, &q).await.label(), "allow");
+    assert_eq!(decide_counted(&s, &input, false, &q).await.label(), "allow");
+    let d = decide_counted(&s, &input, false, &q).await;
+    assert!(d.quota_slot.is_none());
     let refusal = d.refusal.unwrap();
     assert_eq!(refusal.reason, Reason::QuotaExceeded);
     assert!(refusal.retry_after.unwrap() > 3500);
@@ -438,10 +447,37 @@ fn quotas_per_caller() {
         current: None,
         peer: "127.0.0.1".parse().unwrap(),
     };
-    assert_eq!(decide(&s, &input, false, &q).label(), "allow");
+    assert_eq!(decide_counted(&s, &input, false, &q).await.label(), "allow");
     assert_eq!(caller_key(&other, "10.0.0.1".parse().unwrap()), "iat:iat-1");
     assert_eq!(
         caller_key(&kind(TokenKind::Anonymous), "10.0.0.1".parse().unwrap()),
         "ip:10.0.0.1"
     );
+}
+
+#[tokio::test]
+async fn realm_quota_across_callers_and_shadow() {
+    let s = snap("[realms.demo.quota]\nrealm_creates = 2\nwindow = \"1h\"\n");
+    let q = crate::policy::Quotas::default();
+    let r = route(Operation::Create, "openid-connect");
+    let mut other_iat = kind(TokenKind::InitialAccess);
+    other_iat.claims = Arc::new(serde_json::from_value(json!({"jti": "iat-2"})).unwrap());
+    let ids = [kind(TokenKind::InitialAccess), bearer(&["create-client"]), other_iat];
+    let input = |id| Input {
+        route: &r,
+        identity: id,
+        metadata: None,
+        current: None,
+        peer: "127.0.0.1".parse().unwrap(),
+    };
+    assert_eq!(decide_counted(&s, &input(&ids[0]), false, &q).await.label(), "allow");
+    assert_eq!(decide_counted(&s, &input(&ids[1]), false, &q).await.label(), "allow");
+    let d = decide_counted(&s, &input(&ids[2]), false, &q).await;
+    let refusal = d.refusal.unwrap();
+    assert_eq!(refusal.reason, Reason::RealmQuotaExceeded, "a third caller is refused");
+    assert_eq!(refusal.rule.as_ref().map(RuleId::as_str), Some("realms.demo.quota"));
+    // Global shadow counts and forwards.
+    let d = decide_counted(&s, &input(&ids[2]), true, &q).await;
+    assert_eq!(d.label(), "shadow_deny");
+    assert!(d.quota_slot.is_some());
 }
