@@ -57,6 +57,7 @@ pub fn settings(upstream: &str, policies: Option<&Path>) -> Settings {
     s.timeouts.policy_poll = Duration::from_millis(300);
     s.timeouts.policy_settle = Duration::from_millis(200);
     s.timeouts.shutdown_grace = Duration::from_secs(5);
+    s.timeouts.drain_delay = Duration::ZERO;
     s
 }
 
