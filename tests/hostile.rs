@@ -256,8 +256,11 @@ async fn a_kid_missed_by_one_fetch_is_accepted_one_interval_after_it_appears() {
         s.jwks.unknown_kid_ttl = Duration::from_secs(60);
     })
     .await;
+    sleep(Duration::from_millis(1100)).await; // past the interval: the unknown kid refetches
+    let f0 = fetches(&kc);
     let by_b = sa_token(&b_key, &iss);
-    assert_refused(&create(&gw, &by_b).await, 401, "kid_unknown");
+    let v = assert_refused(&create(&gw, &by_b).await, 401, "kid_unknown");
+    assert_eq!(fetches(&kc), f0 + 1, "one refetch that missed it: {v}");
     *kc.doc.lock() = testkit::jwks(&[&a_key, &b_key]);
     sleep(Duration::from_millis(1100)).await;
     let a = create(&gw, &by_b).await;

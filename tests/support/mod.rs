@@ -32,6 +32,8 @@ pub mod policy_kit;
 
 pub mod proxy_kit;
 
+pub mod binary;
+
 pub mod tls;
 
 pub mod token_kit;
