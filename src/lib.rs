@@ -73,7 +73,10 @@ pub async fn start(settings: Settings) -> Result<Gateway, StartError> {
     let (stop, rx) = watch::channel(false);
     let tls = app.settings.tls.as_ref().map(|t| TlsAcceptor::from(t.0.clone()));
     let caps = server::Caps {
-        total: Arc::new(Semaphore::new(server::connection_budget(app.settings.max_connections, fds))),
+        total: Arc::new(Semaphore::new(server::connection_budget(
+            app.settings.max_connections,
+            fds,
+        ))),
         per_peer: server::peers::PeerCounts::new(app.settings.max_connections_per_peer),
     };
     let (admin_stop, admin_rx) = watch::channel(false);
@@ -104,7 +107,10 @@ impl Gateway {
         self.app.begin_drain();
         let delay = self.app.settings.timeouts.drain_delay;
         if !delay.is_zero() {
-            tracing::info!(drain_delay_ms = delay.as_millis() as u64, "draining: /readyz answers 503, still accepting");
+            tracing::info!(
+                drain_delay_ms = delay.as_millis() as u64,
+                "draining: /readyz answers 503, still accepting"
+            );
             tokio::time::sleep(delay).await;
         }
         let _ = self.stop.send(true);

@@ -175,7 +175,10 @@ async fn keycloak_hanging_killed_mid_request_and_restarted() {
     };
     assert!(token_kit::until(Duration::from_secs(10), || kc.creates.load(Ordering::SeqCst) == 5).await);
     kc.kill().await;
-    let a = tokio::time::timeout(Duration::from_secs(30), pending).await.unwrap().unwrap();
+    let a = tokio::time::timeout(Duration::from_secs(30), pending)
+        .await
+        .unwrap()
+        .unwrap();
     assert_json_error(&a, 502, &["upstream_unreachable", "upstream_protocol"]);
 
     // While it is down: 502 upstream_unreachable, nothing reaches it.
@@ -189,7 +192,11 @@ async fn keycloak_hanging_killed_mid_request_and_restarted() {
         let a = create(&gw, &key).await;
         assert_eq!(a.status, 201, "{}\n{}", String::from_utf8_lossy(&a.body), gw.logs());
     }
-    assert_eq!(kc.creates.load(Ordering::SeqCst), 8, "3 + 1 timed out + 1 killed + 3; none retried");
+    assert_eq!(
+        kc.creates.load(Ordering::SeqCst),
+        8,
+        "3 + 1 timed out + 1 killed + 3; none retried"
+    );
     assert_eq!(gw.stop().await, Some(0));
 }
 
@@ -237,14 +244,21 @@ async fn jwks_failing_garbage_or_slow_serves_last_good_keys_until_max_staleness_
         // Past max_staleness: not ready, and tokens get 503 jwks_unavailable.
         gw.wait_ready(503, Duration::from_secs(20)).await;
         let v = assert_json_error(&create(&gw, &key).await, 503, &["jwks_unavailable"]);
-        assert!(v["error_description"].as_str().unwrap().contains("max_staleness"), "{name}: {v}");
+        assert!(
+            v["error_description"].as_str().unwrap().contains("max_staleness"),
+            "{name}: {v}"
+        );
         // The next good fetch recovers.
         mode.store(0, Ordering::SeqCst);
         gw.wait_ready(200, Duration::from_secs(20)).await;
         assert_eq!(create(&gw, &key).await.status, 201, "{name}: recovered");
         allowed += 1;
     }
-    assert_eq!(kc.creates.load(Ordering::SeqCst), allowed, "refused creates never reached Keycloak");
+    assert_eq!(
+        kc.creates.load(Ordering::SeqCst),
+        allowed,
+        "refused creates never reached Keycloak"
+    );
     assert_eq!(gw.stop().await, Some(0));
 }
 
@@ -266,7 +280,10 @@ async fn slow_and_broken_upstream_bodies_end_and_free_their_slots() {
         })
         .await
         .unwrap_or_else(|_| panic!("{path}: the answer neither ended nor failed"));
-        assert!(outcome.is_err(), "{path}: an incomplete body looked complete: {outcome:?}");
+        assert!(
+            outcome.is_err(),
+            "{path}: an incomplete body looked complete: {outcome:?}"
+        );
     }
     let end = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -286,7 +303,11 @@ fn token_kit_sample(text: &str, series: &str) -> Option<f64> {
 }
 
 fn policy(allow_create: bool) -> String {
-    let role = if allow_create { "create-client" } else { "manage-clients" };
+    let role = if allow_create {
+        "create-client"
+    } else {
+        "manage-clients"
+    };
     format!(
         "version = 1\n[realms.demo]\nproviders = [\"default\"]\n[realms.demo.create]\ntoken_kinds = [\"bearer\"]\nroles_any = [\"$management/{role}\"]\n"
     )
@@ -368,5 +389,55 @@ async fn policy_directory_deleted_restored_and_reload_storms_lose_nothing() {
     }
     assert_eq!(last, 403, "{}", gw.logs());
     assert!(gw.admin("/healthz").await.is_some());
+    assert_eq!(gw.stop().await, Some(0));
+}
+
+/// Open files of process `pid`: (soft, hard).
+fn open_files_limit(pid: u32) -> (u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = text.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    let n: Vec<u64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    (n[0], n[1])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_descriptor_soft_limit_is_raised_to_the_hard_limit() {
+    let key = TestKey::rsa("k1", "RS256").unwrap();
+    let jw = jwks_server(testkit::jwks(&[&key])).await;
+    let kc = Keycloak::start().await;
+    let hard = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap().1;
+    assert!(hard > 300, "this test needs a hard limit above 300 (it is {hard})");
+    let gw = binary::start(&config(&kc, &jw.upstream.url(), ""), None, Some("ulimit -Sn 256")).await;
+    let (soft, hard_now) = open_files_limit(gw.pid());
+    assert_eq!(hard_now, hard);
+    assert_eq!(soft, hard, "the soft limit was not raised: {}", gw.logs());
+    assert_eq!(gw.stop().await, Some(0));
+}
+
+/// 600 connections that never send a byte, with only 256 descriptors (soft = hard): the
+/// admin port still answers and another client is still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_sockets_under_a_low_descriptor_limit_leave_admin_and_others_served() {
+    let key = TestKey::rsa("k1", "RS256").unwrap();
+    let jw = jwks_server(testkit::jwks(&[&key])).await;
+    let kc = Keycloak::start().await;
+    let extra = "max_connections_per_peer = 16\n[timeouts]\nheader_read = \"60s\"\n";
+    let gw = binary::start(&config(&kc, &jw.upstream.url(), extra), None, Some("ulimit -n 256")).await;
+    let mut idle = Vec::new();
+    for _ in 0..600 {
+        match tokio::net::TcpStream::connect(gw.addr).await {
+            Ok(s) => idle.push(s),
+            Err(_) => break,
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let health = gw.admin("/healthz").await;
+    assert_eq!(health.map(|(s, _)| s), Some(200), "admin starved: {}", gw.logs());
+    let r = req("POST", gw.addr, CREATE, Some(&sa_token(&key, ISS)), Some(&body()));
+    let a = send_from("127.0.0.2".parse().unwrap(), r, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|| panic!("another client starved: {}", gw.logs()));
+    assert_eq!(a.status, 201, "{}", String::from_utf8_lossy(&a.body));
+    drop(idle);
     assert_eq!(gw.stop().await, Some(0));
 }

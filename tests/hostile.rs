@@ -32,7 +32,11 @@ fn rsa(kid: &str) -> TestKey {
 /// Opens an HTTP/2 (h2c) connection that advertises SETTINGS_INITIAL_WINDOW_SIZE = 0, so the
 /// gateway can send response headers but never a byte of any body, and keeps opening streams
 /// (GETs the gateway refuses with a JSON body). Counts the response heads received.
-async fn zero_window_attacker(addr: std::net::SocketAddr, streams: usize, heads: Arc<AtomicUsize>) -> tokio::task::JoinHandle<()> {
+async fn zero_window_attacker(
+    addr: std::net::SocketAddr,
+    streams: usize,
+    heads: Arc<AtomicUsize>,
+) -> tokio::task::JoinHandle<()> {
     let tcp = TcpStream::connect(addr).await.unwrap();
     let (client, conn) = h2::client::Builder::new()
         .initial_window_size(0)
@@ -49,7 +53,9 @@ async fn zero_window_attacker(addr: std::net::SocketAddr, streams: usize, heads:
             let Ok(ready) = client.ready().await else { break };
             client = ready;
             let req = http::Request::get(format!("http://{addr}{CREATE}")).body(()).unwrap();
-            let Ok((resp, _)) = client.send_request(req, true) else { break };
+            let Ok((resp, _)) = client.send_request(req, true) else {
+                break;
+            };
             let heads = heads.clone();
             pending.push(tokio::spawn(async move {
                 if let Ok(r) = resp.await {
@@ -70,7 +76,10 @@ async fn zero_window_attacker(addr: std::net::SocketAddr, streams: usize, heads:
 async fn h2_streams_held_at_a_zero_window_cannot_starve_other_clients() {
     let key = rsa("k1");
     let kc = jwks_server(testkit::jwks(&[&key])).await;
-    let gw = ready_gateway(&kc, |s| short_bounds(s, Duration::from_secs(30), Duration::from_secs(3))).await;
+    let gw = ready_gateway(&kc, |s| {
+        short_bounds(s, Duration::from_secs(30), Duration::from_secs(3))
+    })
+    .await;
     let heads = Arc::new(AtomicUsize::new(0));
     let mut attackers = Vec::new();
     for _ in 0..12 {
@@ -115,7 +124,12 @@ async fn h2_streams_held_at_a_zero_window_cannot_starve_other_clients() {
     );
     let text = admin(&gw, "/metrics").await.1;
     assert!(
-        sample(&text, r#"dcr_gateway_connections_timed_out_total{bound="response_write"}"#).unwrap_or(0.0) >= 12.0,
+        sample(
+            &text,
+            r#"dcr_gateway_connections_timed_out_total{bound="response_write"}"#
+        )
+        .unwrap_or(0.0)
+            >= 12.0,
         "{text}"
     );
     gw.shutdown().await;
@@ -149,7 +163,10 @@ async fn silent_connections_are_capped_per_peer_and_closed_after_header_read() {
     for _ in 0..60 {
         idle.push(TcpStream::connect(gw.addr).await.unwrap());
     }
-    for partial in [&b"GET /realms/demo/clients-registrations"[..], &b"PRI * HTTP/2.0\r\n"[..]] {
+    for partial in [
+        &b"GET /realms/demo/clients-registrations"[..],
+        &b"PRI * HTTP/2.0\r\n"[..],
+    ] {
         let mut s = TcpStream::connect(gw.addr).await.unwrap();
         tokio::io::AsyncWriteExt::write_all(&mut s, partial).await.unwrap();
         idle.push(s);
@@ -177,7 +194,12 @@ async fn silent_connections_are_capped_per_peer_and_closed_after_header_read() {
     }
     let text = admin(&gw, "/metrics").await.1;
     assert!(
-        sample(&text, r#"dcr_gateway_connections_refused_total{reason="max_connections_per_peer"}"#).unwrap_or(0.0) >= 40.0,
+        sample(
+            &text,
+            r#"dcr_gateway_connections_refused_total{reason="max_connections_per_peer"}"#
+        )
+        .unwrap_or(0.0)
+            >= 40.0,
         "{text}"
     );
     assert!(
@@ -186,8 +208,13 @@ async fn silent_connections_are_capped_per_peer_and_closed_after_header_read() {
     );
     // A kept-alive connection that goes quiet is closed after `idle`.
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut s, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
-    assert!(closed_within(&mut s, Duration::from_secs(20)).await, "idle keep-alive connection still open");
+    tokio::io::AsyncWriteExt::write_all(&mut s, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(
+        closed_within(&mut s, Duration::from_secs(20)).await,
+        "idle keep-alive connection still open"
+    );
     gw.shutdown().await;
 }
 
@@ -202,13 +229,32 @@ async fn forged_tokens_cannot_pin_unnamed_realm_slots() {
     for i in 0..48 {
         let iss = format!("{}/realms/victim{i}", kc.upstream.url());
         let path = format!("/realms/victim{i}/clients-registrations/openid-connect");
-        let a = send(req("POST", gw.addr, &path, Some(&forger.token(&sa_claims(&iss))), Some(&body()))).await;
+        let a = send(req(
+            "POST",
+            gw.addr,
+            &path,
+            Some(&forger.token(&sa_claims(&iss))),
+            Some(&body()),
+        ))
+        .await;
         assert_eq!(a.status, 401, "victim{i}: {}", String::from_utf8_lossy(&a.body));
     }
     let iss = format!("{}/realms/legit", kc.upstream.url());
     let path = "/realms/legit/clients-registrations/openid-connect";
-    let a = send(req("POST", gw.addr, path, Some(&key.token(&sa_claims(&iss))), Some(&body()))).await;
-    assert_eq!(a.status, 201, "a real realm gets a slot: {}", String::from_utf8_lossy(&a.body));
+    let a = send(req(
+        "POST",
+        gw.addr,
+        path,
+        Some(&key.token(&sa_claims(&iss))),
+        Some(&body()),
+    ))
+    .await;
+    assert_eq!(
+        a.status,
+        201,
+        "a real realm gets a slot: {}",
+        String::from_utf8_lossy(&a.body)
+    );
     gw.shutdown().await;
 }
 
@@ -237,7 +283,10 @@ async fn a_key_added_right_after_a_scheduled_refresh_is_accepted_at_once() {
     })
     .await;
     let f0 = fetches(&kc);
-    assert!(until(Duration::from_secs(10), || fetches(&kc) > f0).await, "no scheduled refresh");
+    assert!(
+        until(Duration::from_secs(10), || fetches(&kc) > f0).await,
+        "no scheduled refresh"
+    );
     *kc.doc.lock() = testkit::jwks(&[&a_key, &b_key]);
     let a = create(&gw, &sa_token(&b_key, &iss)).await;
     assert_eq!(a.status, 201, "{}", String::from_utf8_lossy(&a.body));
@@ -292,7 +341,11 @@ async fn a_random_kid_flood_costs_at_most_one_fetch_per_interval() {
             assert_refused(&t.await.unwrap(), 401, "kid_unknown");
         }
     }
-    assert!(fetches(&kc) - f0 <= 1, "{} fetches for 180 junk kids", fetches(&kc) - f0);
+    assert!(
+        fetches(&kc) - f0 <= 1,
+        "{} fetches for 180 junk kids",
+        fetches(&kc) - f0
+    );
     assert_eq!(create(&gw, &sa_token(&key, &iss)).await.status, 201);
     gw.shutdown().await;
 }
@@ -305,8 +358,14 @@ async fn a_realm_created_after_start_is_fetched_at_once_on_demand() {
     let kc = jwks_server(testkit::jwks(&[&key])).await;
     kc.failing.store(true, Ordering::SeqCst);
     let iss = issuer(&kc);
-    let gw = gateway(demo_settings(&kc, |s| s.jwks.min_refetch_interval = Duration::from_secs(10))).await;
-    assert!(until(Duration::from_secs(10), || fetches(&kc) >= 3).await, "backing off");
+    let gw = gateway(demo_settings(&kc, |s| {
+        s.jwks.min_refetch_interval = Duration::from_secs(10)
+    }))
+    .await;
+    assert!(
+        until(Duration::from_secs(10), || fetches(&kc) >= 3).await,
+        "backing off"
+    );
     kc.failing.store(false, Ordering::SeqCst);
     let f0 = fetches(&kc);
     let tasks: Vec<_> = (0..10)

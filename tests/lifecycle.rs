@@ -181,7 +181,10 @@ async fn get_status(url: &str) -> Option<(u16, String)> {
     .ok()?
     .ok()?;
     let status = resp.status().as_u16();
-    let body = http_body_util::BodyExt::collect(resp.into_body()).await.ok()?.to_bytes();
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .ok()?
+        .to_bytes();
     Some((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
@@ -292,6 +295,9 @@ async fn sigterm_drains_readyz_503_accepts_for_drain_delay_then_stops_and_exits_
         !text.contains("drain deadline passed"),
         "the drain hit its deadline: {text}"
     );
-    assert!(refused_within(admin_port, Duration::from_secs(2)).await, "admin port still open");
+    assert!(
+        refused_within(admin_port, Duration::from_secs(2)).await,
+        "admin port still open"
+    );
     assert_eq!(account_hits(&up), 1);
 }

@@ -151,16 +151,15 @@ pub async fn serve(
     );
     let drained = tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} }).await;
     if drained.is_err() {
-        tracing::warn!(open_connections = conns.len(), "drain deadline passed; closing remaining connections");
+        tracing::warn!(
+            open_connections = conns.len(),
+            "drain deadline passed; closing remaining connections"
+        );
         conns.shutdown().await;
     }
 }
 
-fn admit(
-    app: &App,
-    caps: &Caps,
-    peer: std::net::SocketAddr,
-) -> Option<Admitted> {
+fn admit(app: &App, caps: &Caps, peer: std::net::SocketAddr) -> Option<Admitted> {
     let refused = |why: &'static str| {
         app.metrics.connections_refused.with_label_values(&[why]).inc();
         tracing::debug!(peer = %peer, why, "connection refused at accept");

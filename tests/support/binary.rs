@@ -103,7 +103,11 @@ impl Binary {
             if self.admin("/healthz").await.is_some_and(|(s, _)| s == 200) {
                 return;
             }
-            assert!(self.child.try_wait().unwrap().is_none(), "the gateway exited: {}", self.logs());
+            assert!(
+                self.child.try_wait().unwrap().is_none(),
+                "the gateway exited: {}",
+                self.logs()
+            );
             assert!(Instant::now() < end, "never healthy: {}", self.logs());
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -313,7 +313,10 @@ pub fn client_from(local: std::net::IpAddr) -> Client<HttpConnector, Body> {
 
 /// Sends `req` from `local` and reads the whole answer, or `None` if no answer came in `limit`.
 pub async fn send_from(local: std::net::IpAddr, req: Request<Body>, limit: Duration) -> Option<Answer> {
-    let resp = tokio::time::timeout(limit, client_from(local).request(req)).await.ok()?.ok()?;
+    let resp = tokio::time::timeout(limit, client_from(local).request(req))
+        .await
+        .ok()?
+        .ok()?;
     let (parts, body) = resp.into_parts();
     let body = tokio::time::timeout(limit, body.collect()).await.ok()?.ok()?.to_bytes();
     Some(Answer {
