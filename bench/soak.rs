@@ -1,5 +1,5 @@
-//! Soak: the release binary under mixed traffic for a fixed time, with policy reloads every
-//! 10 s and key rotations every 30 s, against in-process stand-ins for Keycloak and its JWKS
+//! Soak: the gateway binary under mixed traffic for a fixed time, with policy reloads every
+//! 10 s and key rotations every 60 s, against in-process stand-ins for Keycloak and its JWKS
 //! (loopback only). Reports RSS and open descriptors at start and end, p50/p99 latency and the
 //! answers by status; exits 1 when an answer was lost or unexpected.
 //!
@@ -256,6 +256,9 @@ async fn main() {
     // Reloads every 10 s, rotations every 30 s (the old key stays published one more period).
     let mut generation = 0;
     let mut previous: Option<TestKey> = None;
+    let mut rotations = 0;
+    let warmup_ticks = (seconds / 100).max(1); // RSS is compared from the end of the warm-up
+    let mut warm = (0, 0);
     let mut next_tick = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         tokio::time::sleep(
@@ -270,22 +273,37 @@ async fn main() {
         next_tick += Duration::from_secs(10);
         generation += 1;
         std::fs::write(policies.join("demo.toml"), policy(generation)).unwrap();
-        if generation % 3 == 0 {
-            let new = TestKey::rsa(&format!("soak-{generation}"), "RS256").unwrap();
-            let current = TestKey::rsa("unused", "RS256").unwrap();
-            let _ = current;
-            let mut k = keys.write();
-            let published: Vec<&TestKey> = [Some(&new), Some(&k.signing)].into_iter().flatten().collect();
-            *doc.write() = testkit::jwks(&published);
-            let pool = mint(&new, &iss, &["create-client"], 200);
-            let refused = mint(&new, &iss, &["view-clients"], 50);
-            let old = std::mem::replace(&mut k.signing, new);
-            k.pool = pool;
-            k.refused = refused;
-            previous = Some(old);
+        // Rotation as Keycloak operators do it: publish the new key first (a provider of lower
+        // priority), sign with it two periods later (junk kids keep the on-demand refetch busy,
+        // so a kid may wait one `min_refetch_interval`), retire the old key two periods after.
+        match generation % 6 {
+            1 => {
+                let new = TestKey::rsa(&format!("soak-{generation}"), "RS256").unwrap();
+                let k = keys.read();
+                *doc.write() = testkit::jwks(&[&k.signing, &new]);
+                previous = Some(new);
+            }
+            3 => {
+                if let Some(new) = previous.take() {
+                    let mut k = keys.write();
+                    k.pool = mint(&new, &iss, &["create-client"], 200);
+                    k.refused = mint(&new, &iss, &["view-clients"], 50);
+                    let old = std::mem::replace(&mut k.signing, new);
+                    *doc.write() = testkit::jwks(&[&k.signing, &old]);
+                    rotations += 1;
+                }
+            }
+            5 => *doc.write() = testkit::jwks(&[&keys.read().signing]),
+            _ => {}
+        }
+        if generation == warmup_ticks {
+            warm = sample(pid);
         }
     }
     let _ = previous;
+    if warm.0 == 0 {
+        warm = sample(pid);
+    }
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         let _ = w.await;
@@ -309,7 +327,7 @@ async fn main() {
             .unwrap_or(0)
     };
     let total: u64 = counts.lock().values().sum();
-    let growth = (rss1 as f64 - rss0 as f64) / rss0.max(1) as f64 * 100.0;
+    let growth = (rss1 as f64 - warm.0 as f64) / warm.0.max(1) as f64 * 100.0;
     println!(
         "soak: {seconds} s, {WORKERS} workers, {total} requests ({:.0}/s), {generation} policy reloads, {} key rotations",
         total as f64 / seconds as f64,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Soak the gateway binary: mixed traffic (valid, refused, distinct and junk-kid tokens) from 16
-# loopback workers, policy reloads every 10 s, key rotations every 30 s; reports RSS and open
+# loopback workers, policy reloads every 10 s, key rotations every 60 s; reports RSS and open
 # descriptors at start and end, p50/p99 latency and answers by status (bench/soak.rs). Exits 1
 # when an answer was lost or unexpected, or a create reached Keycloak other than once.
 #
