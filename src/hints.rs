@@ -166,7 +166,7 @@ pub fn hint(r: &Refusal, c: &HintCtx<'_>) -> String {
         Reason::AdminWriteRefused => format!("Make this change in the admin console (its user sessions are forwarded), through the registration endpoint (…/clients-registrations/default, under the same rules), or have the policy allow it: `{}` in the realm's [admin_api] (`allow = [\"{}\"]`, or `writes = \"forward\"`).", rule, ds(r, "admin_write")),
         Reason::QuotaExceeded => format!("Wait {}s (Retry-After) before creating more clients: the quota is {} creates per {}s per caller ({rule}).", r.retry_after.unwrap_or(1), ds(r, "creates"), ds(r, "window_seconds")),
         Reason::NotReady => "The gateway is starting or cannot load its policy or keys; check /readyz on its admin port and retry shortly.".into(),
-        Reason::Overloaded => "Retry after a moment (Retry-After): the gateway is at its limit of requests in flight (max_in_flight).".into(),
+        Reason::Overloaded => format!("Retry after a moment (Retry-After): the gateway is at its limit of requests in flight ({}).", ds(r, "limit")),
         Reason::UpstreamUnreachable => format!("Check that Keycloak runs and is reachable from the gateway at {} (error: {}).", c.upstream, ds(r, "error")),
         Reason::UpstreamConnectTimeout | Reason::UpstreamTimeout => format!("Keycloak at {} did not answer in time ({}). Check its health and load, or raise [timeouts] in the gateway config.", c.upstream, ds(r, "timeout")),
         Reason::UpstreamProtocol => format!("Keycloak's connection broke while answering ({}); check Keycloak's log and retry.", ds(r, "error")),
