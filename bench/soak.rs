@@ -340,7 +340,9 @@ async fn main() {
         lat.last().copied().unwrap_or(0) as f64 / 1000.0
     );
     println!(
-        "soak: RSS {rss0} KiB at start, {rss1} KiB at end ({growth:+.1} %, goal < 5 %: {})",
+        "soak: RSS {rss0} KiB at start, {} KiB after {} s of warm-up, {rss1} KiB at end ({growth:+.1} % since the warm-up, goal < 5 %: {})",
+        warm.0,
+        warmup_ticks * 10,
         if growth < 5.0 { "met" } else { "NOT met" }
     );
     println!("soak: open descriptors {fds0} at start, {fds1} at end");
