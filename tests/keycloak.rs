@@ -1358,7 +1358,7 @@ async fn rotation_after_start_after_a_refresh_and_a_realm_created_after_start() 
     let uuid = admin.create_service_client(&early, "registrar", "rot-secret").await;
     admin.grant(&early, &uuid, "realm-management", "create-client").await;
     let policy = format!(
-        "[realms.{early}]\nproviders = [\"openid-connect\"]\n[realms.{late}]\nproviders = [\"openid-connect\"]\n"
+        "version = 1\n[realms.{early}]\nproviders = [\"openid-connect\"]\n[realms.{late}]\nproviders = [\"openid-connect\"]\n"
     );
     let ip = inproc_tuned(&e, &policy, |s| {
         s.jwks.min_refetch_interval = Duration::from_secs(5);
