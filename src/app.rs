@@ -2,6 +2,7 @@
 //! its key sets, the policy store, quotas, metrics and the concurrency limit.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::Semaphore;
 
@@ -55,6 +56,10 @@ pub struct App {
     pub upstream_url: String,
     /// The public base URL, as a string.
     pub public_url: String,
+    /// Requests in flight per client address.
+    pub peer_in_flight: crate::server::peers::PeerCounts,
+    /// Set on SIGTERM: `/readyz` answers 503 from then on.
+    pub draining: AtomicBool,
 }
 
 // === impl App ===
@@ -86,6 +91,8 @@ impl App {
         let public_url = settings.public_url.as_string();
         Ok(Arc::new(App {
             limiter: Arc::new(Semaphore::new(settings.max_in_flight)),
+            peer_in_flight: crate::server::peers::PeerCounts::new(settings.max_in_flight_per_peer),
+            draining: AtomicBool::new(false),
             settings,
             client,
             verifier,
@@ -95,6 +102,11 @@ impl App {
             upstream_url,
             public_url,
         }))
+    }
+
+    /// Starts the drain: readiness is false from now on.
+    pub fn begin_drain(&self) {
+        self.draining.store(true, Ordering::Release);
     }
 
     /// Whether the gateway can serve, and what is missing if not.
@@ -107,6 +119,9 @@ impl App {
             .map(|r| format!("keys of realm {r} not loaded"))
             .collect();
         missing.extend(self.quotas.not_ready());
+        if self.draining.load(Ordering::Acquire) {
+            missing.push("shutting down: draining connections".into());
+        }
         let ready = missing.is_empty();
         self.metrics.ready.set(i64::from(ready));
         (ready, missing)

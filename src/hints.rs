@@ -168,7 +168,7 @@ pub fn hint(r: &Refusal, c: &HintCtx<'_>) -> String {
         Reason::RealmQuotaExceeded => format!("Wait {}s (Retry-After) before creating more clients: realm {} allows {} creates per {}s across all callers ({rule}).", r.retry_after.unwrap_or(1), ds(r, "realm"), ds(r, "realm_creates"), ds(r, "window_seconds")),
         Reason::NotReady => "The gateway is starting or cannot load its policy or keys; check /readyz on its admin port and retry shortly.".into(),
         Reason::QuotaStoreUnavailable => "Retry after a moment (Retry-After). Operators: the gateway counts registration quotas in Redis ([quota_store], on_error = \"closed\") and could not reach it; check Redis and the gateway's dcr_gateway_quota_store_errors_total metric and /readyz.".into(),
-        Reason::Overloaded => "Retry after a moment (Retry-After): the gateway is at its limit of requests in flight (max_in_flight).".into(),
+        Reason::Overloaded => format!("Retry after a moment (Retry-After): the gateway is at its limit of requests in flight ({}).", ds(r, "limit")),
         Reason::UpstreamUnreachable => format!("Check that Keycloak runs and is reachable from the gateway at {} (error: {}).", c.upstream, ds(r, "error")),
         Reason::UpstreamConnectTimeout | Reason::UpstreamTimeout => format!("Keycloak at {} did not answer in time ({}). Check its health and load, or raise [timeouts] in the gateway config.", c.upstream, ds(r, "timeout")),
         Reason::UpstreamProtocol => format!("Keycloak's connection broke while answering ({}); check Keycloak's log and retry.", ds(r, "error")),

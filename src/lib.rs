@@ -32,7 +32,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
@@ -48,15 +48,9 @@ pub struct Gateway {
     /// The shared state (for tests).
     pub app: Arc<App>,
     stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-async fn stopped(mut rx: watch::Receiver<bool>) {
-    while !*rx.borrow() {
-        if rx.changed().await.is_err() {
-            return;
-        }
-    }
+    proxy: JoinHandle<()>,
+    admin_stop: watch::Sender<bool>,
+    admin_done: tokio::sync::oneshot::Receiver<()>,
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
@@ -66,44 +60,62 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
 }
 
 /// Loads policy, binds both listeners and starts serving. Policy errors come before binding.
+/// Raises the open-descriptor soft limit first; the admin listener runs on a thread of its own.
 pub async fn start(settings: Settings) -> Result<Gateway, StartError> {
+    let fds = server::raise_fd_limit();
     let app = App::new(settings)?;
     let listener = bind(app.settings.listen).await?;
     let admin = bind(app.settings.admin_listen).await?;
-    let addr = listener.local_addr().map_err(|error| StartError::Bind {
-        addr: app.settings.listen,
-        error,
-    })?;
-    let admin_addr = admin.local_addr().map_err(|error| StartError::Bind {
-        addr: app.settings.admin_listen,
-        error,
-    })?;
+    let local = |l: &TcpListener, addr: SocketAddr| l.local_addr().map_err(|error| StartError::Bind { addr, error });
+    let addr = local(&listener, app.settings.listen)?;
+    let admin_addr = local(&admin, app.settings.admin_listen)?;
     policy::watch::spawn(app.policy.clone(), app.settings.timeouts.policy_poll);
     let (stop, rx) = watch::channel(false);
     let tls = app.settings.tls.as_ref().map(|t| TlsAcceptor::from(t.0.clone()));
-    let grace = app.settings.timeouts.shutdown_grace;
-    let tasks = vec![
-        tokio::spawn(server::serve(app.clone(), listener, tls, stopped(rx.clone()), grace)),
-        tokio::spawn(server::admin::serve(app.clone(), admin, stopped(rx))),
-    ];
-    tracing::info!(listen = %addr, admin = %admin_addr, upstream = %app.settings.upstream, public_url = %app.settings.public_url, mode = ?app.settings.mode, "dcr-gateway serving");
+    let caps = server::Caps {
+        total: Arc::new(Semaphore::new(server::connection_budget(
+            app.settings.max_connections,
+            fds,
+        ))),
+        per_peer: server::peers::PeerCounts::new(app.settings.max_connections_per_peer),
+    };
+    let (admin_stop, admin_rx) = watch::channel(false);
+    let admin_done = server::admin::spawn(app.clone(), admin, admin_rx).map_err(|error| StartError::Bind {
+        addr: admin_addr,
+        error,
+    })?;
+    let proxy = tokio::spawn(server::serve(app.clone(), listener, tls, caps, rx));
+    tracing::info!(listen = %addr, admin = %admin_addr, upstream = %app.settings.upstream, public_url = %app.settings.public_url, mode = ?app.settings.mode, open_files_limit = fds, "dcr-gateway serving");
     Ok(Gateway {
         addr,
         admin_addr,
         app,
         stop,
-        tasks,
+        proxy,
+        admin_stop,
+        admin_done,
     })
 }
 
 // === impl Gateway ===
 
 impl Gateway {
-    /// Stops accepting, drains in-flight requests (bounded by `shutdown_grace`), and returns.
+    /// Drains, then stops: `/readyz` turns 503 at once, the proxy keeps accepting for
+    /// `drain_delay` (so a load balancer can notice), then stops accepting and gives in-flight
+    /// requests `shutdown_grace` to finish; the admin listener closes last.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        for t in self.tasks {
-            let _ = t.await;
+        self.app.begin_drain();
+        let delay = self.app.settings.timeouts.drain_delay;
+        if !delay.is_zero() {
+            tracing::info!(
+                drain_delay_ms = delay.as_millis() as u64,
+                "draining: /readyz answers 503, still accepting"
+            );
+            tokio::time::sleep(delay).await;
         }
+        let _ = self.stop.send(true);
+        let _ = self.proxy.await;
+        let _ = self.admin_stop.send(true);
+        let _ = self.admin_done.await;
     }
 }

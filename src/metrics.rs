@@ -50,6 +50,12 @@ pub struct Metrics {
     pub quota_store_fallbacks: IntCounter,
     /// 1 when the Redis quota store answered its last operation.
     pub quota_store_up: IntGauge,
+    /// Proxy connections open now.
+    pub open_connections: IntGauge,
+    /// Proxy connections closed at accept, by the cap that refused them.
+    pub connections_refused: IntCounterVec,
+    /// Proxy connections closed by a time bound (`header_read`, `idle`, `response_write`).
+    pub connections_timed_out: IntCounterVec,
 }
 
 fn counter(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
@@ -117,7 +123,22 @@ impl Metrics {
             "1 when the Redis quota store answered its last operation.",
         )?;
         reg.register(Box::new(quota_store_up.clone()))?;
+        let open_connections = IntGauge::new("open_connections", "Proxy connections open now.")?;
+        reg.register(Box::new(open_connections.clone()))?;
         Ok(Metrics {
+            open_connections,
+            connections_refused: counter(
+                &reg,
+                "connections_refused_total",
+                "Proxy connections closed at accept, by the cap that refused them.",
+                &["reason"],
+            )?,
+            connections_timed_out: counter(
+                &reg,
+                "connections_timed_out_total",
+                "Proxy connections closed by a time bound (header_read, idle, response_write).",
+                &["bound"],
+            )?,
             requests: counter(
                 &reg,
                 "requests_total",

@@ -74,6 +74,10 @@ struct Inproc {
 }
 
 async fn inproc(e: &Env, policy: &str) -> Inproc {
+    inproc_tuned(e, policy, |_| {}).await
+}
+
+async fn inproc_tuned(e: &Env, policy: &str, tweak: impl FnOnce(&mut dcr_gateway::Settings)) -> Inproc {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("p.toml"), policy).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -85,6 +89,7 @@ async fn inproc(e: &Env, policy: &str) -> Inproc {
     s.listen = ([127, 0, 0, 1], port).into();
     s.public_url = format!("http://127.0.0.1:{port}").parse().unwrap();
     s.jwks.min_refetch_interval = Duration::from_secs(1);
+    tweak(&mut s);
     let gw = support::gateway(s).await;
     Inproc {
         base: format!("http://{}", gw.addr),
@@ -1397,4 +1402,95 @@ realm_creates = 3
     for r in replicas {
         r.gw.shutdown().await;
     }
+}
+
+/// Successful key fetches of `realm` by the in-process gateway so far.
+async fn key_fetches(ip: &Inproc, realm: &str) -> f64 {
+    let (_, text) = support::admin(&ip.gw, "/metrics").await;
+    support::token_kit::sample(
+        &text,
+        &format!(r#"dcr_gateway_jwks_fetches_total{{realm="{realm}",result="success"}}"#),
+    )
+    .unwrap_or(0.0)
+}
+
+async fn until_fetches_exceed(ip: &Inproc, realm: &str, n: f64) {
+    for _ in 0..300 {
+        if key_fetches(ip, realm).await > n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no key fetch of {realm} beyond {n}");
+}
+
+/// Rotation on a real Keycloak, with no refusal window: a key added right after the gateway's
+/// start-up fetch, and one added right after a scheduled refresh, are accepted at once (the
+/// on-demand refetch budget is their own); a realm created after the gateway started (its
+/// fetches failed and back off) is fetched at once when its first token arrives.
+#[tokio::test]
+#[ignore = "needs a real Keycloak: scripts/keycloak-suite.sh"]
+async fn rotation_after_start_after_a_refresh_and_a_realm_created_after_start() {
+    let e = env();
+    let admin = Admin::login(&e.gw).await;
+    let (early, late) = (unique("rotstart"), unique("rotlate"));
+    let early_id = admin.create_realm(&early, json!({})).await;
+    let uuid = admin.create_service_client(&early, "registrar", "rot-secret").await;
+    admin.grant(&early, &uuid, "realm-management", "create-client").await;
+    let policy = format!(
+        "version = 1\n[realms.{early}]\nproviders = [\"openid-connect\"]\n[realms.{late}]\nproviders = [\"openid-connect\"]\n"
+    );
+    let ip = inproc_tuned(&e, &policy, |s| {
+        s.jwks.min_refetch_interval = Duration::from_secs(5);
+        s.jwks.refresh_interval = Duration::from_secs(6);
+    })
+    .await;
+    until_fetches_exceed(&ip, &early, 0.0).await;
+    let body = || json!({"client_name": unique("rot"), "redirect_uris": ["http://127.0.0.1:4000/cb"]});
+    let url = reg(&ip.base, &early, "openid-connect");
+
+    // Right after the start-up fetch.
+    admin.add_rsa_key(&early, &early_id, "rsa-after-start", 200).await;
+    let t1 = client_token(&ip.base, &early, "registrar", "rot-secret").await;
+    let a = call("POST", &url, Some(&t1), Some(&body())).await;
+    assert_eq!(
+        a.status,
+        201,
+        "a key added after start: {}",
+        String::from_utf8_lossy(&a.body)
+    );
+
+    // Right after a scheduled refresh.
+    let n = key_fetches(&ip, &early).await;
+    until_fetches_exceed(&ip, &early, n).await;
+    admin.add_rsa_key(&early, &early_id, "rsa-after-refresh", 300).await;
+    let t2 = client_token(&ip.base, &early, "registrar", "rot-secret").await;
+    assert_ne!(kid_of(&t1), kid_of(&t2));
+    let a = call("POST", &url, Some(&t2), Some(&body())).await;
+    assert_eq!(
+        a.status,
+        201,
+        "a key added after a refresh: {}",
+        String::from_utf8_lossy(&a.body)
+    );
+
+    // A realm the policy names, created only now.
+    admin.create_realm(&late, json!({})).await;
+    let uuid = admin.create_service_client(&late, "registrar", "late-secret").await;
+    admin.grant(&late, &uuid, "realm-management", "create-client").await;
+    let t3 = client_token(&ip.base, &late, "registrar", "late-secret").await;
+    let a = call(
+        "POST",
+        &reg(&ip.base, &late, "openid-connect"),
+        Some(&t3),
+        Some(&body()),
+    )
+    .await;
+    assert_eq!(
+        a.status,
+        201,
+        "a realm created after start: {}",
+        String::from_utf8_lossy(&a.body)
+    );
+    ip.gw.shutdown().await;
 }

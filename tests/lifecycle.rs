@@ -172,22 +172,49 @@ fn account_hits(up: &Upstream) -> usize {
         .count()
 }
 
+async fn get_status(url: &str) -> Option<(u16, String)> {
+    let resp = tokio::time::timeout(
+        Duration::from_secs(5),
+        client().request(http::Request::get(url).body(dcr_gateway::net::empty()).unwrap()),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    let status = resp.status().as_u16();
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .ok()?
+        .to_bytes();
+    Some((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// SIGTERM starts a drain: `/readyz` turns 503 at once while the proxy still accepts and serves
+/// new connections for `drain_delay`; then it stops accepting, the request in flight finishes,
+/// and the process exits 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_drains_in_flight_refuses_new_and_exits_0() {
+async fn sigterm_drains_readyz_503_accepts_for_drain_delay_then_stops_and_exits_0() {
     let up = upstream(|s| async move {
-        if s.uri != "/realms/demo/account" {
-            return json_response(404, &serde_json::json!({"error": "not here"}));
+        match s.uri.as_str() {
+            "/realms/demo/account" => {
+                tokio::time::sleep(Duration::from_millis(5000)).await;
+                Response::new(full("slow but complete"))
+            }
+            "/realms/demo/fast" => Response::new(full("fast")),
+            _ => json_response(404, &serde_json::json!({"error": "not here"})),
         }
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        Response::new(full("slow but complete"))
     })
     .await;
     let (port, admin_port) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(&config, "[timeouts]\ndrain_delay = \"3s\"\nshutdown_grace = \"30s\"\n").unwrap();
     let log = tempfile::NamedTempFile::new().unwrap();
     let mut child = tokio::process::Command::from({
         let mut c = bin();
         c.args([
             "serve",
+            "--config",
+            config.to_str().unwrap(),
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--admin-listen",
@@ -206,20 +233,11 @@ async fn sigterm_drains_in_flight_refuses_new_and_exits_0() {
     .spawn()
     .unwrap();
     let logs = || std::fs::read_to_string(log.path()).unwrap_or_default();
+    let healthz = format!("http://127.0.0.1:{admin_port}/healthz");
+    let readyz = format!("http://127.0.0.1:{admin_port}/readyz");
 
-    // Up: the admin endpoint answers.
     let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let health = client()
-            .request(
-                http::Request::get(format!("http://127.0.0.1:{admin_port}/healthz"))
-                    .body(dcr_gateway::net::empty())
-                    .unwrap(),
-            )
-            .await;
-        if health.is_ok_and(|r| r.status() == 200) {
-            break;
-        }
+    while get_status(&healthz).await.map(|(s, _)| s) != Some(200) {
         assert!(child.try_wait().unwrap().is_none(), "the gateway exited: {}", logs());
         assert!(Instant::now() < deadline, "never became healthy: {}", logs());
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -232,43 +250,54 @@ async fn sigterm_drains_in_flight_refuses_new_and_exits_0() {
         "the request never reached the upstream: {}",
         logs()
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let pid = child.id().unwrap();
     let killed = Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
     assert!(killed.success());
 
-    // Shutdown has begun: new connections are refused while the old request is still served.
+    // Draining: not ready, but still serving new connections.
+    // The signal is handled asynchronously: poll (the drain lasts 3 s).
+    let end = Instant::now() + Duration::from_secs(2);
+    let (status, text) = loop {
+        let (status, text) = get_status(&readyz).await.expect("admin answers while draining");
+        if status == 503 || Instant::now() > end {
+            break (status, text);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status, 503, "readyz during the drain: {text}");
+    assert!(text.contains("draining"), "{text}");
+    let fresh = send(req("GET", addr, "/realms/demo/fast", None, None)).await;
+    assert_eq!(fresh.status, 200, "a new connection during drain_delay: {}", logs());
+    assert_eq!(&fresh.body[..], b"fast");
+
+    // After drain_delay: new connections are refused while the old request is still served.
     assert!(
-        refused_within(port, Duration::from_millis(800)).await,
+        refused_within(port, Duration::from_secs(10)).await,
         "new connections still accepted: {}",
         logs()
     );
-    assert!(
-        !in_flight.is_finished(),
-        "the in-flight request ended before the listener closed"
-    );
-    assert!(
-        refused_within(admin_port, Duration::from_millis(500)).await,
-        "admin port still open"
-    );
-
-    let a = tokio::time::timeout(Duration::from_secs(3), in_flight)
+    let a = tokio::time::timeout(Duration::from_secs(10), in_flight)
         .await
         .expect("the in-flight request completes")
         .unwrap();
     assert_eq!(a.status, 200, "{}", logs());
     assert_eq!(&a.body[..], b"slow but complete");
 
-    let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
         .await
         .expect("the gateway exits well within its 30 s grace period")
         .unwrap();
     assert_eq!(status.code(), Some(0), "{}", logs());
     let text = logs();
     assert!(text.contains("SIGTERM"), "{text}");
+    assert!(text.contains("draining"), "{text}");
     assert!(
         !text.contains("drain deadline passed"),
         "the drain hit its deadline: {text}"
+    );
+    assert!(
+        refused_within(admin_port, Duration::from_secs(2)).await,
+        "admin port still open"
     );
     assert_eq!(account_hits(&up), 1);
 }

@@ -209,6 +209,13 @@ fn build(raw: FileConfig, file: Option<&Path>, over: &Overrides) -> Result<Setti
     if max_in_flight == 0 {
         return Err(file_err(file, "max_in_flight", "must be at least 1".into()));
     }
+    let positive = |key: &'static str, v: Option<usize>, default: usize| match v {
+        Some(0) => Err(file_err(file, key, "must be at least 1".into())),
+        v => Ok(v.unwrap_or(default)),
+    };
+    let max_in_flight_per_peer = positive("max_in_flight_per_peer", raw.max_in_flight_per_peer, 256)?;
+    let max_connections = positive("max_connections", raw.max_connections, 4096)?;
+    let max_connections_per_peer = positive("max_connections_per_peer", raw.max_connections_per_peer, 256)?;
     let settings = Settings {
         source: file.map(Path::to_owned),
         listen: flag::<Addr>("--listen", &over.listen)?
@@ -239,14 +246,21 @@ fn build(raw: FileConfig, file: Option<&Path>, over: &Overrides) -> Result<Setti
         trusted_proxies: raw.trusted_proxies.unwrap_or_default(),
         max_body_bytes: raw.max_body_bytes.unwrap_or(256 * 1024),
         max_in_flight,
+        max_in_flight_per_peer,
+        max_connections,
+        max_connections_per_peer,
         timeouts: Timeouts {
             connect: d(t.connect, 5),
             response: d(t.response, 30),
             body_read: d(t.body_read, 30),
             pool_idle: d(t.pool_idle, 90),
             shutdown_grace: d(t.shutdown_grace, 30),
+            drain_delay: d(t.drain_delay, 5),
             policy_poll: d(t.policy_poll, 5),
             policy_settle: t.policy_settle.map(|v| v.0).unwrap_or(Duration::from_secs(1)),
+            header_read: d(t.header_read, 10),
+            idle: d(t.idle, 60),
+            response_write: d(t.response_write, 30),
         },
         tls: server_tls,
         upstream_tls,
@@ -280,6 +294,9 @@ fn nonzero(s: &Settings, file: Option<&Path>) -> Result<(), ConfigError> {
         ("timeouts.response", t.response),
         ("timeouts.body_read", t.body_read),
         ("timeouts.policy_poll", t.policy_poll),
+        ("timeouts.header_read", t.header_read),
+        ("timeouts.idle", t.idle),
+        ("timeouts.response_write", t.response_write),
         ("jwks.refresh_interval", j.refresh_interval),
         ("jwks.min_refetch_interval", j.min_refetch_interval),
         ("jwks.fetch_timeout", j.fetch_timeout),

@@ -65,6 +65,9 @@ pub struct FileConfig {
     pub(crate) trusted_proxies: Option<Vec<Cidr>>,
     pub(crate) max_body_bytes: Option<usize>,
     pub(crate) max_in_flight: Option<usize>,
+    pub(crate) max_in_flight_per_peer: Option<usize>,
+    pub(crate) max_connections: Option<usize>,
+    pub(crate) max_connections_per_peer: Option<usize>,
     #[serde(default)]
     pub(crate) timeouts: FileTimeouts,
     pub(crate) tls: Option<tls::ServerTlsFile>,
@@ -89,8 +92,12 @@ pub(crate) struct FileTimeouts {
     pub(crate) body_read: Option<Dur>,
     pub(crate) pool_idle: Option<Dur>,
     pub(crate) shutdown_grace: Option<Dur>,
+    pub(crate) drain_delay: Option<Dur>,
     pub(crate) policy_poll: Option<Dur>,
     pub(crate) policy_settle: Option<Dur>,
+    pub(crate) header_read: Option<Dur>,
+    pub(crate) idle: Option<Dur>,
+    pub(crate) response_write: Option<Dur>,
 }
 
 /// `[jwt]`.
@@ -147,13 +154,14 @@ pub struct JwtSettings {
 pub struct JwksSettings {
     /// Background refresh period.
     pub refresh_interval: Duration,
-    /// At most one unknown-`kid` refetch per issuer in this interval.
+    /// At most one request-triggered refetch (unknown `kid`, keys never loaded) per realm in
+    /// this interval; scheduled refreshes do not count.
     pub min_refetch_interval: Duration,
     /// How long a key set may be served after refreshes start failing.
     pub max_staleness: Duration,
     /// Timeout of one fetch.
     pub fetch_timeout: Duration,
-    /// How long a `kid` that stayed unknown after a refetch is remembered.
+    /// Deprecated and ignored: unknown kids are bounded by `min_refetch_interval` alone.
     pub unknown_kid_ttl: Duration,
     /// Find `jwks_uri` through the realm's discovery document.
     pub discovery: bool,
@@ -172,8 +180,16 @@ pub struct Timeouts {
     pub body_read: Duration,
     /// Idle pooled upstream connections are closed after this.
     pub pool_idle: Duration,
-    /// In-flight requests get this long to finish after SIGTERM.
+    /// In-flight requests get this long to finish once the proxy stops accepting.
     pub shutdown_grace: Duration,
+    /// After SIGTERM, the proxy keeps accepting this long (with `/readyz` at 503) before it stops.
+    pub drain_delay: Duration,
+    /// From accept (or the end of the last request) until a request's headers have arrived.
+    pub header_read: Duration,
+    /// An open connection with no request in flight is closed after this.
+    pub idle: Duration,
+    /// Longest time a response may take to be written to the client once its headers are ready.
+    pub response_write: Duration,
     /// Policy files are re-read at least this often (the watcher's fallback).
     pub policy_poll: Duration,
     /// A changed policy is applied only once two reads this far apart agree.
@@ -213,6 +229,12 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Requests in flight before new ones are shed with 503.
     pub max_in_flight: usize,
+    /// Requests in flight from one client address (IPv6: one /64) before its new ones are shed.
+    pub max_in_flight_per_peer: usize,
+    /// Open proxy connections at most (further ones are closed at accept).
+    pub max_connections: usize,
+    /// Open proxy connections from one peer address (IPv6: one /64); trusted proxies are exempt.
+    pub max_connections_per_peer: usize,
     /// Timeouts.
     pub timeouts: Timeouts,
     /// TLS on the proxy listener.

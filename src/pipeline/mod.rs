@@ -31,6 +31,7 @@ use ctx::{ConnInfo, Ctx};
 /// Holds a concurrency slot and the in-flight gauge until the response body is done.
 struct InFlight {
     _permit: OwnedSemaphorePermit,
+    _peer: crate::server::peers::PeerSlot,
     gauge: IntGauge,
 }
 
@@ -51,23 +52,9 @@ pub fn handle(app: Arc<App>, conn: ConnInfo, req: Request<Incoming>) -> Handled 
 async fn serve_one(app: Arc<App>, conn: ConnInfo, req: Request<Incoming>) -> Response<Body> {
     let mut ctx = Ctx::new(&req, conn);
     ctx.client_ip = upstream::client_ip(conn.peer.ip(), req.headers(), &app.settings.trusted_proxies);
-    let slot = app.limiter.clone().try_acquire_owned().ok().map(|permit| {
-        app.metrics.in_flight.inc();
-        InFlight {
-            _permit: permit,
-            gauge: app.metrics.in_flight.clone(),
-        }
-    });
-    let result = match slot {
-        Some(_) => run(&app, &mut ctx, req.map(boxed)).await,
-        None => Err(Refusal::new(
-            Reason::Overloaded,
-            format!(
-                "The gateway already serves {} requests and sheds this one.",
-                app.settings.max_in_flight
-            ),
-        )
-        .retry_after(1)),
+    let (slot, result) = match acquire(&app, ctx.client_ip) {
+        Ok(slot) => (Some(slot), run(&app, &mut ctx, req.map(boxed)).await),
+        Err(refusal) => (None, Err(refusal)),
     };
     let refused = result.is_err();
     let resp = match result {
@@ -90,6 +77,31 @@ async fn serve_one(app: Arc<App>, conn: ConnInfo, req: Request<Incoming>) -> Res
         Some(slot) => resp.map(|b| Guarded::new(b, slot).boxed()),
         None => resp,
     }
+}
+
+/// A slot in the global and in the client's own in-flight budget, or the `overloaded` refusal.
+fn acquire(app: &App, client: std::net::IpAddr) -> Result<InFlight, Refusal> {
+    let shed = |what: String| Refusal::new(Reason::Overloaded, what).retry_after(1);
+    let Some(peer) = app.peer_in_flight.try_acquire(client) else {
+        return Err(shed(format!(
+            "This client already has {} requests in flight (max_in_flight_per_peer); the gateway sheds this one.",
+            app.peer_in_flight.limit()
+        ))
+        .detail("limit", "max_in_flight_per_peer"));
+    };
+    let Ok(permit) = app.limiter.clone().try_acquire_owned() else {
+        return Err(shed(format!(
+            "The gateway already serves {} requests and sheds this one.",
+            app.settings.max_in_flight
+        ))
+        .detail("limit", "max_in_flight"));
+    };
+    app.metrics.in_flight.inc();
+    Ok(InFlight {
+        _permit: permit,
+        _peer: peer,
+        gauge: app.metrics.in_flight.clone(),
+    })
 }
 
 async fn run(app: &App, ctx: &mut Ctx, req: Request<Body>) -> Result<Response<Body>, Refusal> {

@@ -2,21 +2,22 @@
 //! loaded and keys of every named realm fresh), on its own port.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder;
+use hyper_util::rt::TokioIo;
 use serde_json::json;
 use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
 
+use super::conn::{self, Bounds, ConnState};
 use crate::app::App;
-use crate::net::{Body, full};
+use crate::net::{Body, Guarded, full};
 
 fn reply(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
     let mut r = Response::new(full(body));
@@ -66,10 +67,20 @@ pub fn route(app: &App, req: &Request<Incoming>) -> Response<Body> {
     }
 }
 
-/// Serves the admin endpoint until `shutdown` resolves.
-pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-    let builder = Builder::new(TokioExecutor::new());
-    tokio::pin!(shutdown);
+/// Admin connections open at once; more are closed at accept.
+pub const MAX_ADMIN_CONNECTIONS: usize = 64;
+
+/// Serves the admin endpoint until `stop` turns true. Connections have their own cap and the
+/// same time bounds as the proxy's, so whatever the proxy listener suffers, probes get in.
+pub async fn serve(app: Arc<App>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+    let t = &app.settings.timeouts;
+    let bounds = Bounds {
+        header_read: t.header_read,
+        idle: t.idle,
+        response_write: t.response_write,
+    };
+    let builder = super::builder(t.header_read);
+    let slots = Arc::new(Semaphore::new(MAX_ADMIN_CONNECTIONS));
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -79,16 +90,47 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
                     continue;
                 }
             },
-            () = &mut shutdown => return,
+            () = conn::stopped(&mut stop) => return,
         };
-        let app = app.clone();
-        let builder = builder.clone();
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            continue; // dropped: closed at once
+        };
+        let (app, builder, stop) = (app.clone(), builder.clone(), stop.clone());
         tokio::spawn(async move {
+            let _slot = slot;
+            let state = ConnState::new();
+            let marks = state.clone();
             let svc = service_fn(move |req| {
+                let mut mark = marks.begin();
                 let resp = route(&app, &req);
-                async move { Ok::<_, Infallible>(resp) }
+                mark.writing();
+                async move { Ok::<_, Infallible>(resp.map(|b| Guarded::new(b, mark).boxed())) }
             });
-            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+            let _ = conn::drive(&builder, TokioIo::new(stream), svc, state, stop, bounds).await;
         });
     }
+}
+
+/// Runs [`serve`] on a runtime of its own, on its own thread, so that a proxy runtime busy with
+/// hostile traffic cannot starve health probes. The returned receiver resolves when it stopped.
+pub fn spawn(
+    app: Arc<App>,
+    listener: TcpListener,
+    stop: watch::Receiver<bool>,
+) -> std::io::Result<tokio::sync::oneshot::Receiver<()>> {
+    let listener = listener.into_std()?;
+    let (done, finished) = tokio::sync::oneshot::channel();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    std::thread::Builder::new()
+        .name("dcr-gateway-admin".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                match TcpListener::from_std(listener) {
+                    Ok(l) => serve(app, l, stop).await,
+                    Err(e) => tracing::error!(error = %e, "admin listener cannot start"),
+                }
+            });
+            let _ = done.send(());
+        })?;
+    Ok(finished)
 }

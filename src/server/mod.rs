@@ -1,48 +1,114 @@
-//! Listeners: the proxy (HTTP/1.1 and HTTP/2, optional TLS) and the admin endpoint, both with
-//! graceful shutdown: stop accepting, let in-flight requests finish within a bound.
+//! Listeners: the proxy (HTTP/1.1 and HTTP/2, optional TLS) and the admin endpoint. Each
+//! connection is bounded in time ([`conn`]); the proxy bounds connections in total and per
+//! peer ([`peers`]); on stop it stops accepting and lets in-flight requests finish within a bound.
 
 pub mod admin;
+pub mod conn;
 pub mod parse_errors;
+pub mod peers;
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http_body_util::BodyExt;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::app::App;
+use crate::net::Guarded;
 use crate::pipeline::ctx::ConnInfo;
 use crate::pipeline::handle;
+use conn::{Bounds, ConnState, End};
 use parse_errors::JsonParseErrors;
+use peers::PeerCounts;
 
-fn builder() -> Builder<TokioExecutor> {
+/// HTTP/2 streams one connection may have open at once.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 100;
+
+/// HTTP/2 keep-alive: a PING after this much silence, and the connection closes when the
+/// answer takes longer than this again.
+const H2_PING: Duration = Duration::from_secs(20);
+
+/// Descriptors kept back from the proxy's connections (admin, key fetches, policy files).
+const FD_RESERVE: u64 = 128;
+
+/// Builds the HTTP/1.1 + HTTP/2 connection builder with the gateway's bounds.
+pub fn builder(header_read: Duration) -> Builder<TokioExecutor> {
     let mut b = Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
+        .header_read_timeout(header_read)
         .keep_alive(true);
-    b.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .keep_alive_interval(Some(H2_PING))
+        .keep_alive_timeout(H2_PING);
     b
 }
 
-/// Accepts connections until `shutdown` resolves, then drains for at most `grace`.
+/// Raises the open-descriptor soft limit to the hard limit (as Go's runtime does) and returns
+/// the soft limit in force.
+pub fn raise_fd_limit() -> Option<u64> {
+    match rlimit::increase_nofile_limit(u64::MAX).or_else(|_| rlimit::increase_nofile_limit(1 << 20)) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot raise the open-descriptor limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE).ok().map(|(soft, _)| soft)
+        }
+    }
+}
+
+/// `configured`, lowered so that proxy connections (and one upstream connection each) leave
+/// descriptors for the admin listener and key fetches under the soft limit `fds`.
+pub fn connection_budget(configured: usize, fds: Option<u64>) -> usize {
+    let Some(fds) = fds else { return configured };
+    let fit = usize::try_from(fds.saturating_sub(FD_RESERVE) / 2).unwrap_or(usize::MAX);
+    if fit < configured {
+        tracing::warn!(
+            max_connections = configured,
+            open_files_limit = fds,
+            using = fit.max(16),
+            "max_connections lowered to fit the open-descriptor limit"
+        );
+    }
+    configured.min(fit.max(16))
+}
+
+/// The accept-time caps of a listener.
+pub struct Caps {
+    /// Connections in total.
+    pub total: Arc<Semaphore>,
+    /// Connections per peer.
+    pub per_peer: PeerCounts,
+}
+
+/// Accepts proxy connections until `stop` turns true, then lets their requests finish for at
+/// most `grace` and closes what is left.
 pub async fn serve(
     app: Arc<App>,
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
-    shutdown: impl Future<Output = ()>,
-    grace: Duration,
+    caps: Caps,
+    mut stop: watch::Receiver<bool>,
 ) {
-    let graceful = GracefulShutdown::new();
-    let builder = builder();
-    tokio::pin!(shutdown);
+    let t = &app.settings.timeouts;
+    let bounds = Bounds {
+        header_read: t.header_read,
+        idle: t.idle,
+        response_write: t.response_write,
+    };
+    let grace = t.shutdown_grace;
+    let builder = builder(t.header_read);
+    let mut conns = JoinSet::new();
     loop {
+        while conns.try_join_next().is_some() {}
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -52,63 +118,123 @@ pub async fn serve(
                     continue;
                 }
             },
-            () = &mut shutdown => break,
+            () = conn::stopped(&mut stop) => break,
+        };
+        let Some(slots) = admit(&app, &caps, peer) else {
+            drop(stream); // over a cap: closed at once, holding nothing
+            continue;
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let tls = tls.clone();
-        let public_url = app.public_url.clone();
-        tokio::spawn(async move {
+        let (app, builder, stop, tls) = (app.clone(), builder.clone(), stop.clone(), tls.clone());
+        conns.spawn(async move {
+            let _slots = slots;
             let conn = ConnInfo {
                 peer,
                 tls: tls.is_some(),
             };
-            let svc = service_fn(move |req| {
-                let app = app.clone();
-                async move { Ok::<_, Infallible>(handle(app, conn, req).await) }
-            });
-            let result = match tls {
-                Some(acceptor) => match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
-                    Ok(Ok(s)) => {
-                        watcher
-                            .watch(
-                                builder
-                                    .serve_connection(TokioIo::new(JsonParseErrors::new(s, &public_url)), svc)
-                                    .into_owned(),
-                            )
-                            .await
-                    }
-                    Ok(Err(e)) => {
-                        tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => return,
-                },
-                None => {
-                    watcher
-                        .watch(
-                            builder
-                                .serve_connection(TokioIo::new(JsonParseErrors::new(stream, &public_url)), svc)
-                                .into_owned(),
-                        )
-                        .await
+            let metrics = app.metrics.clone();
+            match connection(app, conn, stream, tls, &builder, stop, bounds).await {
+                Ok(()) => {}
+                Err(End::Bound(bound)) => {
+                    metrics.connections_timed_out.with_label_values(&[bound]).inc();
+                    tracing::debug!(peer = %peer, bound, "connection closed by a time bound");
                 }
-            };
-            if let Err(e) = result {
-                tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+                Err(End::Failed(e)) => tracing::debug!(peer = %peer, error = %e, "connection ended with an error"),
             }
         });
     }
     drop(listener);
-    let open = graceful.count();
     tracing::info!(
-        open_connections = open,
+        open_connections = conns.len(),
         grace_ms = grace.as_millis() as u64,
         "stopped accepting; draining"
     );
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!("drain deadline passed; closing remaining connections");
+    let drained = tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(
+            open_connections = conns.len(),
+            "drain deadline passed; closing remaining connections"
+        );
+        conns.shutdown().await;
+    }
+}
+
+fn admit(app: &App, caps: &Caps, peer: std::net::SocketAddr) -> Option<Admitted> {
+    let refused = |why: &'static str| {
+        app.metrics.connections_refused.with_label_values(&[why]).inc();
+        tracing::debug!(peer = %peer, why, "connection refused at accept");
+    };
+    let Ok(total) = caps.total.clone().try_acquire_owned() else {
+        refused("max_connections");
+        return None;
+    };
+    let trusted = app.settings.trusted_proxies.iter().any(|c| c.contains(peer.ip()));
+    let per_peer = if trusted {
+        None
+    } else {
+        match caps.per_peer.try_acquire(peer.ip()) {
+            Some(s) => Some(s),
+            None => {
+                refused("max_connections_per_peer");
+                return None;
+            }
+        }
+    };
+    app.metrics.open_connections.inc();
+    Some(Admitted {
+        _total: total,
+        _per_peer: per_peer,
+        gauge: app.metrics.open_connections.clone(),
+    })
+}
+
+/// The caps one open connection holds, released when it closes.
+struct Admitted {
+    _total: tokio::sync::OwnedSemaphorePermit,
+    _per_peer: Option<peers::PeerSlot>,
+    gauge: prometheus::IntGauge,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
+
+async fn connection(
+    app: Arc<App>,
+    info: ConnInfo,
+    stream: TcpStream,
+    tls: Option<TlsAcceptor>,
+    builder: &Builder<TokioExecutor>,
+    stop: watch::Receiver<bool>,
+    bounds: Bounds,
+) -> Result<(), End> {
+    let public_url = app.public_url.clone();
+    let state = ConnState::new();
+    let marks = state.clone();
+    let svc = service_fn(move |req| {
+        let mut mark = marks.begin();
+        let app = app.clone();
+        async move {
+            let resp = handle(app, info, req).await;
+            mark.writing();
+            Ok::<_, Infallible>(resp.map(|b| Guarded::new(b, mark).boxed()))
+        }
+    });
+    match tls {
+        Some(acceptor) => {
+            let handshake = bounds.header_read.min(Duration::from_secs(10));
+            let s = tokio::time::timeout(handshake, acceptor.accept(stream))
+                .await
+                .map_err(|_| End::Bound("header_read"))?
+                .map_err(|e| End::Failed(format!("TLS handshake failed: {e}")))?;
+            let io = TokioIo::new(JsonParseErrors::new(s, &public_url));
+            conn::drive(builder, io, svc, state, stop, bounds).await
+        }
+        None => {
+            let io = TokioIo::new(JsonParseErrors::new(stream, &public_url));
+            conn::drive(builder, io, svc, state, stop, bounds).await
+        }
     }
 }

@@ -1,9 +1,12 @@
 //! The JWKS cache: one key set per realm behind an `ArcSwap`, fetched with the gateway's own
 //! client before the realm is served and refreshed in the background.
 //!
-//! An unknown `kid` triggers one refetch, coalesced (single flight) and rate limited; kids that
-//! stay unknown are remembered, so junk kids cost Keycloak at most one fetch per interval. A
-//! failed fetch keeps the last good set until `max_staleness`; one bad key is skipped.
+//! An unknown `kid` (or a request for a realm whose keys never loaded) triggers a refetch on
+//! demand: coalesced (single flight) and at most one per `min_refetch_interval` per realm, a
+//! budget of its own that scheduled refreshes do not use up. So a key Keycloak has just added is
+//! accepted at once, a kid is refused at most one interval after it appears, and a flood of junk
+//! kids costs at most one fetch per interval. A failed fetch keeps the last good set until
+//! `max_staleness`; one bad key is skipped.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -51,9 +54,9 @@ pub struct KeySet {
 
 #[derive(Default)]
 struct Throttle {
-    last_attempt: Option<Instant>,
+    /// The last fetch started on demand (never by the scheduled refresh).
+    last_demand: Option<Instant>,
     last_error: Option<String>,
-    unknown: HashMap<String, Instant>,
 }
 
 /// The key set of one realm and the machinery that keeps it fresh.
@@ -70,6 +73,7 @@ pub struct RealmKeys {
     throttle: Mutex<Throttle>,
     attempts: AtomicU64,
     successes: AtomicU64,
+    verified: std::sync::atomic::AtomicBool,
     fetching: tokio::sync::Mutex<()>,
 }
 
@@ -198,15 +202,10 @@ impl RealmKeys {
         .retry_after(self.settings.min_refetch_interval.as_secs().max(1))
     }
 
-    /// The key for `kid`, refetching once (single flight, rate limited) when it is unknown.
+    /// The key for `kid`, refetching on demand (coalesced, rate limited) when it is unknown.
     pub async fn key(&self, kid: &str) -> Result<Arc<Key>, Refusal> {
         if let Some(k) = self.lookup(kid)? {
             return Ok(k);
-        }
-        // A kid that a fresh fetch did not find is junk (Keycloak publishes a key before it signs
-        // with it): refuse it without refetching until `unknown_kid_ttl` passes.
-        if self.remembered_unknown(kid) {
-            return Err(self.kid_unknown(kid, "it was not there at the last refetch either"));
         }
         let refetched = self.refetch().await;
         if let Some(k) = self.lookup(kid)? {
@@ -216,15 +215,27 @@ impl RealmKeys {
             return Err(self.unavailable("its key set could not be fetched"));
         }
         if refetched {
-            self.remember_unknown(kid);
             return Err(self.kid_unknown(kid, "a refetch just now did not find it"));
         }
         let last_error = self.throttle.lock().last_error.clone();
         let why = match last_error {
             Some(e) => format!("refreshing the key set failed: {e}"),
-            None => "the key set was fetched moments ago and refetches are rate limited".to_owned(),
+            None => format!(
+                "the key set was refetched for an unknown kid moments ago; the next refetch may start in {}s",
+                self.demand_wait().as_secs().max(1)
+            ),
         };
         Err(self.kid_unknown(kid, &why))
+    }
+
+    /// Marks that a token verified with this key set (a slot that never did may be reclaimed).
+    pub fn mark_verified(&self) {
+        self.verified.store(true, Ordering::Release);
+    }
+
+    /// Whether any token ever verified with this key set.
+    pub fn ever_verified(&self) -> bool {
+        self.verified.load(Ordering::Acquire)
     }
 
     fn lookup(&self, kid: &str) -> Result<Option<Arc<Key>>, Refusal> {
@@ -252,65 +263,63 @@ impl RealmKeys {
         .detail("known_kids", self.set.load().keys.keys().cloned().collect::<Vec<_>>())
     }
 
-    fn remembered_unknown(&self, kid: &str) -> bool {
-        let mut t = self.throttle.lock();
-        match t.unknown.get(kid) {
-            Some(at) if at.elapsed() < self.settings.unknown_kid_ttl => true,
-            Some(_) => {
-                t.unknown.remove(kid);
-                false
-            }
-            None => false,
-        }
-    }
-
-    fn remember_unknown(&self, kid: &str) {
-        let ttl = self.settings.unknown_kid_ttl;
-        let mut t = self.throttle.lock();
-        if t.unknown.len() >= 4096 {
-            t.unknown.retain(|_, at| at.elapsed() < ttl);
-            if t.unknown.len() >= 4096 {
-                t.unknown.clear();
-            }
-        }
-        t.unknown.insert(kid.to_owned(), Instant::now());
-    }
-
-    fn may_fetch(&self) -> bool {
+    /// How long until an on-demand refetch may start.
+    fn demand_wait(&self) -> std::time::Duration {
         let t = self.throttle.lock();
-        t.last_attempt
-            .is_none_or(|at| at.elapsed() >= self.settings.min_refetch_interval)
+        t.last_demand
+            .map(|at| self.settings.min_refetch_interval.saturating_sub(at.elapsed()))
+            .unwrap_or_default()
     }
 
-    /// One coalesced, rate-limited refetch. Returns whether a fetch succeeded meanwhile (here or
-    /// concurrently), i.e. whether the key set is now fresh.
-    /// While no set was ever loaded, it waits for a fetch in progress instead of giving up.
+    /// Takes the on-demand budget if it is there.
+    fn take_demand(&self) -> bool {
+        let mut t = self.throttle.lock();
+        let ok = t
+            .last_demand
+            .is_none_or(|at| at.elapsed() >= self.settings.min_refetch_interval);
+        if ok {
+            t.last_demand = Some(Instant::now());
+        }
+        ok
+    }
+
+    /// One coalesced, rate-limited refetch on demand. Returns whether a fetch succeeded
+    /// meanwhile (here or concurrently), i.e. whether the key set is now fresh. A fetch already in
+    /// flight (on demand or scheduled) is waited for and shared; otherwise a new one starts when
+    /// the on-demand budget allows (one per `min_refetch_interval`, scheduled refreshes aside).
     pub async fn refetch(&self) -> bool {
         let before = self.attempts.load(Ordering::Acquire);
         let ok_before = self.successes.load(Ordering::Acquire);
-        let loaded = self.set.load().fetched_at.is_some();
-        if loaded && !self.may_fetch() {
-            return false;
-        }
-        let _flight = self.fetching.lock().await;
+        let _flight = match self.fetching.try_lock() {
+            Ok(g) => g,
+            Err(_) => self.fetching.lock().await,
+        };
         if self.attempts.load(Ordering::Acquire) != before {
-            // Someone else fetched while we waited: fresh only if that fetch succeeded.
+            // A fetch finished while we waited for it: fresh only if it succeeded.
             return self.successes.load(Ordering::Acquire) != ok_before;
         }
-        if !self.may_fetch() {
+        if !self.take_demand() {
             return false;
         }
         self.fetch_locked().await.is_ok()
     }
 
     /// Fetches and swaps in a new set now (no rate limit); used by the background refresher.
+    /// A fetch that finished while this one waited for the lock is shared instead.
     pub async fn fetch_now(&self) -> Result<(), String> {
+        let before = self.attempts.load(Ordering::Acquire);
+        let ok_before = self.successes.load(Ordering::Acquire);
         let _flight = self.fetching.lock().await;
+        if self.attempts.load(Ordering::Acquire) != before {
+            return match self.successes.load(Ordering::Acquire) != ok_before {
+                true => Ok(()),
+                false => Err(self.throttle.lock().last_error.clone().unwrap_or_default()),
+            };
+        }
         self.fetch_locked().await
     }
 
     async fn fetch_locked(&self) -> Result<(), String> {
-        self.throttle.lock().last_attempt = Some(Instant::now());
         let outcome = self.fetch().await;
         self.attempts.fetch_add(1, Ordering::AcqRel);
         let result = match outcome {
@@ -354,10 +363,6 @@ impl RealmKeys {
         self.set.store(new.clone());
         self.metrics.jwks_keys.with_label_values(&[&self.label()]).set(count);
         self.tokens.retain_keys(&self.realm, |kid| new.keys.contains_key(kid));
-        self.throttle
-            .lock()
-            .unknown
-            .retain(|kid, _| !new.keys.contains_key(kid));
     }
 
     async fn fetch(&self) -> Result<(Keys, Vec<String>), String> {

@@ -282,8 +282,10 @@ impl Verifier {
                 "The bearer token's header has no kid, so no realm key can be chosen for it.",
             )
         })?;
-        let key = self.jwks.realm(&route.realm)?.key(&kid).await?;
+        let keys = self.jwks.realm(&route.realm)?;
+        let key = keys.key(&kid).await?;
         check_signature(token, &d, &key, alg)?;
+        keys.mark_verified();
         let claims = Arc::new(d.claims);
         if let Some(exp) = claims.exp {
             let entry = Entry {

@@ -32,6 +32,7 @@ pub mod policy_kit;
 
 pub mod proxy_kit;
 
+pub mod binary;
 pub mod redis_kit;
 
 pub mod tls;
@@ -59,6 +60,7 @@ pub fn settings(upstream: &str, policies: Option<&Path>) -> Settings {
     s.timeouts.policy_poll = Duration::from_millis(300);
     s.timeouts.policy_settle = Duration::from_millis(200);
     s.timeouts.shutdown_grace = Duration::from_secs(5);
+    s.timeouts.drain_delay = Duration::ZERO;
     s
 }
 
@@ -287,4 +289,40 @@ pub async fn eventually<F: FnMut() -> bool>(limit: Duration, mut f: F) -> bool {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     f()
+}
+
+/// Short connection bounds for the hostile-load tests (the settings are new with them; keeping
+/// them in one place lets the same tests run against an older gateway with this made a no-op).
+pub fn short_bounds(s: &mut Settings, header_read: Duration, response_write: Duration) {
+    s.timeouts.header_read = header_read;
+    s.timeouts.idle = header_read;
+    s.timeouts.response_write = response_write;
+}
+
+/// Sets the per-peer connection cap (see `short_bounds`).
+pub fn peer_connection_cap(s: &mut Settings, n: usize) {
+    s.max_connections_per_peer = n;
+}
+
+/// A plain HTTP/1.1 client whose connections come from `local` (e.g. 127.0.0.2: another peer
+/// as far as the gateway's per-peer limits go).
+pub fn client_from(local: std::net::IpAddr) -> Client<HttpConnector, Body> {
+    let mut http = HttpConnector::new();
+    http.set_local_address(Some(local));
+    Client::builder(TokioExecutor::new()).build(http)
+}
+
+/// Sends `req` from `local` and reads the whole answer, or `None` if no answer came in `limit`.
+pub async fn send_from(local: std::net::IpAddr, req: Request<Body>, limit: Duration) -> Option<Answer> {
+    let resp = tokio::time::timeout(limit, client_from(local).request(req))
+        .await
+        .ok()?
+        .ok()?;
+    let (parts, body) = resp.into_parts();
+    let body = tokio::time::timeout(limit, body.collect()).await.ok()?.ok()?.to_bytes();
+    Some(Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    })
 }

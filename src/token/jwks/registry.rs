@@ -106,8 +106,9 @@ impl Jwks {
         if !named {
             let unnamed = |m: &HashMap<String, Arc<RealmKeys>>| m.keys().filter(|r| !self.is_named(r)).count();
             if unnamed(&realms) >= MAX_UNNAMED_REALMS {
-                // Reclaim unnamed slots whose fetches never succeeded (e.g. realms that do not exist).
-                realms.retain(|r, k| self.is_named(r) || !k.never_loaded());
+                // Reclaim unnamed slots no token ever verified with: realms that do not exist, and
+                // realms that forged tokens named. A request still using one keeps its own handle.
+                realms.retain(|r, k| self.is_named(r) || k.ever_verified());
             }
             if unnamed(&realms) >= MAX_UNNAMED_REALMS {
                 return Err(Refusal::new(
@@ -145,6 +146,7 @@ impl Jwks {
             throttle: parking_lot::Mutex::new(Throttle::default()),
             attempts: Default::default(),
             successes: Default::default(),
+            verified: Default::default(),
             fetching: tokio::sync::Mutex::new(()),
         }
     }
