@@ -150,3 +150,29 @@ class StandIn:
     def __exit__(self, *exc):
         self.server.shutdown()
         self.server.server_close()
+
+
+def main():
+    """standin.py serve DIR ISSUER: serves until SIGTERM; writes DIR/port and DIR/token (a
+    bearer token of service account `registrar` with create-client, issued by ISSUER)."""
+    import signal
+    import sys
+
+    if len(sys.argv) != 4 or sys.argv[1] != "serve":
+        sys.exit(main.__doc__)
+    out, issuer = sys.argv[2], sys.argv[3]
+    key = SigningKey()
+    with StandIn(key) as kc:
+        with open(os.path.join(out, "token"), "w", encoding="utf-8") as f:
+            f.write(key.token(service_account_claims(issuer, "registrar", ["create-client"])))
+        with open(os.path.join(out, "port.tmp"), "w", encoding="utf-8") as f:
+            f.write(str(kc.port))
+        os.replace(os.path.join(out, "port.tmp"), os.path.join(out, "port"))
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        stop.wait()
+
+
+if __name__ == "__main__":
+    main()
