@@ -39,6 +39,8 @@ IMAGE=localhost/dcr-gateway:check
 PY=python3
 HELM=
 KUBECONFORM=
+PODMAN_OPTS=()
+PODMAN_RUN_OPTS=()
 
 step() { printf '\n== deploy: %s\n' "$*" >&2; }
 timed() { # NAME CMD... — runs CMD, logs how long it took
@@ -99,8 +101,8 @@ pick_python() {
 }
 
 tools() {
-    apt_install buildah podman prometheus openssl curl
-    require_cmd buildah podman prometheus promtool openssl curl cargo
+    apt_install buildah podman runc prometheus openssl curl
+    require_cmd buildah podman runc prometheus promtool openssl curl cargo
     command -v go >/dev/null || apt_install golang-go
     require_cmd go
     pick_python
@@ -188,6 +190,28 @@ stage_rootfs() { # DIR — the stripped binary, the libraries it links, CA certi
     chmod 1777 "$dir/tmp"
 }
 
+# podman_works DIR — finds podman options that run a container here (sets PODMAN_OPTS and
+# PODMAN_RUN_OPTS): the defaults first; then runc with resource limits within this machine's
+# own hard limits (in sandboxes that refuse crun's cgroup setup or raising RLIMIT_NPROC).
+podman_works() {
+    local nofile
+    nofile=$(ulimit -Hn)
+    [[ $nofile == unlimited ]] && nofile=1048576
+    PODMAN_OPTS=()
+    PODMAN_RUN_OPTS=()
+    : >"$1/podman-probe.txt"
+    if podman run --rm --network host "$IMAGE" --version >>"$1/podman-probe.txt" 2>&1; then
+        return 0
+    fi
+    PODMAN_OPTS=(--runtime runc)
+    PODMAN_RUN_OPTS=(--ulimit "nofile=$nofile:$nofile" --ulimit nproc=4096:4096)
+    if podman "${PODMAN_OPTS[@]}" run "${PODMAN_RUN_OPTS[@]}" --rm --network host "$IMAGE" --version >>"$1/podman-probe.txt" 2>&1; then
+        log "podman with its defaults cannot run containers here ($(head -n 1 "$1/podman-probe.txt")); using ${PODMAN_OPTS[*]} ${PODMAN_RUN_OPTS[*]}"
+        return 0
+    fi
+    return 1
+}
+
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 wait_url() { # URL SECONDS
@@ -228,20 +252,20 @@ image() {
     upstream="http://127.0.0.1:$(cat "$stage/standin/port")"
     gw_port=$(free_port)
     admin_port=$(free_port)
-    if podman run --rm --network host "$IMAGE" --version >"$stage/podman-probe.txt" 2>&1; then
+    if podman_works "$stage"; then
         how=podman
         podman rm -f dcr-gateway-check >/dev/null 2>&1 || true
-        podman run -d --name dcr-gateway-check --network host --read-only --cap-drop ALL \
+        podman "${PODMAN_OPTS[@]}" run "${PODMAN_RUN_OPTS[@]}" -d --name dcr-gateway-check --network host --read-only --cap-drop ALL \
             --security-opt no-new-privileges --user 65532:65532 \
             -v "$STATE/configmaps/gateway.toml:/etc/dcr-gateway/config/gateway.toml:ro" \
             -v "$STATE/configmaps/policies:/etc/dcr-gateway/policies:ro" \
             -e DCR_GATEWAY_CONFIG=/etc/dcr-gateway/config/gateway.toml \
             -e DCR_GATEWAY_LISTEN="127.0.0.1:$gw_port" -e DCR_GATEWAY_ADMIN_LISTEN="127.0.0.1:$admin_port" \
             -e DCR_GATEWAY_UPSTREAM="$upstream" "$IMAGE" serve >/dev/null
-        log "podman runs the image (container dcr-gateway-check: read-only root, user 65532, no capabilities, host network)"
+        log "podman ${PODMAN_OPTS[*]} run ${PODMAN_RUN_OPTS[*]}: container dcr-gateway-check (read-only root, user 65532, no capabilities, host network)"
     else
         how=chroot
-        log "podman cannot run containers on this machine: $(tail -n 3 "$stage/podman-probe.txt" | tr '\n' ' ')"
+        log "podman cannot run containers on this machine: $(tr '\n' ' ' <"$stage/podman-probe.txt")"
         log "falling back to chroot: the image's root filesystem (buildah from + mount) runs the binary as user 65532"
         buildah rm dcr-gateway-check >/dev/null 2>&1 || true
         buildah from --name dcr-gateway-check "$IMAGE" >/dev/null
@@ -255,7 +279,7 @@ image() {
         CHROOT_PID=$!
     fi
     local admin="http://127.0.0.1:$admin_port" gw="http://127.0.0.1:$gw_port" status
-    wait_url "$admin/healthz" 30 || die "no /healthz from the $how-run image"
+    wait_url "$admin/healthz" 30 || { image_logs "$how"; die "no /healthz from the $how-run image"; }
     log "$how: GET /healthz -> $(curl -fsS "$admin/healthz")"
     wait_url "$admin/readyz" 30 || die "/readyz never 200 in the $how-run image: $(curl -sS "$admin/readyz")"
     log "$how: GET /readyz -> $(curl -fsS "$admin/readyz")"
@@ -272,10 +296,19 @@ image() {
     stop_image
 }
 
+image_logs() { # HOW — the gateway's last log lines from the image
+    if [[ $1 == podman ]]; then
+        podman logs --tail 20 dcr-gateway-check >&2 || true
+    else
+        tail -n 20 "$STATE/image/chroot.log" >&2 || true
+    fi
+}
+
 stop_image() {
     if podman container exists dcr-gateway-check 2>/dev/null; then
-        podman stop -t 40 dcr-gateway-check >/dev/null && log "podman: container stopped with exit code $(podman inspect --format '{{.State.ExitCode}}' dcr-gateway-check)"
-        podman rm -f dcr-gateway-check >/dev/null
+        podman "${PODMAN_OPTS[@]}" stop -t 40 dcr-gateway-check >/dev/null &&
+            log "podman: container stopped by SIGTERM, exit code $(podman inspect --format '{{.State.ExitCode}}' dcr-gateway-check)"
+        podman "${PODMAN_OPTS[@]}" rm -f dcr-gateway-check >/dev/null
     fi
     if [[ -n ${CHROOT_PID:-} ]]; then
         kill -TERM "$CHROOT_PID" 2>/dev/null && { wait "$CHROOT_PID" && log "chroot: gateway stopped with exit code 0"; } || true

@@ -116,7 +116,8 @@ prefetch = ["demo"]
 """
         )
     log_path = os.path.join(state, "gateway.log")
-    proc = subprocess.Popen([binary, "serve", "--config", cfg], stdout=subprocess.DEVNULL, stderr=open(log_path, "w"))
+    out = open(log_path, "w")
+    proc = subprocess.Popen([binary, "serve", "--config", cfg], stdout=out, stderr=out)
     addrs = {}
 
     def started():
