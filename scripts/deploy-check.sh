@@ -15,6 +15,8 @@
 #               containers here, the image's root filesystem is run with chroot (said in the output)
 # 4. dashboard  Prometheus scrapes the gateway under traffic; every panel query must return data
 #
+# DCR_IMAGE_RUNNER=chroot skips podman (to check the fallback itself).
+#
 # Installs what a fresh machine lacks: apt packages (buildah podman prometheus), PyYAML, and helm
 # and kubeconform with `go install` at pinned versions, cached under $DCR_CACHE/deploy (default
 # ~/.cache/dcr-gateway/deploy), so that a second run builds nothing.
@@ -163,7 +165,7 @@ prefetch = ["demo"]' >"$STATE/rendered-variant.yaml"
     "$PY" "$ROOT/deploy/test/manifests_check.py" "$STATE/rendered.yaml" "$STATE/configmaps"
     build_release
     "$TARGET/release/dcr-gateway" check --config "$STATE/configmaps/gateway.toml" \
-        --policies "$STATE/configmaps/policies" >"$STATE/check.txt" ||
+        --policies "$STATE/configmaps/policies" >"$STATE/check.txt" 2>&1 ||
         die "dcr-gateway check refused the ConfigMaps' settings or policy: $(cat "$STATE/check.txt")"
     log "dcr-gateway check accepts the ConfigMaps' gateway.toml and policy"
 }
@@ -228,17 +230,18 @@ image() {
     mkdir -p "$STATE"
     build_release
     stage_rootfs "$stage/context/rootfs"
-    libs=$(cd "$stage/context/rootfs" && find lib* usr/lib* -type f 2>/dev/null | tr '\n' ' ')
+    libs=$(cd "$stage/context/rootfs" && find . -type f -name '*.so*' | sort | tr '\n' ' ')
     size=$(du -sh "$stage/context/rootfs/usr/local/bin/dcr-gateway" | cut -f1)
     log "staged: stripped binary ($size), libraries: $libs"
     buildah bud --quiet --layers=false -f "$ROOT/deploy/Containerfile" \
         --build-arg BINARY=context --build-arg RUNTIME_IMAGE=scratch --build-arg CONTEXT_ROOT=rootfs \
         --build-arg REVISION="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
         -t "$IMAGE" "$stage/context" >/dev/null
-    buildah inspect --type image --format '{{.OCIv1.Config.User}} {{.OCIv1.Config.Entrypoint}} {{index .OCIv1.Config.Labels "org.opencontainers.image.title"}}' "$IMAGE" >"$stage/inspect.txt"
-    read -r user _ <"$stage/inspect.txt"
+    local user described
+    user=$(buildah inspect --type image --format '{{.OCIv1.Config.User}}' "$IMAGE")
     [[ $user == 65532:65532 ]] || die "image user is '$user', expected 65532:65532"
-    log "built $IMAGE: $(podman image inspect --format '{{.Size}}' "$IMAGE") bytes, $(cat "$stage/inspect.txt")"
+    described=$(buildah inspect --type image --format 'user {{.OCIv1.Config.User}}, entrypoint {{.OCIv1.Config.Entrypoint}}, cmd {{.OCIv1.Config.Cmd}}, labels {{.OCIv1.Config.Labels}}' "$IMAGE")
+    log "built $IMAGE ($(podman image inspect --format '{{.Size}}' "$IMAGE") bytes): $described"
 
     # The stand-in Keycloak and the ConfigMaps' files, as the pod mounts them.
     mkdir -p "$stage/standin"
@@ -252,7 +255,10 @@ image() {
     upstream="http://127.0.0.1:$(cat "$stage/standin/port")"
     gw_port=$(free_port)
     admin_port=$(free_port)
-    if podman_works "$stage"; then
+    if [[ ${DCR_IMAGE_RUNNER:-auto} == chroot ]]; then
+        echo "DCR_IMAGE_RUNNER=chroot: podman not tried" >"$stage/podman-probe.txt"
+    fi
+    if [[ ${DCR_IMAGE_RUNNER:-auto} != chroot ]] && podman_works "$stage"; then
         how=podman
         podman rm -f dcr-gateway-check >/dev/null 2>&1 || true
         podman "${PODMAN_OPTS[@]}" run "${PODMAN_RUN_OPTS[@]}" -d --name dcr-gateway-check --network host --read-only --cap-drop ALL \
@@ -265,17 +271,17 @@ image() {
         log "podman ${PODMAN_OPTS[*]} run ${PODMAN_RUN_OPTS[*]}: container dcr-gateway-check (read-only root, user 65532, no capabilities, host network)"
     else
         how=chroot
-        log "podman cannot run containers on this machine: $(tr '\n' ' ' <"$stage/podman-probe.txt")"
+        log "podman cannot run the image here: $(tr '\n' ' ' <"$stage/podman-probe.txt")"
         log "falling back to chroot: the image's root filesystem (buildah from + mount) runs the binary as user 65532"
         buildah rm dcr-gateway-check >/dev/null 2>&1 || true
         buildah from --name dcr-gateway-check "$IMAGE" >/dev/null
         ROOTFS=$(buildah mount dcr-gateway-check)
         cp "$STATE/configmaps/gateway.toml" "$ROOTFS/etc/dcr-gateway/config/gateway.toml"
         cp "$STATE/configmaps/policies/"*.toml "$ROOTFS/etc/dcr-gateway/policies/"
-        env -i DCR_GATEWAY_CONFIG=/etc/dcr-gateway/config/gateway.toml DCR_GATEWAY_LOG_FORMAT=json \
+        env -i PATH=/usr/local/bin DCR_GATEWAY_CONFIG=/etc/dcr-gateway/config/gateway.toml DCR_GATEWAY_LOG_FORMAT=json \
             DCR_GATEWAY_LISTEN="127.0.0.1:$gw_port" DCR_GATEWAY_ADMIN_LISTEN="127.0.0.1:$admin_port" \
             DCR_GATEWAY_UPSTREAM="$upstream" \
-            chroot --userspec=65532:65532 "$ROOTFS" /usr/local/bin/dcr-gateway serve 2>"$stage/chroot.log" &
+            "$(command -v chroot)" --userspec=65532:65532 "$ROOTFS" /usr/local/bin/dcr-gateway serve 2>"$stage/chroot.log" &
         CHROOT_PID=$!
     fi
     local admin="http://127.0.0.1:$admin_port" gw="http://127.0.0.1:$gw_port" status
@@ -291,7 +297,9 @@ image() {
         -H 'Content-Type: application/json' -d '{"client_name":"x","redirect_uris":["https://evil.test/cb"]}' \
         "$gw/realms/demo/clients-registrations/openid-connect")
     [[ $status == 400 ]] || die "a refused redirect URI through the $how-run image got $status"
-    curl -fsS "$admin/metrics" | grep -q '^dcr_gateway_decisions_total' || die "no decision metrics from the $how-run image"
+    curl -fsS "$admin/metrics" >"$stage/metrics.txt" || die "no /metrics from the $how-run image"
+    grep -q '^dcr_gateway_decisions_total{.*decision="allow"' "$stage/metrics.txt" || die "no allow decision in the $how-run image's metrics"
+    grep -q '^dcr_gateway_decisions_total{.*reason="redirect_uri_not_allowed"' "$stage/metrics.txt" || die "no refusal in the $how-run image's metrics"
     log "$how: registration allowed (201) and refused (400, $("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["reason"])' "$stage/refused.json")) through the image; /metrics served"
     stop_image
 }

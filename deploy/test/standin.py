@@ -8,7 +8,8 @@ What the registration endpoint answers, by the body's client_name:
   "slow"       201 after SLOW_SECONDS (longer than the gateway's response timeout)
   "drop"       closes the connection without an answer (an upstream protocol error)
   anything     201 with a client representation
-The JWKS of every realm fails with 503 on its first fetch, then serves the key.
+The JWKS of every realm fails with 503 on its first fetch (unless flaky_jwks=False), then
+serves the key.
 """
 
 import base64
@@ -81,8 +82,9 @@ def service_account_claims(issuer, azp, roles, ttl=600):
 class StandIn:
     """The stand-in server, on a thread."""
 
-    def __init__(self, key):
+    def __init__(self, key, flaky_jwks=True):
         self.key = key
+        self.flaky_jwks = flaky_jwks
         self.jwks_fetches = {}
         self.lock = threading.Lock()
         standin = self
@@ -107,7 +109,7 @@ class StandIn:
                     with standin.lock:
                         n = standin.jwks_fetches.get(parts[1], 0)
                         standin.jwks_fetches[parts[1]] = n + 1
-                    if n == 0:
+                    if n == 0 and standin.flaky_jwks:
                         return self.reply(503, {"error": "unavailable"})
                     return self.reply(200, {"keys": [standin.key.jwk]})
                 return self.reply(200, {"path": self.path})
@@ -163,7 +165,7 @@ def main():
         sys.exit(main.__doc__)
     out, issuer = sys.argv[2], sys.argv[3]
     key = SigningKey()
-    with StandIn(key) as kc:
+    with StandIn(key, flaky_jwks=False) as kc:
         with open(os.path.join(out, "token"), "w", encoding="utf-8") as f:
             f.write(key.token(service_account_claims(issuer, "registrar", ["create-client"])))
         with open(os.path.join(out, "port.tmp"), "w", encoding="utf-8") as f:
