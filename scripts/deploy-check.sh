@@ -35,7 +35,7 @@ readonly PROM_OPERATOR_VERSION=v0.85.0 # CRDs: ServiceMonitor, PrometheusRule
 readonly PYYAML_VERSION=6.0.3
 
 CACHE="$(dcr_cache_dir)/deploy"
-STATE="$ROOT/.state/deploy"
+STATE=${DCR_DEPLOY_STATE:-$ROOT/.state/deploy}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 IMAGE=localhost/dcr-gateway:check
 PY=python3
