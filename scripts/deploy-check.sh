@@ -302,6 +302,7 @@ image() {
     grep -q '^dcr_gateway_decisions_total{.*reason="redirect_uri_not_allowed"' "$stage/metrics.txt" || die "no refusal in the $how-run image's metrics"
     log "$how: registration allowed (201) and refused (400, $("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["reason"])' "$stage/refused.json")) through the image; /metrics served"
     stop_image
+    [[ $STOP_CODE == 0 ]] || die "the $how-run gateway did not exit 0 on SIGTERM (exit code '$STOP_CODE')"
 }
 
 image_logs() { # HOW — the gateway's last log lines from the image
@@ -313,13 +314,19 @@ image_logs() { # HOW — the gateway's last log lines from the image
 }
 
 stop_image() {
+    STOP_CODE=
     if podman container exists dcr-gateway-check 2>/dev/null; then
-        podman "${PODMAN_OPTS[@]}" stop -t 40 dcr-gateway-check >/dev/null &&
-            log "podman: container stopped by SIGTERM, exit code $(podman inspect --format '{{.State.ExitCode}}' dcr-gateway-check)"
+        if podman "${PODMAN_OPTS[@]}" stop -t 40 dcr-gateway-check >/dev/null; then
+            STOP_CODE=$(podman inspect --format '{{.State.ExitCode}}' dcr-gateway-check)
+            log "podman: container stopped by SIGTERM, exit code $STOP_CODE"
+        fi
         podman "${PODMAN_OPTS[@]}" rm -f dcr-gateway-check >/dev/null
     fi
     if [[ -n ${CHROOT_PID:-} ]]; then
-        kill -TERM "$CHROOT_PID" 2>/dev/null && { wait "$CHROOT_PID" && log "chroot: gateway stopped with exit code 0"; } || true
+        kill -TERM "$CHROOT_PID" 2>/dev/null || true
+        STOP_CODE=0
+        wait "$CHROOT_PID" || STOP_CODE=$?
+        log "chroot: gateway stopped by SIGTERM, exit code $STOP_CODE"
         CHROOT_PID=
     fi
     if [[ -n ${ROOTFS:-} ]]; then
