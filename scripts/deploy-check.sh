@@ -233,11 +233,18 @@ image() {
     libs=$(cd "$stage/context/rootfs" && find . -type f -name '*.so*' | sort | tr '\n' ' ')
     size=$(du -sh "$stage/context/rootfs/usr/local/bin/dcr-gateway" | cut -f1)
     log "staged: stripped binary ($size), libraries: $libs"
+    buildah rmi -f "$IMAGE" >/dev/null 2>&1 || true # the last run's image
     buildah bud --quiet --layers=false -f "$ROOT/deploy/Containerfile" \
         --build-arg BINARY=context --build-arg RUNTIME_IMAGE=scratch --build-arg CONTEXT_ROOT=rootfs \
         --build-arg REVISION="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
         -t "$IMAGE" "$stage/context" >/dev/null
-    local user described
+    local user described old
+    # Earlier runs' images and this build's intermediate stage, now untagged.
+    for old in $(buildah images --filter label=dcr-gateway.stage -q) \
+        $(buildah images --filter dangling=true --filter label=org.opencontainers.image.title=dcr-gateway -q); do
+        buildah containers --filter "ancestor=$old" -q | xargs -r buildah rm >/dev/null 2>&1 || true
+        buildah rmi "$old" >/dev/null 2>&1 || true
+    done
     user=$(buildah inspect --type image --format '{{.OCIv1.Config.User}}' "$IMAGE")
     [[ $user == 65532:65532 ]] || die "image user is '$user', expected 65532:65532"
     described=$(buildah inspect --type image --format 'user {{.OCIv1.Config.User}}, entrypoint {{.OCIv1.Config.Entrypoint}}, cmd {{.OCIv1.Config.Cmd}}, labels {{.OCIv1.Config.Labels}}' "$IMAGE")
