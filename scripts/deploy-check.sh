@@ -164,9 +164,12 @@ prefetch = ["demo"]' >"$STATE/rendered-variant.yaml"
 
     "$PY" "$ROOT/deploy/test/manifests_check.py" "$STATE/rendered.yaml" "$STATE/configmaps"
     build_release
-    "$TARGET/release/dcr-gateway" check --config "$STATE/configmaps/gateway.toml" \
-        --policies "$STATE/configmaps/policies" >"$STATE/check.txt" 2>&1 ||
+    if ! "$TARGET/release/dcr-gateway" check --config "$STATE/configmaps/gateway.toml" \
+        --policies "$STATE/configmaps/policies" >"$STATE/check.txt" 2>&1; then
+        grep -q 'unknown field `drain_delay`' "$STATE/check.txt" &&
+            log "this gateway has no [timeouts] drain_delay, which the manifests' drain relies on (keep accepting with /readyz at 503 after SIGTERM)"
         die "dcr-gateway check refused the ConfigMaps' settings or policy: $(cat "$STATE/check.txt")"
+    fi
     log "dcr-gateway check accepts the ConfigMaps' gateway.toml and policy"
 }
 
