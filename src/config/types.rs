@@ -155,16 +155,21 @@ impl fmt::Display for BaseUrl {
     }
 }
 
-/// A socket address, with a message that names the expected form.
+/// A socket address, with a message that names the expected form. `:PORT` (no host) means
+/// every IPv4 interface, `0.0.0.0:PORT`, as in a container where the pod IP is not known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Addr(pub std::net::SocketAddr);
 
 impl FromStr for Addr {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        s.parse()
+        let full = match s.strip_prefix(':') {
+            Some(port) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => format!("0.0.0.0:{port}"),
+            _ => s.to_owned(),
+        };
+        full.parse()
             .map(Addr)
-            .map_err(|_| format!("`{s}` is not an address (write IP:PORT, e.g. 127.0.0.1:8000)"))
+            .map_err(|_| format!("`{s}` is not an address (write IP:PORT or :PORT, e.g. 127.0.0.1:8000 or :8000)"))
     }
 }
 deserialize_from_str!(Addr);
@@ -195,6 +200,30 @@ mod tests {
         assert!(all.contains("2001:db8::1".parse().unwrap()));
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());
         assert!("nope".parse::<Cidr>().is_err());
+    }
+
+    #[test]
+    fn addresses() {
+        let any: std::net::SocketAddr = "0.0.0.0:8000".parse().unwrap();
+        assert_eq!(":8000".parse::<Addr>().unwrap().0, any);
+        assert_eq!("0.0.0.0:8000".parse::<Addr>().unwrap().0, any);
+        assert_eq!(":0".parse::<Addr>().unwrap().0.port(), 0);
+        let v6 = "[::]:8443".parse::<Addr>().unwrap().0;
+        assert!(v6.is_ipv6() && v6.ip().is_unspecified() && v6.port() == 8443);
+        assert_eq!("10.1.2.3:9100".parse::<Addr>().unwrap().0.to_string(), "10.1.2.3:9100");
+        for bad in [
+            ":",
+            "::8000",
+            ":80a",
+            ": 8000",
+            ":65536",
+            "8000",
+            "localhost:8000",
+            ":-1",
+        ] {
+            let err = bad.parse::<Addr>().unwrap_err();
+            assert!(err.contains(":PORT"), "{bad}: {err}");
+        }
     }
 
     #[test]
