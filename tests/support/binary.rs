@@ -23,8 +23,19 @@ pub struct Binary {
     _dir: tempfile::TempDir,
 }
 
-/// `sh -c` prefix run before the binary (e.g. `ulimit -n 256`), or none.
+/// Starts the binary; `shell_prefix` is run before it by `sh -c` (e.g. `ulimit -n 256`).
+/// Free ports are picked, released and bound again by the binary, so a parallel test may take
+/// one in between: then it is started again on other ports.
 pub async fn start(config: &str, policies: Option<&Path>, shell_prefix: Option<&str>) -> Binary {
+    for _ in 0..4 {
+        if let Some(b) = try_start(config, policies, shell_prefix).await {
+            return b;
+        }
+    }
+    panic!("the gateway could not bind free ports four times");
+}
+
+async fn try_start(config: &str, policies: Option<&Path>, shell_prefix: Option<&str>) -> Option<Binary> {
     let (port, admin_port) = (free_port(), free_port());
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("gateway.toml");
@@ -68,8 +79,11 @@ pub async fn start(config: &str, policies: Option<&Path>, shell_prefix: Option<&
         log,
         _dir: dir,
     };
-    b.wait_healthy(Duration::from_secs(15)).await;
-    b
+    match b.wait_healthy(Duration::from_secs(15)).await {
+        Ok(()) => Some(b),
+        Err(logs) if logs.contains("Address already in use") => None,
+        Err(logs) => panic!("the gateway exited: {logs}"),
+    }
 }
 
 impl Binary {
@@ -97,17 +111,15 @@ impl Binary {
         Some((status, String::from_utf8_lossy(&body).into_owned()))
     }
 
-    async fn wait_healthy(&mut self, limit: Duration) {
+    async fn wait_healthy(&mut self, limit: Duration) -> Result<(), String> {
         let end = Instant::now() + limit;
         loop {
             if self.admin("/healthz").await.is_some_and(|(s, _)| s == 200) {
-                return;
+                return Ok(());
             }
-            assert!(
-                self.child.try_wait().unwrap().is_none(),
-                "the gateway exited: {}",
-                self.logs()
-            );
+            if self.child.try_wait().unwrap().is_some() {
+                return Err(self.logs());
+            }
             assert!(Instant::now() < end, "never healthy: {}", self.logs());
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
