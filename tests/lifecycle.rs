@@ -259,7 +259,8 @@ async fn sigterm_drains_readyz_503_accepts_for_drain_delay_then_stops_and_exits_
     let end = Instant::now() + Duration::from_secs(2);
     let (status, text) = loop {
         let (status, text) = get_status(&readyz).await.expect("admin answers while draining");
-        if status == 503 || Instant::now() > end {
+        // (503 alone is not enough: the stand-in serves no keys, so it was not ready before.)
+        if (status == 503 && text.contains("draining")) || Instant::now() > end {
             break (status, text);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
