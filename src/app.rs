@@ -44,6 +44,8 @@ pub struct App {
     pub policy: Arc<PolicyStore>,
     /// Create quotas.
     pub quotas: Quotas,
+    /// The gateway's own registration credentials (anonymous registration).
+    pub registrars: crate::registrar::Registrars,
     /// Metrics.
     pub metrics: Metrics,
     /// Requests in flight.
@@ -75,6 +77,7 @@ impl App {
         let policy = Arc::new(PolicyStore::open(path, metrics.clone(), on_apply).map_err(StartError::Policy)?);
         // `open` applied the policy: the registry now knows the realms it and the settings name.
         let verifier = Verifier::new(settings.clone(), jwks, cache, metrics.clone());
+        let registrars = crate::registrar::Registrars::new(&settings, &client, &metrics);
         let upstream_url = settings.upstream.as_string();
         let public_url = settings.public_url.as_string();
         Ok(Arc::new(App {
@@ -84,6 +87,7 @@ impl App {
             verifier,
             policy,
             quotas: Quotas::default(),
+            registrars,
             metrics,
             upstream_url,
             public_url,
@@ -92,13 +96,27 @@ impl App {
 
     /// Whether the gateway can serve, and what is missing if not.
     pub fn readiness(&self) -> (bool, Vec<String>) {
-        let missing: Vec<String> = self
+        let mut missing: Vec<String> = self
             .verifier
             .jwks
             .not_ready()
             .into_iter()
             .map(|r| format!("keys of realm {r} not loaded"))
             .collect();
+        missing.extend(self.registrars.problems());
+        let snap = self.policy.current();
+        let mut anonymous: Vec<&String> = snap
+            .realms
+            .iter()
+            .filter(|(name, p)| p.anonymous.is_some() && self.registrars.get(name).is_none())
+            .map(|(name, _)| name)
+            .collect();
+        anonymous.sort();
+        for realm in anonymous {
+            missing.push(format!(
+                "anonymous registration is enabled in realm {realm} but the gateway config has no [realms.{realm}.registrar] credential"
+            ));
+        }
         let ready = missing.is_empty();
         self.metrics.ready.set(i64::from(ready));
         (ready, missing)

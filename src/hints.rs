@@ -128,7 +128,7 @@ pub fn hint(r: &Refusal, c: &HintCtx<'_>) -> String {
         Reason::AzpMismatch => format!("Use a token issued to one of {}, or add '{azp}' to azp under [realms.{realm}] in the gateway config.", ds(r, "expected_azp")),
         Reason::JwksUnavailable => format!("Check that Keycloak answers at {} from the gateway (last error: {}). The gateway retries in the background, and /readyz on its admin port lists realms whose keys are missing.", ds(r, "jwks_uri"), ds(r, "last_error")),
         Reason::ProviderNotAllowed => format!("Use one of the allowed providers ({}), e.g. POST {public}/realms/{realm}/clients-registrations/openid-connect. To allow `{}`, add it to `providers` in {rule} of the policy.", ds(r, "allowed_providers"), ds(r, "provider")),
-        Reason::AnonymousNotAllowed => format!("Authenticate the request. Either: 1. {} 2. Or use a service account: Clients → <client> → Service account roles → Assign role → filter by clients → {m} → {role}, then send its client_credentials token. To allow anonymous registration, add \"anonymous\" to token_kinds in {rule}; Keycloak then applies its anonymous policies (Trusted Hosts).", new_iat(realm, public)),
+        Reason::AnonymousNotAllowed => format!("Authenticate the request. Either: 1. {} 2. Or use a service account: Clients → <client> → Service account roles → Assign role → filter by clients → {m} → {role}, then send its client_credentials token. To let RFC 7591 and MCP clients register without a credential, enable the gateway's anonymous mode: [realms.{realm}.anonymous] in the policy and a [realms.{realm}.registrar] credential in the gateway config (Keycloak's Trusted Hosts stays closed).", new_iat(realm, public)),
         Reason::TokenKindNotAllowed => format!("The policy allows {} to {op} clients in realm {realm} ({rule}); use one of those, or change that rule.", ds(r, "allowed_token_kinds")),
         Reason::MissingRole => missing_role(r, c, realm, m),
         Reason::RolesNotInToken => format!(
@@ -160,6 +160,9 @@ pub fn hint(r: &Refusal, c: &HintCtx<'_>) -> String {
         ),
         Reason::ClientIdPattern | Reason::ClientNamePattern => format!("Choose a {} that matches {} (rule {rule}).", ds(r, "field"), ds(r, "pattern")),
         Reason::QuotaExceeded => format!("Wait {}s (Retry-After) before creating more clients: the quota is {} creates per {}s per caller ({rule}).", r.retry_after.unwrap_or(1), ds(r, "creates"), ds(r, "window_seconds")),
+        Reason::ScopeMemberRefused => format!("Leave `scope` out of the registration body: in realm {realm} the client then gets the realm's default client scopes, and can ask for optional ones when it requests tokens ({rule})."),
+        Reason::CorsOriginNotAllowed => format!("Call the registration endpoint from an allowed origin ({}), or ask the operator to add `{}` to `cors.origins` ({rule}).", ds(r, "allowed_origins"), ds(r, "origin")),
+        Reason::RegistrarUnavailable => format!("Retry later. Operators: the gateway's own credential for realm {realm} ([realms.{realm}.registrar] in the gateway config) cannot be obtained; /readyz on the admin port says why."),
         Reason::NotReady => "The gateway is starting or cannot load its policy or keys; check /readyz on its admin port and retry shortly.".into(),
         Reason::Overloaded => "Retry after a moment (Retry-After): the gateway is at its limit of requests in flight (max_in_flight).".into(),
         Reason::UpstreamUnreachable => format!("Check that Keycloak runs and is reachable from the gateway at {} (error: {}).", c.upstream, ds(r, "error")),

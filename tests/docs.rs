@@ -404,6 +404,8 @@ const POLICY_SECTIONS: &[(&str, &str)] = &[
     ("RedirectRaw", "## `[*.metadata.redirect_uris]`"),
     ("ServerUrlsRaw", "## `[*.metadata.server_urls]`"),
     ("QuotaRaw", "## `[*.quota]`"),
+    ("AnonymousRaw", "## `[realms.NAME.anonymous]`"),
+    ("CorsRaw", "## `[*.cors]`"),
 ];
 
 #[test]
@@ -479,6 +481,7 @@ const CONFIG_SECTIONS: &[(&str, &str, &str)] = &[
     ("src/config/mod.rs", "FileJwt", "## `[jwt]`"),
     ("src/config/mod.rs", "FileJwks", "## `[jwks]`"),
     ("src/config/mod.rs", "RealmSettings", "## `[realms.NAME]`"),
+    ("src/config/mod.rs", "RegistrarSettings", "## `[realms.NAME.registrar]`"),
     ("src/config/tls.rs", "ServerTlsFile", "## `[tls]`"),
     ("src/config/tls.rs", "UpstreamTlsFile", "## `[upstream_tls]`"),
 ];

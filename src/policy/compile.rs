@@ -205,6 +205,8 @@ impl Ctx {
             ops,
             metadata: self.metadata(layers),
             quota: self.quota(layers),
+            anonymous: self.anonymous(name, layers),
+            cors: self.cors(layers),
         }
     }
 
@@ -322,6 +324,7 @@ impl Ctx {
     }
 }
 
+mod anonymous;
 mod sections;
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use tokio::time::Instant;
 
+use super::anonymous::{AnonymousPolicy, REALM_CALLER, address_caller};
 use super::metadata::{ClientMetadata, Dialect};
 use super::quota::Quotas;
 use super::snapshot::{OpPolicy, RealmPolicy, Rule, Snapshot};
@@ -40,8 +41,8 @@ pub struct Decision {
     pub shadowed: Vec<Refusal>,
     /// The rule that decided (the refusing one, else the first shadowed one).
     pub rule: Option<String>,
-    /// The create counted against a quota; refund it if Keycloak does not accept the create.
-    pub quota_slot: Option<super::quota::Slot>,
+    /// The creates counted against quotas; refund them if Keycloak does not accept the create.
+    pub quota_slots: Vec<super::quota::Slot>,
 }
 
 /// What policy made of a request: the `decision` label of metrics and audit lines.
@@ -144,12 +145,121 @@ pub fn finish(caller: Decision, snap: &Snapshot, input: &Input<'_>, global_shado
             return ev.decision;
         }
     }
+    let anon = anonymous_rules(policy, input);
+    if let (Some(a), Some((md, dialect))) = (anon, input.metadata) {
+        // Lent the gateway's credential: always enforced, shadow mode or not.
+        let filled = ClientMetadata {
+            // Empty values do nothing: Keycloak's own answers echo some, clients send them back.
+            raw_keys: md
+                .raw_keys
+                .iter()
+                .filter(|(_, v)| super::metadata::non_empty(Some(v)))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            ..md.clone()
+        };
+        let shadow = std::mem::replace(&mut ev.global_shadow, false);
+        let stop = metadata(&mut ev, &a.metadata, &filled, dialect) || post_logout(&mut ev, a, md, dialect);
+        ev.global_shadow = shadow;
+        if stop {
+            return ev.decision;
+        }
+    }
     if route.operation == Operation::Create
         && let Some(q) = &policy.quota
+        && quota(&mut ev, q, input, quotas)
     {
-        quota(&mut ev, q, input, quotas);
+        return ev.decision;
+    }
+    if route.operation == Operation::Create
+        && let Some(a) = anon
+    {
+        anonymous_quotas(&mut ev, a, input, quotas);
     }
     ev.decision
+}
+
+/// Post-logout redirect URIs follow the anonymous redirect rule (`+`, "the redirect URIs", passes).
+fn post_logout(ev: &mut Eval<'_>, a: &AnonymousPolicy, md: &ClientMetadata, d: Dialect) -> bool {
+    let logout = md
+        .urls
+        .iter()
+        .filter(|u| u.field.starts_with("post_logout_redirect_uris"));
+    for u in logout.map(|u| &u.url).filter(|u| *u != "+") {
+        if let Some(r) = check_redirect(&a.metadata.redirect.value, u, d) {
+            let r = r.detail("field", "post_logout_redirect_uris");
+            if ev.fail(&a.metadata.redirect, r) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// The anonymous rules that govern this request: an anonymous create in a realm with anonymous
+/// registration, or (with `registration_access`) an update made with a registration access token.
+pub fn anonymous_rules<'a>(policy: &'a RealmPolicy, input: &Input<'_>) -> Option<&'a AnonymousPolicy> {
+    let a = policy.anonymous.as_ref()?;
+    match (input.identity.kind, input.route.operation) {
+        (TokenKind::Anonymous, Operation::Create) => Some(a),
+        (TokenKind::RegistrationAccess, Operation::Update) if a.registration_access => Some(a),
+        _ => None,
+    }
+}
+
+/// Whether the request is an anonymous create the gateway forwards with its own credential.
+pub fn lends_credential(snap: &Snapshot, input: &Input<'_>) -> bool {
+    let policy = snap.for_realm(&input.route.realm);
+    input.identity.kind == TokenKind::Anonymous
+        && input.route.operation == Operation::Create
+        && input.route.provider == "openid-connect"
+        && policy.anonymous.is_some()
+}
+
+/// The per-address and realm-wide anonymous quotas (the same counters as `[*.quota]`).
+fn anonymous_quotas(ev: &mut Eval<'_>, a: &AnonymousPolicy, input: &Input<'_>, quotas: &Quotas) {
+    let now = Instant::now();
+    let by_address = quotas.take(ev.realm, &address_caller(input.peer), a.quota.value, now, false);
+    if let Some(wait) = by_address.over {
+        let secs = wait.as_secs().max(1);
+        let msg = format!(
+            "This address ({}) has registered {} clients anonymously in realm {} within {}s, the most allowed; try again in {secs}s, or register with an initial access token.",
+            input.peer,
+            a.quota.value.creates,
+            ev.realm,
+            a.quota.value.window.as_secs()
+        );
+        quota_refusal(ev, &a.quota, msg, secs, "address");
+        return;
+    }
+    ev.decision.quota_slots.extend(by_address.slot);
+    let realm_wide = quotas.take(ev.realm, REALM_CALLER, a.realm_quota.value, now, false);
+    if let Some(wait) = realm_wide.over {
+        if let Some(s) = ev.decision.quota_slots.pop() {
+            quotas.refund(s);
+        }
+        let secs = wait.as_secs().max(1);
+        let msg = format!(
+            "Realm {} has taken its {} anonymous registrations per {}s; try again in {secs}s, or register with an initial access token.",
+            ev.realm,
+            a.realm_quota.value.creates,
+            a.realm_quota.value.window.as_secs()
+        );
+        quota_refusal(ev, &a.realm_quota, msg, secs, "realm");
+        return;
+    }
+    ev.decision.quota_slots.extend(realm_wide.slot);
+}
+
+fn quota_refusal(ev: &mut Eval<'_>, rule: &Rule<super::snapshot::QuotaPolicy>, msg: String, secs: u64, scope: &str) {
+    let r = Refusal::new(Reason::QuotaExceeded, msg)
+        .detail("quota", scope)
+        .detail("creates", rule.value.creates)
+        .detail("window_seconds", rule.value.window.as_secs())
+        .retry_after(secs);
+    let shadow = std::mem::replace(&mut ev.global_shadow, false);
+    ev.fail(rule, r);
+    ev.global_shadow = shadow;
 }
 
 /// The rules that need no body: provider, token kind, roles, scopes, `azp`. True when an
@@ -162,7 +272,7 @@ fn caller_rules(ev: &mut Eval<'_>, policy: &RealmPolicy, input: &Input<'_>) -> b
     let Some(op) = policy.op(route.operation) else {
         return false;
     };
-    kinds(ev, op, input) || bearer(ev, op, input)
+    kinds(ev, policy, op, input) || bearer(ev, op, input)
 }
 
 fn provider(ev: &mut Eval<'_>, policy: &RealmPolicy, route: &RegRoute) -> bool {
@@ -188,28 +298,41 @@ fn join<T: std::fmt::Display>(items: &[T]) -> String {
     items.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
 }
 
-fn kinds(ev: &mut Eval<'_>, op: &OpPolicy, input: &Input<'_>) -> bool {
+fn kinds(ev: &mut Eval<'_>, policy: &RealmPolicy, op: &OpPolicy, input: &Input<'_>) -> bool {
     let kind = input.identity.kind;
     if op.kinds.value.contains(&kind) {
         return false;
     }
-    let allowed: Vec<&str> = op.kinds.value.iter().map(|k| k.as_str()).collect();
-    let operation = input.route.operation.as_str();
-    let (reason, what) = if kind == TokenKind::Anonymous {
-        (
+    let operation = input.route.operation;
+    if kind == TokenKind::Anonymous && operation == Operation::Create && policy.anonymous.is_some() {
+        if input.route.provider == "openid-connect" {
+            return false; // the anonymous rules apply instead
+        }
+        let r = Refusal::new(
             Reason::AnonymousNotAllowed,
-            format!("Anonymous requests may not {operation} clients in realm {}", ev.realm),
-        )
-    } else {
-        (
-            Reason::TokenKindNotAllowed,
             format!(
-                "{} may not {operation} clients in realm {}",
-                capitalise(kind.phrase()),
-                ev.realm
+                "Anonymous registration in realm {} accepts only the openid-connect provider (RFC 7591): POST …/realms/{}/clients-registrations/openid-connect.",
+                ev.realm, ev.realm
             ),
         )
-    };
+        .detail("token_kind", kind.as_str());
+        let rule = Rule::new((), format!("realms.{}.anonymous", ev.realm));
+        let shadow = std::mem::replace(&mut ev.global_shadow, false);
+        let stop = ev.fail(&rule, r);
+        ev.global_shadow = shadow;
+        return stop;
+    }
+    let allowed: Vec<&str> = op.kinds.value.iter().map(|k| k.as_str()).collect();
+    let operation = operation.as_str();
+    if kind == TokenKind::Anonymous {
+        return ev.fail(&op.kinds, anonymous_refusal(ev.realm, operation, &allowed));
+    }
+    let what = format!(
+        "{} may not {operation} clients in realm {}",
+        capitalise(kind.phrase()),
+        ev.realm
+    );
+    let reason = Reason::TokenKindNotAllowed;
     let allowed_text = if allowed.is_empty() {
         "nothing".to_owned()
     } else {
@@ -219,6 +342,30 @@ fn kinds(ev: &mut Eval<'_>, op: &OpPolicy, input: &Input<'_>) -> bool {
         .detail("token_kind", kind.as_str())
         .detail("allowed_token_kinds", allowed);
     ev.fail(&op.kinds, r)
+}
+
+/// No credential where one is needed, answered as Keycloak would: 403 `insufficient_scope` on
+/// create (its Trusted Hosts policy refuses), 401 `invalid_token` on a client (`Not authorized`).
+fn anonymous_refusal(realm: &str, operation: &str, allowed: &[&str]) -> Refusal {
+    let (msg, face) = if operation == "create" {
+        (
+            format!(
+                "Anonymous registration is not enabled in realm {realm}: register with an initial access token or a service-account token (Authorization: Bearer <token>), or ask the operator to enable it ([realms.{realm}.anonymous] in the gateway policy)."
+            ),
+            (403, "insufficient_scope"),
+        )
+    } else {
+        (
+            format!(
+                "No credential was sent: to {operation} a client, send its registration access token (Authorization: Bearer <registration_access_token> from the create response)."
+            ),
+            (401, "invalid_token"),
+        )
+    };
+    Refusal::new(Reason::AnonymousNotAllowed, msg)
+        .detail("token_kind", TokenKind::Anonymous.as_str())
+        .detail("allowed_token_kinds", allowed.to_vec())
+        .face(face.0, face.1)
 }
 
 fn bearer(ev: &mut Eval<'_>, op: &OpPolicy, input: &Input<'_>) -> bool {
@@ -330,7 +477,7 @@ pub fn caller_key(identity: &Identity, peer: IpAddr) -> String {
     }
 }
 
-fn quota(ev: &mut Eval<'_>, rule: &Rule<super::snapshot::QuotaPolicy>, input: &Input<'_>, quotas: &Quotas) {
+fn quota(ev: &mut Eval<'_>, rule: &Rule<super::snapshot::QuotaPolicy>, input: &Input<'_>, quotas: &Quotas) -> bool {
     let caller = caller_key(input.identity, input.peer);
     let taken = quotas.take(
         ev.realm,
@@ -339,8 +486,9 @@ fn quota(ev: &mut Eval<'_>, rule: &Rule<super::snapshot::QuotaPolicy>, input: &I
         Instant::now(),
         rule.shadow || ev.global_shadow,
     );
-    ev.decision.quota_slot = taken.slot;
-    if let Some(wait) = taken.over {
+    ev.decision.quota_slots.extend(taken.slot);
+    let Some(wait) = taken.over else { return false };
+    {
         // The caller key may hold an unverified `jti`: show a bounded prefix only.
         let caller: String = caller.chars().take(80).collect();
         let secs = wait.as_secs().max(1);
@@ -355,7 +503,7 @@ fn quota(ev: &mut Eval<'_>, rule: &Rule<super::snapshot::QuotaPolicy>, input: &I
             .detail("creates", rule.value.creates)
             .detail("window_seconds", rule.value.window.as_secs())
             .retry_after(secs);
-        ev.fail(rule, r);
+        ev.fail(rule, r)
     }
 }
 

@@ -2,10 +2,12 @@
 //! from hot-reloaded TOML compiled into one atomically swapped snapshot.
 
 pub mod address;
+pub mod anonymous;
 pub mod coerce;
 pub mod compile;
 pub mod eval;
 pub mod json;
+pub mod members;
 pub mod metadata;
 pub mod model;
 pub mod quota;

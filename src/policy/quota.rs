@@ -121,6 +121,14 @@ impl Quotas {
             self.refund(slot);
         }
     }
+
+    /// How many creates of the caller are in the current `window`.
+    pub fn used(&self, realm: &str, caller: &str, window: Duration, now: Instant) -> usize {
+        let calls = self.calls.lock();
+        calls.get(&key(realm, caller)).map_or(0, |l| {
+            l.creates.iter().filter(|t| now.duration_since(**t) < window).count()
+        })
+    }
 }
 
 #[cfg(test)]
