@@ -6,7 +6,6 @@ use std::net::IpAddr;
 
 use tokio::time::Instant;
 
-use super::anonymous::{AnonymousPolicy, REALM_CALLER, address_caller};
 use super::metadata::{ClientMetadata, Dialect};
 use super::quota::Quotas;
 use super::snapshot::{OpPolicy, RealmPolicy, Rule, Snapshot};
@@ -14,6 +13,8 @@ use crate::error::{Reason, Refusal, RuleId};
 use crate::route::{Operation, RegRoute};
 use crate::token::claims::capitalise;
 use crate::token::{Identity, TokenKind};
+use anonymous::{anonymous_quotas, anonymous_refusal, post_logout};
+pub use anonymous::{anonymous_rules, lends_credential};
 pub use fields::check_redirect;
 use fields::{client_id_fits, metadata};
 
@@ -179,89 +180,6 @@ pub fn finish(caller: Decision, snap: &Snapshot, input: &Input<'_>, global_shado
     ev.decision
 }
 
-/// Post-logout redirect URIs follow the anonymous redirect rule (`+`, "the redirect URIs", passes).
-fn post_logout(ev: &mut Eval<'_>, a: &AnonymousPolicy, md: &ClientMetadata, d: Dialect) -> bool {
-    let logout = md
-        .urls
-        .iter()
-        .filter(|u| u.field.starts_with("post_logout_redirect_uris"));
-    for u in logout.map(|u| &u.url).filter(|u| *u != "+") {
-        if let Some(r) = check_redirect(&a.metadata.redirect.value, u, d) {
-            let r = r.detail("field", "post_logout_redirect_uris");
-            if ev.fail(&a.metadata.redirect, r) {
-                return true;
-            }
-        }
-    }
-    false
-}
-
-/// The anonymous rules that govern this request: an anonymous create in a realm with anonymous
-/// registration, or (with `registration_access`) an update made with a registration access token.
-pub fn anonymous_rules<'a>(policy: &'a RealmPolicy, input: &Input<'_>) -> Option<&'a AnonymousPolicy> {
-    let a = policy.anonymous.as_ref()?;
-    match (input.identity.kind, input.route.operation) {
-        (TokenKind::Anonymous, Operation::Create) => Some(a),
-        (TokenKind::RegistrationAccess, Operation::Update) if a.registration_access => Some(a),
-        _ => None,
-    }
-}
-
-/// Whether the request is an anonymous create the gateway forwards with its own credential.
-pub fn lends_credential(snap: &Snapshot, input: &Input<'_>) -> bool {
-    let policy = snap.for_realm(&input.route.realm);
-    input.identity.kind == TokenKind::Anonymous
-        && input.route.operation == Operation::Create
-        && input.route.provider == "openid-connect"
-        && policy.anonymous.is_some()
-}
-
-/// The per-address and realm-wide anonymous quotas (the same counters as `[*.quota]`).
-fn anonymous_quotas(ev: &mut Eval<'_>, a: &AnonymousPolicy, input: &Input<'_>, quotas: &Quotas) {
-    let now = Instant::now();
-    let by_address = quotas.take(ev.realm, &address_caller(input.peer), a.quota.value, now, false);
-    if let Some(wait) = by_address.over {
-        let secs = wait.as_secs().max(1);
-        let msg = format!(
-            "This address ({}) has registered {} clients anonymously in realm {} within {}s, the most allowed; try again in {secs}s, or register with an initial access token.",
-            input.peer,
-            a.quota.value.creates,
-            ev.realm,
-            a.quota.value.window.as_secs()
-        );
-        quota_refusal(ev, &a.quota, msg, secs, "address");
-        return;
-    }
-    ev.decision.quota_slots.extend(by_address.slot);
-    let realm_wide = quotas.take(ev.realm, REALM_CALLER, a.realm_quota.value, now, false);
-    if let Some(wait) = realm_wide.over {
-        if let Some(s) = ev.decision.quota_slots.pop() {
-            quotas.refund(s);
-        }
-        let secs = wait.as_secs().max(1);
-        let msg = format!(
-            "Realm {} has taken its {} anonymous registrations per {}s; try again in {secs}s, or register with an initial access token.",
-            ev.realm,
-            a.realm_quota.value.creates,
-            a.realm_quota.value.window.as_secs()
-        );
-        quota_refusal(ev, &a.realm_quota, msg, secs, "realm");
-        return;
-    }
-    ev.decision.quota_slots.extend(realm_wide.slot);
-}
-
-fn quota_refusal(ev: &mut Eval<'_>, rule: &Rule<super::snapshot::QuotaPolicy>, msg: String, secs: u64, scope: &str) {
-    let r = Refusal::new(Reason::QuotaExceeded, msg)
-        .detail("quota", scope)
-        .detail("creates", rule.value.creates)
-        .detail("window_seconds", rule.value.window.as_secs())
-        .retry_after(secs);
-    let shadow = std::mem::replace(&mut ev.global_shadow, false);
-    ev.fail(rule, r);
-    ev.global_shadow = shadow;
-}
-
 /// The rules that need no body: provider, token kind, roles, scopes, `azp`. True when an
 /// enforced rule refused.
 fn caller_rules(ev: &mut Eval<'_>, policy: &RealmPolicy, input: &Input<'_>) -> bool {
@@ -342,30 +260,6 @@ fn kinds(ev: &mut Eval<'_>, policy: &RealmPolicy, op: &OpPolicy, input: &Input<'
         .detail("token_kind", kind.as_str())
         .detail("allowed_token_kinds", allowed);
     ev.fail(&op.kinds, r)
-}
-
-/// No credential where one is needed, answered as Keycloak would: 403 `insufficient_scope` on
-/// create (its Trusted Hosts policy refuses), 401 `invalid_token` on a client (`Not authorized`).
-fn anonymous_refusal(realm: &str, operation: &str, allowed: &[&str]) -> Refusal {
-    let (msg, face) = if operation == "create" {
-        (
-            format!(
-                "Anonymous registration is not enabled in realm {realm}: register with an initial access token or a service-account token (Authorization: Bearer <token>), or ask the operator to enable it ([realms.{realm}.anonymous] in the gateway policy)."
-            ),
-            (403, "insufficient_scope"),
-        )
-    } else {
-        (
-            format!(
-                "No credential was sent: to {operation} a client, send its registration access token (Authorization: Bearer <registration_access_token> from the create response)."
-            ),
-            (401, "invalid_token"),
-        )
-    };
-    Refusal::new(Reason::AnonymousNotAllowed, msg)
-        .detail("token_kind", TokenKind::Anonymous.as_str())
-        .detail("allowed_token_kinds", allowed.to_vec())
-        .face(face.0, face.1)
 }
 
 fn bearer(ev: &mut Eval<'_>, op: &OpPolicy, input: &Input<'_>) -> bool {
@@ -507,6 +401,7 @@ fn quota(ev: &mut Eval<'_>, rule: &Rule<super::snapshot::QuotaPolicy>, input: &I
     }
 }
 
+mod anonymous;
 mod fields;
 
 #[cfg(test)]
