@@ -61,6 +61,7 @@ fn decide_body(
         identity: id,
         metadata: Some((&md, d)),
         peer: ip.parse::<IpAddr>().unwrap(),
+        current: None,
     };
     decide(s, &input, false, q)
 }
@@ -98,6 +99,7 @@ fn safe_public_client_passes_with_defaults() {
         identity: &id,
         metadata: None,
         peer: "10.0.0.1".parse().unwrap(),
+        current: None,
     };
     assert!(lends_credential(&s, &input));
 }
@@ -268,6 +270,7 @@ fn anonymous_rules_are_never_shadowed() {
         identity: &id,
         metadata: Some((&md, Dialect::Rfc7591)),
         peer: "10.0.0.9".parse().unwrap(),
+        current: None,
     };
     assert!(decide(&s, &input, true, &q).refusal.is_some(), "global shadow mode too");
 }
@@ -327,6 +330,7 @@ fn registration_access_updates_held_to_the_same_rules() {
         identity: &rat,
         metadata: None,
         peer: "10.0.0.1".parse().unwrap(),
+        current: None,
     };
     assert!(anonymous_rules(off.for_realm("demo"), &input).is_none());
     assert!(anonymous_rules(s.for_realm("demo"), &input).is_some());
