@@ -19,7 +19,7 @@ use dcr_gateway::config::store::QuotaStore;
 use dcr_gateway::config::{Overrides, load};
 use dcr_gateway::metrics::Metrics;
 use dcr_gateway::net::{Body, full};
-use dcr_gateway::policy::quota::{Ask, QuotaPolicy, Quotas};
+use dcr_gateway::policy::quota::{Ask, Limits, QuotaPolicy, Quotas, digest};
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::service::service_fn;
@@ -117,9 +117,16 @@ async fn takes(q: &Quotas, n: usize) -> Vec<Duration> {
     };
     let ask = Ask {
         realm: "demo",
-        caller: "ip:127.0.0.1",
-        per_caller: Some(p),
-        per_realm: Some(p),
+        limits: vec![
+            Limits {
+                key: digest(b'c', "demo", "ip:127.0.0.1"),
+                policy: p,
+            },
+            Limits {
+                key: digest(b'r', "demo", ""),
+                policy: p,
+            },
+        ],
         force: false,
     };
     let mut out = Vec::with_capacity(n);

@@ -2,8 +2,8 @@
 # Runs the real-Keycloak suite for one Keycloak version: starts Keycloak (scripts/keycloak.sh),
 # the dcr-gateway binary in front of it, and a Prometheus server scraping the gateway's admin
 # port; provisions realm `demo` through the gateway; runs tests/keycloak.rs and
-# tests/keycloak_doctor.rs; checks the scraped
-# metrics with promtool; stops everything.
+# tests/keycloak_doctor.rs, then the real RFC 7591 clients of scripts/keycloak-clients.sh
+# (anonymous mode, node); checks the scraped metrics with promtool; stops everything.
 #
 #   scripts/keycloak-suite.sh VERSION [BASE_PORT]
 #
@@ -113,6 +113,8 @@ for target in ${DCR_SUITE_TESTS:-keycloak keycloak_doctor}; do
         KC_ENV_FILE="$STATE/env" REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
         cargo test --test "$target" -- --ignored --test-threads=1
 done
+
+"$SCRIPT_DIR/keycloak-clients.sh" "$KC_PORT" "$STATE"
 
 curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" >"$STATE/metrics.txt"
 promtool check metrics <"$STATE/metrics.txt"

@@ -48,6 +48,8 @@ pub struct App {
     pub policy: Arc<PolicyStore>,
     /// Create quotas.
     pub quotas: Quotas,
+    /// The gateway's own registration credentials (anonymous registration).
+    pub registrars: crate::registrar::Registrars,
     /// Metrics.
     pub metrics: Metrics,
     /// Requests in flight.
@@ -87,6 +89,7 @@ impl App {
         // `open` applied the policy: the registry now knows the realms it and the settings name.
         let verifier = Verifier::new(settings.clone(), jwks, cache, metrics.clone());
         let quotas = Quotas::new(&settings.quota_store, &metrics).map_err(|e| StartError::QuotaStore(e.to_string()))?;
+        let registrars = crate::registrar::Registrars::new(&settings, &client, &metrics);
         let upstream_url = settings.upstream.as_string();
         let public_url = settings.public_url.as_string();
         Ok(Arc::new(App {
@@ -98,6 +101,7 @@ impl App {
             verifier,
             policy,
             quotas,
+            registrars,
             metrics,
             upstream_url,
             public_url,
@@ -121,6 +125,20 @@ impl App {
         missing.extend(self.quotas.not_ready());
         if self.draining.load(Ordering::Acquire) {
             missing.push("shutting down: draining connections".into());
+        }
+        missing.extend(self.registrars.problems());
+        let snap = self.policy.current();
+        let mut anonymous: Vec<&String> = snap
+            .realms
+            .iter()
+            .filter(|(name, p)| p.anonymous.is_some() && self.registrars.get(name).is_none())
+            .map(|(name, _)| name)
+            .collect();
+        anonymous.sort();
+        for realm in anonymous {
+            missing.push(format!(
+                "anonymous registration is enabled in realm {realm} but the gateway config has no [realms.{realm}.registrar] credential"
+            ));
         }
         let ready = missing.is_empty();
         self.metrics.ready.set(i64::from(ready));

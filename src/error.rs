@@ -72,7 +72,7 @@ reasons! {
     JwksUnavailable => ("jwks_unavailable", 503, "temporarily_unavailable"),
     // --- policy (gateway) ---
     ProviderNotAllowed => ("provider_not_allowed", 403, "access_denied"),
-    AnonymousNotAllowed => ("anonymous_not_allowed", 401, "invalid_request"),
+    AnonymousNotAllowed => ("anonymous_not_allowed", 403, "insufficient_scope"),
     TokenKindNotAllowed => ("token_kind_not_allowed", 403, "access_denied"),
     MissingRole => ("missing_role", 403, "insufficient_scope"),
     RolesNotInToken => ("roles_not_in_token", 403, "insufficient_scope"),
@@ -95,10 +95,13 @@ reasons! {
     QuotaExceeded => ("quota_exceeded", 429, "temporarily_unavailable"),
     AdminWriteRefused => ("admin_write_refused", 403, "access_denied"),
     RealmQuotaExceeded => ("realm_quota_exceeded", 429, "temporarily_unavailable"),
+    ScopeMemberRefused => ("scope_member_refused", 400, "invalid_client_metadata"),
+    CorsOriginNotAllowed => ("cors_origin_not_allowed", 403, "access_denied"),
     // --- the gateway itself and the upstream connection ---
     NotReady => ("not_ready", 503, "temporarily_unavailable"),
     Overloaded => ("overloaded", 503, "temporarily_unavailable"),
     QuotaStoreUnavailable => ("quota_store_unavailable", 503, "temporarily_unavailable"),
+    RegistrarUnavailable => ("registrar_unavailable", 503, "temporarily_unavailable"),
     UpstreamUnreachable => ("upstream_unreachable", 502, "temporarily_unavailable"),
     UpstreamConnectTimeout => ("upstream_connect_timeout", 504, "temporarily_unavailable"),
     UpstreamTimeout => ("upstream_timeout", 504, "temporarily_unavailable"),
@@ -159,9 +162,12 @@ pub struct Refusal {
     /// Keycloak's original answer, when the refusal is a rewrite.
     pub upstream: Option<Box<UpstreamAnswer>>,
     /// `scope="…"` for `insufficient_scope` challenges.
-    pub scope: Option<String>,
+    pub scope: Option<Box<str>>,
     /// Seconds for `Retry-After` (429, 503).
     pub retry_after: Option<u64>,
+    /// Status and `error` to answer instead of the reason's own: what Keycloak itself would
+    /// answer in the same situation (anonymous registration), so clients keep working.
+    pub face: Option<Box<(u16, &'static str)>>,
     /// The policy rule that refused, shown as `details.rule`.
     pub rule: Option<RuleId>,
 }
@@ -208,7 +214,22 @@ impl Refusal {
             scope: None,
             retry_after: None,
             rule: None,
+            face: None,
         }
+    }
+
+    /// Answers with this status and `error` instead of the reason's own.
+    pub fn face(mut self, status: u16, error: &'static str) -> Self {
+        self.face = Some(Box::new((status, error)));
+        self
+    }
+
+    /// The OAuth `error` of the response.
+    pub fn oauth_error(&self) -> &'static str {
+        self.face
+            .as_ref()
+            .map(|f| f.1)
+            .unwrap_or_else(|| self.reason.oauth_error())
     }
 
     /// Names the policy rule that refused.
@@ -225,7 +246,7 @@ impl Refusal {
 
     /// Sets the `scope` of an `insufficient_scope` challenge.
     pub fn with_scope(mut self, scope: impl Into<String>) -> Self {
-        self.scope = Some(scope.into());
+        self.scope = Some(scope.into().into_boxed_str());
         self
     }
 
@@ -235,11 +256,14 @@ impl Refusal {
         self
     }
 
-    /// The status of the response: Keycloak's when this is a rewrite, else the reason's own.
+    /// The status of the response: Keycloak's when this is a rewrite, else the face's, else the
+    /// reason's own.
     pub fn status(&self) -> StatusCode {
         self.upstream
             .as_ref()
-            .and_then(|u| StatusCode::from_u16(u.status).ok())
+            .map(|u| u.status)
+            .or(self.face.as_ref().map(|f| f.0))
+            .and_then(|s| StatusCode::from_u16(s).ok())
             .unwrap_or_else(|| self.reason.status())
     }
 }

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod net;
 pub mod pipeline;
 pub mod policy;
+pub mod registrar;
 pub mod respond;
 pub mod route;
 pub mod server;

@@ -56,6 +56,16 @@ pub struct Metrics {
     pub connections_refused: IntCounterVec,
     /// Proxy connections closed by a time bound (`header_read`, `idle`, `response_write`).
     pub connections_timed_out: IntCounterVec,
+    /// Renewals of the gateway's own registration credential, by realm and result.
+    pub registrar_renewals: IntCounterVec,
+    /// Anonymous registration requests by realm, operation and outcome.
+    pub anonymous: IntCounterVec,
+    /// Anonymous registration refusals by realm and reason code.
+    pub anonymous_refusals: IntCounterVec,
+    /// Creates counted in the realm-wide anonymous quota's current window, by realm.
+    pub anonymous_quota_used: IntGaugeVec,
+    /// Members dropped from anonymous registration bodies, by realm.
+    pub anonymous_dropped: IntCounterVec,
 }
 
 fn counter(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
@@ -198,6 +208,36 @@ impl Metrics {
             )?,
             quota_store_fallbacks,
             quota_store_up,
+            registrar_renewals: counter(
+                &reg,
+                "registrar_renewals_total",
+                "Fetches of the gateway's own registration credential by realm and result (success, failure).",
+                &["realm", "result"],
+            )?,
+            anonymous: counter(
+                &reg,
+                "anonymous_registrations_total",
+                "Anonymous registration requests by realm, operation and outcome (forwarded, refused, keycloak_refused).",
+                &["realm", "operation", "outcome"],
+            )?,
+            anonymous_refusals: counter(
+                &reg,
+                "anonymous_refusals_total",
+                "Anonymous registration requests refused, by realm and reason code.",
+                &["realm", "reason"],
+            )?,
+            anonymous_quota_used: gauge_vec(
+                &reg,
+                "anonymous_realm_quota_used",
+                "Anonymous creates counted in the realm-wide quota's current window.",
+                &["realm"],
+            )?,
+            anonymous_dropped: counter(
+                &reg,
+                "anonymous_dropped_members_total",
+                "Body members dropped before forwarding anonymous registrations (unknown to Keycloak, or scope), by realm.",
+                &["realm"],
+            )?,
             registry: reg,
         })
     }

@@ -47,7 +47,7 @@ pub fn body_json(r: &Refusal, ctx: &HintCtx<'_>, request_id: &str) -> Value {
         details.insert("rule".into(), rule.as_str().into());
     }
     let mut out = json!({
-        "error": r.reason.oauth_error(),
+        "error": r.oauth_error(),
         "error_description": r.description,
         "hint": hint(r, ctx),
         "reason": r.reason.code(),
@@ -69,7 +69,10 @@ pub fn refusal(r: &Refusal, ctx: &HintCtx<'_>, request_id: &str) -> Response<Bod
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if r.reason == Reason::AnonymousNotAllowed {
+    if r.face.is_some() {
+        // Answered as Keycloak answers (which sends no challenge on this endpoint): a challenge
+        // would make OAuth client libraries report the header instead of error_description.
+    } else if r.reason == Reason::AnonymousNotAllowed {
         // No credential was sent: RFC 6750 §3.1 asks for a bare challenge, without an error code.
         let realm = header_safe(ctx.realm.unwrap_or("keycloak"));
         if let Ok(v) = HeaderValue::from_str(&format!("Bearer realm=\"{realm}\"")) {
@@ -78,7 +81,7 @@ pub fn refusal(r: &Refusal, ctx: &HintCtx<'_>, request_id: &str) -> Response<Bod
     } else if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
         let mut challenge = format!(
             "Bearer error=\"{}\", error_description=\"{}\"",
-            r.reason.oauth_error(),
+            r.oauth_error(),
             header_safe(&r.description)
         );
         if let Some(scope) = &r.scope {

@@ -405,6 +405,8 @@ const POLICY_SECTIONS: &[(&str, &str)] = &[
     ("ServerUrlsRaw", "## `[*.metadata.server_urls]`"),
     ("QuotaRaw", "## `[*.quota]`"),
     ("AdminApiRaw", "## `[*.admin_api]`"),
+    ("AnonymousRaw", "## `[realms.NAME.anonymous]`"),
+    ("CorsRaw", "## `[*.cors]`"),
 ];
 
 #[test]
@@ -486,6 +488,7 @@ const CONFIG_SECTIONS: &[(&str, &str, &str)] = &[
     ("src/config/mod.rs", "FileJwt", "## `[jwt]`"),
     ("src/config/mod.rs", "FileJwks", "## `[jwks]`"),
     ("src/config/mod.rs", "RealmSettings", "## `[realms.NAME]`"),
+    ("src/config/mod.rs", "RegistrarSettings", "## `[realms.NAME.registrar]`"),
     ("src/config/tls.rs", "ServerTlsFile", "## `[tls]`"),
     ("src/config/tls.rs", "UpstreamTlsFile", "## `[upstream_tls]`"),
     ("src/config/store.rs", "FileQuotaStore", "## `[quota_store]`"),

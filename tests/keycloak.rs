@@ -26,6 +26,9 @@ struct Expect {
     /// Both lines answer 200: the `Wrong client protocol.` check (400) that the source has for
     /// this path was not reached with a service-account token here.
     saml_on_oidc_read: u16,
+    /// Default client scopes of an openid-connect client registered with a `scope` member
+    /// (keycloak#50807: only `basic`, none of the realm's defaults; fixed for 26.8).
+    scope_member_defaults: &'static [&'static str],
 }
 
 const EXPECT: &[Expect] = &[
@@ -34,12 +37,14 @@ const EXPECT: &[Expect] = &[
         direct_empty_bearer: 500,
         iat_alg: "HS512",
         saml_on_oidc_read: 200,
+        scope_member_defaults: &["basic"],
     },
     Expect {
         line: "26.7.",
         direct_empty_bearer: 403,
         iat_alg: "HS512",
         saml_on_oidc_read: 200,
+        scope_member_defaults: &["basic"],
     },
 ];
 
@@ -74,10 +79,14 @@ struct Inproc {
 }
 
 async fn inproc(e: &Env, policy: &str) -> Inproc {
-    inproc_tuned(e, policy, |_| {}).await
+    inproc_with(e, policy, |_, _| {}).await
 }
 
 async fn inproc_tuned(e: &Env, policy: &str, tweak: impl FnOnce(&mut dcr_gateway::Settings)) -> Inproc {
+    inproc_with(e, policy, |s, _| tweak(s)).await
+}
+
+async fn inproc_with(e: &Env, policy: &str, tweak: impl FnOnce(&mut dcr_gateway::Settings, &Path)) -> Inproc {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("p.toml"), policy).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -89,7 +98,7 @@ async fn inproc_tuned(e: &Env, policy: &str, tweak: impl FnOnce(&mut dcr_gateway
     s.listen = ([127, 0, 0, 1], port).into();
     s.public_url = format!("http://127.0.0.1:{port}").parse().unwrap();
     s.jwks.min_refetch_interval = Duration::from_secs(1);
-    tweak(&mut s);
+    tweak(&mut s, dir.path());
     let gw = support::gateway(s).await;
     Inproc {
         base: format!("http://{}", gw.addr),
@@ -378,8 +387,12 @@ async fn anonymous_refused_by_policy_or_by_trusted_hosts() {
     let body = json!({"client_name": unique("anon"), "redirect_uris": ["http://127.0.0.1:4000/cb"]});
     let v = refused(
         &call("POST", &reg(&e.gw, "demo", "openid-connect"), None, Some(&body)).await,
-        401,
+        403,
         "anonymous_not_allowed",
+    );
+    assert_eq!(
+        v["error"], "insufficient_scope",
+        "the status and error Keycloak itself answers: {v}"
     );
     assert!(v["hint"].as_str().unwrap().contains("initial access token"), "{v}");
     let gw = inproc(&e, PERMISSIVE).await;
@@ -1493,4 +1506,124 @@ async fn rotation_after_start_after_a_refresh_and_a_realm_created_after_start() 
         String::from_utf8_lossy(&a.body)
     );
     ip.gw.shutdown().await;
+}
+
+/// The gateway's anonymous mode: the registrar service account of realm `demo` as its credential.
+const ANONYMOUS: &str = r#"
+[realms.demo]
+providers = ["openid-connect"]
+[realms.demo.anonymous]
+redirect_hosts = ["app.example.com"]
+"#;
+
+fn registrar(s: &mut dcr_gateway::Settings, dir: &Path) {
+    let secret = dir.join("registrar-secret");
+    std::fs::write(&secret, "registrar-secret\n").unwrap();
+    s.realms.insert(
+        "demo".into(),
+        dcr_gateway::config::RealmSettings {
+            registrar: Some(dcr_gateway::config::RegistrarSettings {
+                client_id: Some("registrar".into()),
+                secret_file: Some(secret),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    );
+}
+
+fn jwt_payload(token: &str) -> Value {
+    use base64::Engine;
+    let p = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.split('.').nth(1).unwrap())
+        .unwrap();
+    serde_json::from_slice(&p).unwrap()
+}
+
+async fn default_scopes(admin: &Admin, client_id: &str) -> Vec<String> {
+    let uuid = admin.client_uuid("demo", client_id).await.unwrap();
+    let a = admin
+        .call("GET", &format!("/demo/clients/{uuid}/default-client-scopes"), None)
+        .await;
+    let mut names: Vec<String> = a
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+#[ignore = "needs a real Keycloak: scripts/keycloak-suite.sh"]
+async fn anonymous_mode_registers_with_trusted_hosts_closed_and_keeps_realm_default_scopes() {
+    let e = env();
+    let gw = inproc_with(&e, ANONYMOUS, registrar).await;
+    wait_ready(&format!("http://{}", gw.gw.admin_addr)).await;
+    let name = unique("anon-mcp");
+    let body = json!({"client_name": name, "redirect_uris": ["http://127.0.0.1:33418/callback"],
+                      "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"],
+                      "token_endpoint_auth_method": "none", "scope": "openid profile", "resource": "https://mcp.example.com/"});
+    let direct = call("POST", &reg(&e.kc, "demo", "openid-connect"), None, Some(&body)).await;
+    assert_eq!(
+        direct.status,
+        400,
+        "Keycloak refuses the unknown member: {}",
+        String::from_utf8_lossy(&direct.body)
+    );
+    let mut known = body.clone();
+    known.as_object_mut().unwrap().remove("resource");
+    let direct = call("POST", &reg(&e.kc, "demo", "openid-connect"), None, Some(&known)).await;
+    let text = String::from_utf8_lossy(&direct.body).into_owned();
+    // With `scope`, Keycloak's anonymous policies refuse it too, Allowed Client Scopes or
+    // Trusted Hosts first (the order of the realm's policy components is not fixed).
+    assert_eq!(direct.status, 403, "{text}");
+    assert!(
+        text.contains("rejected request to client-registration service"),
+        "{text}"
+    );
+    known.as_object_mut().unwrap().remove("scope");
+    let direct = call("POST", &reg(&e.kc, "demo", "openid-connect"), None, Some(&known)).await;
+    let text = String::from_utf8_lossy(&direct.body).into_owned();
+    assert_eq!(direct.status, 403, "Trusted Hosts stays closed: {text}");
+    assert!(text.contains("Trusted Hosts"), "{text}");
+    let a = call("POST", &reg(&gw.base, "demo", "openid-connect"), None, Some(&body)).await;
+    assert_eq!(a.status, 201, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.headers["dcr-gateway-dropped-members"], "scope, resource");
+    let v = a.json();
+    let client_id = v["client_id"].as_str().unwrap().to_owned();
+    assert_eq!(v["token_endpoint_auth_method"], "none");
+    let rat = v["registration_access_token"].as_str().unwrap();
+    assert_eq!(
+        jwt_payload(rat)["registration_auth"],
+        "authenticated",
+        "the client is governed by Keycloak's authenticated policy set from now on"
+    );
+    let admin = Admin::login(&e.gw).await;
+    let scopes = default_scopes(&admin, &client_id).await;
+    for s in ["basic", "profile", "email", "roles"] {
+        assert!(
+            scopes.iter().any(|x| x == s),
+            "realm default scope {s} missing: {scopes:?}"
+        );
+    }
+    // What the dropped member would have done (keycloak#50807), measured on this version.
+    let (_, iat) = admin.create_iat("demo", 600, 1).await;
+    let kept = json!({"client_name": unique("scope-kept"), "redirect_uris": ["http://127.0.0.1:1/cb"], "token_endpoint_auth_method": "none", "scope": "profile"});
+    let a = call("POST", &reg(&e.gw, "demo", "openid-connect"), Some(&iat), Some(&kept)).await;
+    assert_eq!(a.status, 201, "{}", String::from_utf8_lossy(&a.body));
+    let kept_id = a.json()["client_id"].as_str().unwrap().to_owned();
+    assert_eq!(default_scopes(&admin, &kept_id).await, expect(&e).scope_member_defaults);
+    // An off-policy redirect URI never reaches Keycloak, and is answered as Keycloak would.
+    let evil = json!({"client_name": unique("evil"), "redirect_uris": ["https://evil.example/cb"], "token_endpoint_auth_method": "none"});
+    let a = call("POST", &reg(&gw.base, "demo", "openid-connect"), None, Some(&evil)).await;
+    let v = refused(&a, 403, "redirect_uri_not_allowed");
+    assert_eq!(v["error"], "insufficient_scope");
+    assert_eq!(
+        admin.clients_named("demo", evil["client_name"].as_str().unwrap()).await,
+        0
+    );
+    gw.gw.shutdown().await;
 }

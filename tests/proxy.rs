@@ -379,7 +379,7 @@ async fn refused_callers_are_answered_before_their_body_is_read() {
     let a = tokio::time::timeout(Duration::from_secs(5), send(request))
         .await
         .expect("answered without the body");
-    assert_refusal(&a, 401, "anonymous_not_allowed");
+    assert_refusal(&a, 403, "anonymous_not_allowed");
     assert!(started.elapsed() < Duration::from_secs(2));
     drop(tx);
     assert_eq!(up.hits(), 0);

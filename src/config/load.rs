@@ -282,7 +282,40 @@ fn build(raw: FileConfig, file: Option<&Path>, over: &Overrides) -> Result<Setti
         quota_store: super::store::build(&raw.quota_store).map_err(|(k, m)| file_err(file, k, m))?,
     };
     nonzero(&settings, file)?;
+    registrars(&settings, file)?;
     Ok(settings)
+}
+
+/// Each `[realms.NAME.registrar]` names exactly one credential, completely.
+fn registrars(s: &Settings, file: Option<&Path>) -> Result<(), ConfigError> {
+    for (realm, r) in &s.realms {
+        let Some(g) = &r.registrar else { continue };
+        let key = format!("realms.{realm}.registrar");
+        let secret = usize::from(g.secret_file.is_some()) + usize::from(g.secret_env.is_some());
+        let why = match (&g.client_id, &g.initial_access_token_file) {
+            (Some(_), Some(_)) => {
+                Some("name either client_id (a service account) or initial_access_token_file, not both")
+            }
+            (None, None) => Some("needs client_id with secret_file or secret_env, or initial_access_token_file"),
+            (Some(id), None) if id.is_empty() => Some("client_id must not be empty"),
+            (Some(_), None) if secret != 1 => Some("a service account needs exactly one of secret_file and secret_env"),
+            (None, Some(_)) if secret > 0 || g.token_url.is_some() || g.renew_before.is_some() => {
+                Some("secret_file, secret_env, token_url and renew_before belong to a service account (client_id)")
+            }
+            _ => None,
+        };
+        if let Some(why) = why {
+            return Err(file_err(file, &key, why.into()));
+        }
+        if g.renew_before.is_some_and(|d| d.0.is_zero()) {
+            return Err(file_err(
+                file,
+                &format!("{key}.renew_before"),
+                "must be longer than 0s".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Durations that must not be zero (a zero would fail every request or spin a loop).
@@ -357,6 +390,26 @@ mod tests {
         let e = parse("[jwks]\nrefresh_interval = \"0ms\"\n").unwrap_err();
         assert_eq!(e.key, "jwks.refresh_interval");
         assert!(parse("[timeouts]\nshutdown_grace = \"0s\"\n").is_ok());
+    }
+
+    #[test]
+    fn registrar_needs_one_complete_credential() {
+        let ok = parse("[realms.demo.registrar]\nclient_id = \"r\"\nsecret_env = \"S\"\n").unwrap();
+        assert!(ok.realm("demo").registrar.is_some());
+        assert!(parse("[realms.demo.registrar]\ninitial_access_token_file = \"/x\"\n").is_ok());
+        for bad in [
+            "[realms.demo.registrar]\nclient_id = \"r\"\n",
+            "[realms.demo.registrar]\nclient_id = \"r\"\nsecret_env = \"S\"\nsecret_file = \"/s\"\n",
+            "[realms.demo.registrar]\nclient_id = \"r\"\nsecret_env = \"S\"\ninitial_access_token_file = \"/x\"\n",
+            "[realms.demo.registrar]\ninitial_access_token_file = \"/x\"\nsecret_env = \"S\"\n",
+            "[realms.demo.registrar]\n",
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert_eq!(e.key, "realms.demo.registrar", "{bad}");
+        }
+        let e = parse("[realms.demo.registrar]\nclient_id = \"r\"\nsecret_env = \"S\"\nrenew_before = \"0s\"\n")
+            .unwrap_err();
+        assert_eq!(e.key, "realms.demo.registrar.renew_before");
     }
 
     #[test]

@@ -136,6 +136,28 @@ pub struct RealmSettings {
     pub azp: Vec<String>,
     /// Where to fetch keys; default `{upstream}/realms/{realm}/protocol/openid-connect/certs`.
     pub jwks_uri: Option<String>,
+    /// The gateway's own credential for anonymous registrations in this realm.
+    pub registrar: Option<RegistrarSettings>,
+}
+
+/// `[realms.NAME.registrar]`: how the gateway authenticates the anonymous creates it forwards.
+/// Either a service account (`client_id` with `secret_file` or `secret_env`) or an initial
+/// access token read from `initial_access_token_file`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrarSettings {
+    /// Service account client id (client-credentials grant).
+    pub client_id: Option<String>,
+    /// File holding the service account's client secret.
+    pub secret_file: Option<PathBuf>,
+    /// Environment variable holding the service account's client secret.
+    pub secret_env: Option<String>,
+    /// Token endpoint; default `{upstream}/realms/NAME/protocol/openid-connect/token`.
+    pub token_url: Option<String>,
+    /// Renew the token this long before it expires (default `60s`, at most half its lifetime).
+    pub renew_before: Option<Dur>,
+    /// File holding an initial access token (re-read when it changes).
+    pub initial_access_token_file: Option<PathBuf>,
 }
 
 /// Bearer-token verification settings.

@@ -1,6 +1,8 @@
 //! Stage 4a, body: registration bodies (create and update) are read whole, under a limit, and
 //! parsed strictly into the normalised client metadata; every other body streams untouched.
 
+use serde_json::{Map, Value};
+
 use crate::error::{Reason, Refusal};
 use crate::net::{Body, ReadError, full, read_limited};
 use crate::policy::json::parse_object;
@@ -16,12 +18,11 @@ pub struct Limits {
     pub time: std::time::Duration,
 }
 
+/// A registration body the gateway read: the normalised view, its dialect and the parsed object.
+pub type Parsed = (ClientMetadata, Dialect, Map<String, Value>);
+
 /// Reads and parses the body when policy needs it; returns the body to forward.
-pub async fn read(
-    route: &RegRoute,
-    body: Body,
-    limits: Limits,
-) -> Result<(Body, Option<(ClientMetadata, Dialect)>), Refusal> {
+pub async fn read(route: &RegRoute, body: Body, limits: Limits) -> Result<(Body, Option<Parsed>), Refusal> {
     let limit = limits.bytes;
     if !matches!(route.operation, Operation::Create | Operation::Update) {
         return Ok((body, None));
@@ -45,10 +46,11 @@ pub async fn read(
         ReadError::Failed(m) => Refusal::new(Reason::BodyNotJson, format!("The request body could not be read: {m}.")),
     })?;
     let metadata = match Dialect::of(&route.provider) {
-        Some(dialect) => Some((
-            normalise(dialect, &parse_object(&bytes)?, route.operation == Operation::Create)?,
-            dialect,
-        )),
+        Some(dialect) => {
+            let object = parse_object(&bytes)?;
+            let md = normalise(dialect, &object, route.operation == Operation::Create)?;
+            Some((md, dialect, object))
+        }
         None => None,
     };
     Ok((full(bytes), metadata))

@@ -56,8 +56,20 @@ pub struct Ctx {
     pub client_ip: std::net::IpAddr,
     /// Whether the request was sent upstream (a refusal after that is not a policy denial).
     pub forwarded: bool,
-    /// A create counted against a quota, refunded unless Keycloak accepts it.
+    /// A create counted against quotas, refunded unless Keycloak accepts it.
     pub quota_slot: Option<crate::policy::quota::Slot>,
+    /// Anonymous creates counted in the realm's anonymous window (for the metric).
+    pub anonymous_realm_used: Option<u32>,
+    /// Anonymous registration: the credential kind the gateway forwarded with, once it did.
+    pub lent: Option<&'static str>,
+    /// Whether anonymous-registration rules governed this request.
+    pub anonymous: bool,
+    /// Body members dropped before forwarding, as one header-safe line.
+    pub dropped: String,
+    /// The request's `Origin`, when the realm's CORS policy allows it.
+    pub cors_origin: Option<String>,
+    /// The policy snapshot of an anonymous create (for the face of its refusals).
+    pub snapshot: Option<std::sync::Arc<crate::policy::Snapshot>>,
 }
 
 /// Whether a client-supplied request id is acceptable: 1–128 visible, URL-safe characters.
@@ -111,6 +123,12 @@ impl Ctx {
             client_ip: conn.peer.ip(),
             forwarded: false,
             quota_slot: None,
+            anonymous_realm_used: None,
+            lent: None,
+            anonymous: false,
+            dropped: String::new(),
+            cors_origin: None,
+            snapshot: None,
         }
     }
 

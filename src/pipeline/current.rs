@@ -26,6 +26,7 @@ const LIMIT: usize = 1 << 20;
 /// enforced refusal by a metadata rule (the built-in client-id check never changes).
 pub fn worth_reading(route: &RegRoute, d: &Decision) -> bool {
     route.operation == Operation::Update
+        && !d.conclusive
         && d.refusal
             .as_ref()
             .is_some_and(|r| r.reason != Reason::ClientIdMismatch && r.reason != Reason::QuotaExceeded)

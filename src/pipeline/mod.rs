@@ -3,7 +3,9 @@
 //! `Refusal`, which `respond` turns into the one JSON error shape.
 
 pub mod admin_api;
+pub mod anonymous;
 pub mod body;
+pub mod cors;
 pub mod ctx;
 pub mod current;
 pub mod observe;
@@ -57,9 +59,13 @@ async fn serve_one(app: Arc<App>, conn: ConnInfo, req: Request<Incoming>) -> Res
         Err(refusal) => (None, Err(refusal)),
     };
     let refused = result.is_err();
-    let resp = match result {
+    let mut resp = match result {
         Ok(resp) => resp,
         Err(refusal) => {
+            let refusal = match ctx.anonymous {
+                true => anonymous::face(&ctx, refusal),
+                false => refusal,
+            };
             ctx.reason = Some(refusal.reason);
             let hints = ctx.hint_ctx(&app.public_url, &app.upstream_url);
             crate::respond::refusal(&refusal, &hints, &ctx.request_id)
@@ -72,6 +78,7 @@ async fn serve_one(app: Arc<App>, conn: ConnInfo, req: Request<Incoming>) -> Res
         _ => Verdict::Allow,
     };
     app.quotas.settle(ctx.quota_slot.take(), ctx.upstream_status).await; // may ask Redis
+    anonymous::decorate(&ctx, &mut resp);
     let resp = observe::finish(&app, &ctx, resp);
     match slot {
         Some(slot) => resp.map(|b| Guarded::new(b, slot).boxed()),
@@ -118,6 +125,13 @@ async fn run(app: &App, ctx: &mut Ctx, req: Request<Body>) -> Result<Response<Bo
     let snap = app.policy.current(); // pinned: in-flight requests keep the policy they began with
     ctx.realm_label = app.verifier.jwks.realm_label(&reg.realm);
     ctx.reg = Some(reg.clone());
+    let realm_policy = snap.for_realm(&reg.realm);
+    if let Some(c) = &realm_policy.cors {
+        ctx.cors_origin = cors::allowed_origin(c, req.headers());
+        if reg.operation == route::Operation::Preflight {
+            return anonymous::preflight(realm_policy, c, &reg, req.headers()); // 1a: CORS, answered here
+        }
+    }
     let identity = app.verifier.authenticate(&reg, req.headers()).await?; // 2–3
     ctx.identity = Some(identity.clone());
     let shadow = app.settings.mode == Mode::Shadow;
@@ -128,19 +142,23 @@ async fn run(app: &App, ctx: &mut Ctx, req: Request<Body>) -> Result<Response<Bo
         current: None,
         peer: ctx.client_ip,
     };
+    ctx.anonymous = policy::eval::lends_credential(&snap, &caller);
+    if ctx.anonymous {
+        ctx.snapshot = Some(snap.clone());
+    }
     let decision = policy::precheck(&snap, &caller, shadow); // 4a: who is asking
     if let Some(refusal) = decision.refusal {
         ctx.rule = decision.rule;
         return Err(refusal); // refused on who is asking: the body is never read
     }
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let limits = body::Limits {
         bytes: app.settings.max_body_bytes,
         time: app.settings.timeouts.body_read,
     };
-    let (body, metadata) = body::read(&reg, body, limits).await?; // 4b
-    ctx.metadata = metadata.as_ref().map(|(m, _)| m.clone());
-    let md = metadata.as_ref().map(|(m, d)| (m, *d));
+    let (mut body, metadata) = body::read(&reg, body, limits).await?; // 4b
+    ctx.metadata = metadata.as_ref().map(|(m, _, _)| m.clone());
+    let md = metadata.as_ref().map(|(m, d, _)| (m, *d));
     let input = Input { metadata: md, ..caller };
     let mut decision = policy::finish(decision, &snap, &input, shadow); // 4c: what is asked
     if let Some((_, dialect)) = md
@@ -161,8 +179,20 @@ async fn run(app: &App, ctx: &mut Ctx, req: Request<Body>) -> Result<Response<Bo
     ctx.rule = decision.rule;
     ctx.reason = decision.shadowed.first().map(|s| s.reason);
     ctx.quota_slot = decision.quota_slot;
+    ctx.anonymous_realm_used = decision.anonymous_realm_used;
     if let Some(refusal) = decision.refusal {
         return Err(refusal);
+    }
+    if let Some(a) = policy::eval::anonymous_rules(realm_policy, &input)
+        && let Some((_, _, object)) = metadata
+    {
+        body = anonymous::prepare_body(app, ctx, a, &mut parts.headers, object, body)?; // 4f
+    }
+    if ctx.anonymous {
+        anonymous::lend(app, ctx, &reg, &mut parts.headers).await?; // 4g: the gateway's credential
+    }
+    if realm_policy.cors.is_some() {
+        parts.headers.remove(http::header::ORIGIN); // CORS is answered by the gateway
     }
     let resp = forward(app, ctx, Request::from_parts(parts, body)).await?; // 5
     rewrite(app, ctx, &reg, &identity, resp).await // 6
@@ -238,6 +268,9 @@ async fn rewrite(
             _ => None,
         };
         refusal = rewrite::diagnose_decode_failure(refusal, &known, held);
+    }
+    if ctx.lent.is_some() {
+        refusal = anonymous::keycloak_refused(app, reg, status, refusal);
     }
     app.metrics.rewrites.with_label_values(&[refusal.reason.code()]).inc();
     Err(rewrite::with_upstream(refusal, status, raw, &known))

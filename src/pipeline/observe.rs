@@ -41,6 +41,7 @@ pub fn finish(app: &App, ctx: &Ctx, mut resp: Response<Body>) -> Response<Body> 
         status,
         latency_ms,
         reason,
+        dropped = %ctx.dropped,
         request_id = %ctx.request_id,
         "request"
     );
@@ -49,8 +50,34 @@ pub fn finish(app: &App, ctx: &Ctx, mut resp: Response<Body>) -> Response<Body> 
         m.decisions
             .with_label_values(&[&ctx.realm_label, operation, ctx.decision.as_str(), reason])
             .inc();
+        if ctx.anonymous {
+            anonymous(app, ctx, operation, reason);
+        }
     }
     resp
+}
+
+/// The anonymous-registration metrics: outcome, refusals by reason, realm quota in use.
+fn anonymous(app: &App, ctx: &Ctx, operation: &str, reason: &str) {
+    let m = &app.metrics;
+    let outcome = match (ctx.forwarded, ctx.upstream_status) {
+        (true, Some(s)) if s < 400 => "forwarded",
+        (true, _) => "keycloak_refused",
+        (false, _) => "refused",
+    };
+    m.anonymous
+        .with_label_values(&[&ctx.realm_label, operation, outcome])
+        .inc();
+    if outcome != "forwarded" {
+        m.anonymous_refusals
+            .with_label_values(&[&ctx.realm_label, reason])
+            .inc();
+    }
+    if let Some(used) = ctx.anonymous_realm_used {
+        m.anonymous_quota_used
+            .with_label_values(&[&ctx.realm_label])
+            .set(i64::from(used));
+    }
 }
 
 fn audit(ctx: &Ctx, reg: &crate::route::RegRoute, status: u16, latency_ms: f64, reason: &str) {
@@ -72,6 +99,9 @@ fn audit(ctx: &Ctx, reg: &crate::route::RegRoute, status: u16, latency_ms: f64, 
         client_id = md.and_then(|m| m.client_id.as_deref()).or(reg.client_id.as_deref()).unwrap_or(""),
         client_name = md.and_then(|m| m.client_name.as_deref()).unwrap_or(""),
         decision = ctx.decision.as_str(),
+        anonymous = ctx.anonymous,
+        credential = ctx.lent.unwrap_or(""),
+        dropped = %ctx.dropped,
         rule = ctx.rule.as_deref().unwrap_or(""),
         reason,
         upstream_status = ctx.upstream_status.unwrap_or(0),

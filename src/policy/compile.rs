@@ -225,6 +225,8 @@ impl Ctx {
             quota: self.quota(layers),
             admin: self.admin_api(layers),
             realm_quota: self.realm_quota(layers),
+            anonymous: self.anonymous(name, layers),
+            cors: self.cors(layers),
         }
     }
 
@@ -343,6 +345,7 @@ impl Ctx {
 }
 
 mod admin;
+mod anonymous;
 mod sections;
 
 #[cfg(test)]

@@ -10,6 +10,8 @@ use crate::error::{Reason, Refusal, RuleId};
 use crate::route::{Operation, RegRoute};
 use crate::token::claims::capitalise;
 use crate::token::{Identity, TokenKind};
+use anonymous::anonymous_refusal;
+pub use anonymous::{anonymous_rules, lends_credential};
 pub use fields::check_redirect;
 use fields::{client_id_fits, metadata};
 pub use quota::{QuotaAsk, count};
@@ -42,6 +44,11 @@ pub struct Decision {
     pub quota: Option<QuotaAsk>,
     /// The create counted against a quota; refund it if Keycloak does not accept the create.
     pub quota_slot: Option<super::quota::Slot>,
+    /// Anonymous creates in the realm's current anonymous window, after this one was counted.
+    pub anonymous_realm_used: Option<u32>,
+    /// The refusal judged the whole body (the anonymous rules): reading the client as Keycloak
+    /// holds it cannot change it.
+    pub conclusive: bool,
 }
 
 /// What policy made of a request: the `decision` label of metrics and audit lines.
@@ -139,6 +146,29 @@ pub fn finish(caller: Decision, snap: &Snapshot, input: &Input<'_>, global_shado
         global_shadow,
         realm: &route.realm,
     };
+    // Lent the gateway's credential: the anonymous rules first (their answer names what the
+    // mode forbids, not only what the realm's rules would accept instead).
+    let anon = anonymous_rules(policy, input);
+    if let (Some(a), Some((md, dialect))) = (anon, input.metadata) {
+        // Lent the gateway's credential: always enforced, shadow mode or not.
+        let filled = ClientMetadata {
+            // Empty values do nothing: Keycloak's own answers echo some, clients send them back.
+            raw_keys: md
+                .raw_keys
+                .iter()
+                .filter(|(_, v)| super::metadata::non_empty(Some(v)))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            ..md.clone()
+        };
+        let shadow = std::mem::replace(&mut ev.global_shadow, false);
+        let stop = metadata(&mut ev, &a.metadata, &filled, dialect);
+        ev.global_shadow = shadow;
+        if stop {
+            ev.decision.conclusive = true;
+            return ev.decision;
+        }
+    }
     if let Some((md, dialect)) = input.metadata {
         let changes = input.current.map(|c| md.changes_from(c));
         let judged = changes.as_ref().unwrap_or(md);
@@ -147,7 +177,7 @@ pub fn finish(caller: Decision, snap: &Snapshot, input: &Input<'_>, global_shado
         }
     }
     if route.operation == Operation::Create {
-        ev.decision.quota = quota::ask(&ev, policy, input);
+        ev.decision.quota = quota::ask(&ev, policy, input, anon);
     }
     ev.decision
 }
@@ -179,7 +209,7 @@ fn caller_rules(ev: &mut Eval<'_>, policy: &RealmPolicy, input: &Input<'_>) -> b
     let Some(op) = policy.op(route.operation) else {
         return false;
     };
-    kinds(ev, op, input) || bearer(ev, op, input)
+    kinds(ev, policy, op, input) || bearer(ev, op, input)
 }
 
 fn provider(ev: &mut Eval<'_>, policy: &RealmPolicy, route: &RegRoute) -> bool {
@@ -205,28 +235,41 @@ fn join<T: std::fmt::Display>(items: &[T]) -> String {
     items.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
 }
 
-fn kinds(ev: &mut Eval<'_>, op: &OpPolicy, input: &Input<'_>) -> bool {
+fn kinds(ev: &mut Eval<'_>, policy: &RealmPolicy, op: &OpPolicy, input: &Input<'_>) -> bool {
     let kind = input.identity.kind;
     if op.kinds.value.contains(&kind) {
         return false;
     }
-    let allowed: Vec<&str> = op.kinds.value.iter().map(|k| k.as_str()).collect();
-    let operation = input.route.operation.as_str();
-    let (reason, what) = if kind == TokenKind::Anonymous {
-        (
+    let operation = input.route.operation;
+    if kind == TokenKind::Anonymous && operation == Operation::Create && policy.anonymous.is_some() {
+        if input.route.provider == "openid-connect" {
+            return false; // the anonymous rules apply instead
+        }
+        let r = Refusal::new(
             Reason::AnonymousNotAllowed,
-            format!("Anonymous requests may not {operation} clients in realm {}", ev.realm),
-        )
-    } else {
-        (
-            Reason::TokenKindNotAllowed,
             format!(
-                "{} may not {operation} clients in realm {}",
-                capitalise(kind.phrase()),
-                ev.realm
+                "Anonymous registration in realm {} accepts only the openid-connect provider (RFC 7591): POST …/realms/{}/clients-registrations/openid-connect.",
+                ev.realm, ev.realm
             ),
         )
-    };
+        .detail("token_kind", kind.as_str());
+        let rule = Rule::new((), format!("realms.{}.anonymous", ev.realm));
+        let shadow = std::mem::replace(&mut ev.global_shadow, false);
+        let stop = ev.fail(&rule, r);
+        ev.global_shadow = shadow;
+        return stop;
+    }
+    let allowed: Vec<&str> = op.kinds.value.iter().map(|k| k.as_str()).collect();
+    let operation = operation.as_str();
+    if kind == TokenKind::Anonymous {
+        return ev.fail(&op.kinds, anonymous_refusal(ev.realm, operation, &allowed));
+    }
+    let what = format!(
+        "{} may not {operation} clients in realm {}",
+        capitalise(kind.phrase()),
+        ev.realm
+    );
+    let reason = Reason::TokenKindNotAllowed;
     let allowed_text = if allowed.is_empty() {
         "nothing".to_owned()
     } else {
@@ -347,6 +390,7 @@ pub fn caller_key(identity: &Identity, peer: IpAddr) -> String {
     }
 }
 
+mod anonymous;
 mod fields;
 pub mod quota;
 

@@ -3,10 +3,12 @@
 
 pub mod address;
 pub mod admin_api;
+pub mod anonymous;
 pub mod coerce;
 pub mod compile;
 pub mod eval;
 pub mod json;
+pub mod members;
 pub mod metadata;
 pub mod model;
 pub mod quota;

@@ -46,6 +46,10 @@ pub struct RealmRaw {
     pub quota: Option<QuotaRaw>,
     /// Writes to clients through Keycloak's admin REST API.
     pub admin_api: Option<AdminApiRaw>,
+    /// Anonymous registration through the gateway's own credential (`[realms.NAME]` only).
+    pub anonymous: Option<Spanned<AnonymousRaw>>,
+    /// CORS for browser clients on the registration paths.
+    pub cors: Option<CorsRaw>,
 }
 
 /// `[realms.NAME.admin_api]`.
@@ -150,4 +154,63 @@ pub struct QuotaRaw {
     pub realm_creates: Option<Spanned<u32>>,
     /// The realm-wide window; default `window`.
     pub realm_window: Option<Spanned<Dur>>,
+}
+
+/// What to do with the `scope` member of anonymous registration bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ScopeMember {
+    /// Remove it, so the client gets the realm's default client scopes (keycloak#50807).
+    #[default]
+    Drop,
+    /// Forward it: Keycloak then gives the client only `basic` as default scope.
+    Keep,
+    /// Refuse bodies that carry it.
+    Refuse,
+}
+
+/// `[realms.NAME.anonymous]`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnonymousRaw {
+    /// `false` switches anonymous registration off again.
+    pub enabled: Option<bool>,
+    /// https hosts allowed in redirect URIs besides loopback (exact or `*.domain`).
+    pub redirect_hosts: Option<List>,
+    /// Allow http(s) redirect URIs on loopback with any port (RFC 8252).
+    pub loopback: Option<bool>,
+    /// Maximum number of redirect URIs.
+    pub max_redirect_uris: Option<Spanned<usize>>,
+    /// Allowed grant types.
+    pub grant_types: Option<List>,
+    /// Allowed response types.
+    pub response_types: Option<List>,
+    /// Allowed token endpoint auth methods.
+    pub token_endpoint_auth_methods: Option<List>,
+    /// Allowed words of `scope`.
+    pub scopes: Option<List>,
+    /// Regular expression the whole client name must match.
+    pub client_name_pattern: Option<Spanned<String>>,
+    /// Members that must not be set.
+    pub forbidden_fields: Option<List>,
+    /// Drop members Keycloak does not know before forwarding (RFC 7591 §2).
+    pub drop_unknown_members: Option<bool>,
+    /// `drop`, `keep` or `refuse` the `scope` member.
+    pub scope_member: Option<ScopeMember>,
+    /// Hold updates made with a registration access token in this realm to the same rules.
+    pub registration_access: Option<bool>,
+    /// Creates per client address.
+    pub quota: Option<QuotaRaw>,
+    /// Creates in the whole realm.
+    pub realm_quota: Option<QuotaRaw>,
+}
+
+/// `[realms.NAME.cors]` and `[default.cors]`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsRaw {
+    /// Origins (`scheme://host[:port]`) whose scripts may call the registration endpoint.
+    pub origins: Option<List>,
+    /// How long browsers may cache a preflight answer.
+    pub max_age: Option<Spanned<Dur>>,
 }

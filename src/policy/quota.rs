@@ -58,33 +58,15 @@ pub struct Limits {
     pub policy: QuotaPolicy,
 }
 
-/// A create to count.
+/// A create to count: the counters it goes into, each with its limit.
 #[derive(Debug, Clone)]
 pub struct Ask<'a> {
-    /// The realm (from the path; any text).
+    /// The realm (from the path; any text): the hash tag of the Redis keys.
     pub realm: &'a str,
-    /// The caller key (`azp:…`, `iat:…`, `ip:…`).
-    pub caller: &'a str,
-    /// The per-caller quota.
-    pub per_caller: Option<QuotaPolicy>,
-    /// The realm-wide quota.
-    pub per_realm: Option<QuotaPolicy>,
-    /// Count the create even over a limit (the quota is shadowed).
+    /// The counters and their limits, in the order `Taken` answers.
+    pub limits: Vec<Limits>,
+    /// Count the create even over a limit (every quota that applies is shadowed).
     pub force: bool,
-}
-
-impl Ask<'_> {
-    fn limits(&self) -> Vec<Limits> {
-        let caller = self.per_caller.map(|policy| Limits {
-            key: digest(b'c', self.realm, self.caller),
-            policy,
-        });
-        let realm = self.per_realm.map(|policy| Limits {
-            key: digest(b'r', self.realm, ""),
-            policy,
-        });
-        caller.into_iter().chain(realm).collect()
-    }
 }
 
 /// A create counted against quotas, to refund if Keycloak does not accept it.
@@ -101,10 +83,10 @@ pub enum Slot {
 pub struct Taken {
     /// The create counted, if it was.
     pub slot: Option<Slot>,
-    /// When the caller is at its quota: how long until a create is free again.
-    pub caller_over: Option<Duration>,
-    /// When the realm is at its quota: how long until a create is free again.
-    pub realm_over: Option<Duration>,
+    /// Per limit of the ask: when at its quota, how long until a create is free again.
+    pub waits: Vec<Option<Duration>>,
+    /// Per limit of the ask: the creates counted in its window, after this take.
+    pub used: Vec<u32>,
 }
 
 /// The fail-closed store could not count the create.
@@ -134,40 +116,41 @@ impl Quotas {
         })
     }
 
-    /// Counts one create unless the caller or the realm is at its quota (with `force`, counts
-    /// it anyway). Fails only when a fail-closed Redis store cannot be asked.
+    /// Counts one create unless a limit is reached (with `force`, counts it anyway). Fails
+    /// only when a fail-closed Redis store cannot be asked.
     pub async fn take(&self, ask: &Ask<'_>) -> Result<Taken, Unavailable> {
-        let limits = ask.limits();
+        let limits = &ask.limits;
         if limits.is_empty() {
             return Ok(Taken::default());
         }
-        let caller_at = usize::from(ask.per_caller.is_none());
-        let (slot, waits) = match &self.redis {
-            None => self.take_local(&limits, ask.force),
-            Some((store, on_error)) => {
-                let realm = digest(b'r', ask.realm, "");
-                match store.take(&realm, &limits, ask.force).await {
-                    Ok((slot, waits)) => (slot.map(Slot::Redis), waits),
-                    Err(e) if *on_error == OnError::Open => {
-                        tracing::warn!(error = %e, "quota store unreachable; counting this create locally (fail open)");
-                        store.fell_back();
-                        self.take_local(&limits, ask.force)
-                    }
-                    Err(e) => return Err(Unavailable(e)),
-                }
-            }
+        let Some((store, on_error)) = &self.redis else {
+            return Ok(self.take_local(limits, ask.force));
         };
-        let wait = |i: usize| waits.get(i).copied().flatten();
-        Ok(Taken {
-            slot,
-            caller_over: ask.per_caller.and_then(|_| wait(0)),
-            realm_over: ask.per_realm.and_then(|_| wait(1 - caller_at)),
-        })
+        let realm = digest(b'r', ask.realm, "");
+        match store.take(&realm, limits, ask.force).await {
+            Ok((slot, waits, used)) => Ok(Taken {
+                slot: slot.map(Slot::Redis),
+                waits,
+                used,
+            }),
+            Err(e) if *on_error == OnError::Open => {
+                tracing::warn!(error = %e, "quota store unreachable; counting this create locally (fail open)");
+                store.fell_back();
+                Ok(self.take_local(limits, ask.force))
+            }
+            Err(e) => Err(Unavailable(e)),
+        }
     }
 
-    fn take_local(&self, limits: &[Limits], force: bool) -> (Option<Slot>, Vec<Option<Duration>>) {
-        let (slot, waits) = self.local.take(limits, force, Instant::now());
-        (slot.map(Slot::Local), waits)
+    fn take_local(&self, limits: &[Limits], force: bool) -> Taken {
+        let now = Instant::now();
+        let (slot, waits) = self.local.take(limits, force, now);
+        let used = limits.iter().map(|l| self.local.used(&l.key, now)).collect();
+        Taken {
+            slot: slot.map(Slot::Local),
+            waits,
+            used,
+        }
     }
 
     /// Gives back a create that did not happen (Keycloak refused it or could not be reached).

@@ -202,6 +202,10 @@ pub struct RealmPolicy {
     pub admin: super::admin_api::AdminPolicy,
     /// Create quota of the realm, across all callers.
     pub realm_quota: Option<Rule<QuotaPolicy>>,
+    /// Anonymous registration through the gateway's own credential, when enabled.
+    pub anonymous: Option<super::anonymous::AnonymousPolicy>,
+    /// CORS on the registration paths, when configured.
+    pub cors: Option<super::anonymous::CorsPolicy>,
 }
 
 /// One whole, validated policy.
@@ -316,6 +320,13 @@ impl Snapshot {
                         rule.value.iter().cloned().collect::<Vec<_>>().join(", ")
                     );
                 }
+            }
+            if let Some(a) = &p.anonymous {
+                let _ = writeln!(out, "{}", a.describe());
+            }
+            if let Some(c) = &p.cors {
+                let origins: Vec<&str> = c.origins.value.iter().map(String::as_str).collect();
+                let _ = writeln!(out, "  cors: {}", origins.join(", "));
             }
             if let Some(q) = &p.quota {
                 let _ = writeln!(

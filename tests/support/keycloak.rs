@@ -321,7 +321,12 @@ pub fn refused(a: &Answer, status: u16, reason: &str) -> Value {
     for k in ["error", "error_description", "hint", "reason", "details", "request_id"] {
         assert!(v.get(k).is_some(), "missing {k} in {body}");
     }
-    if status == 401 || status == 403 {
+    let challenge = a.headers.get("www-authenticate");
+    if reason == "anonymous_not_allowed" {
+        assert!(challenge.is_none(), "answered as Keycloak does, without a challenge");
+    } else if v["details"]["token_kind"] == "anonymous" && challenge.is_none() {
+        // Anonymous registration refusals are answered as Keycloak does, without a challenge.
+    } else if status == 401 || status == 403 {
         let www = a
             .headers
             .get("www-authenticate")

@@ -12,15 +12,15 @@ use crate::config::Dur;
 use crate::policy::model::{List, MetadataRaw};
 use crate::policy::snapshot::{MetadataPolicy, QuotaPolicy, RedirectPolicy, Rule, ServerUrlPolicy};
 
-const GRANTS: &[&str] = &[
+pub(super) const GRANTS: &[&str] = &[
     "authorization_code",
     "implicit",
     "password",
     "client_credentials",
     "refresh_token",
 ];
-const RESPONSES: &[&str] = &["code", "token", "id_token", "none"];
-const AUTH_METHODS: &[&str] = &[
+pub(super) const RESPONSES: &[&str] = &["code", "token", "id_token", "none"];
+pub(super) const AUTH_METHODS: &[&str] = &[
     "none",
     "client_secret_basic",
     "client_secret_post",
@@ -268,7 +268,7 @@ impl Ctx {
 }
 
 /// A host or `*.domain` pattern: no other `*`, `/` or `:`, a dot unless `localhost`.
-fn host_pattern(p: &str) -> bool {
+pub(super) fn host_pattern(p: &str) -> bool {
     let rest = p.strip_prefix("*.").unwrap_or(p);
     !(rest.is_empty()
         || rest.contains('*')

@@ -3,44 +3,104 @@
 //! turns the store's answer into the decision: a refusal when the caller or the realm is at its
 //! quota, or when a fail-closed store cannot answer.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use super::{Decision, Eval, Input, caller_key};
 use crate::error::{Reason, Refusal};
-use crate::policy::quota::{Ask, Quotas, Unavailable};
+use crate::policy::anonymous::AnonymousPolicy;
+use crate::policy::quota::{Ask, Key, Limits, Quotas, Unavailable, digest};
 use crate::policy::snapshot::{QuotaPolicy, RealmPolicy, Rule};
+
+/// The counter a quota rule counts creates in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Counter {
+    /// `[*.quota]`: one caller (`azp`, initial access token id, or address).
+    Caller(String),
+    /// `[*.realm_quota]`: every create in the realm.
+    Realm,
+    /// The anonymous `quota`: anonymous creates from one client address.
+    AnonymousAddress(IpAddr),
+    /// The anonymous `realm_quota`: anonymous creates in the realm.
+    AnonymousRealm,
+}
+
+impl Counter {
+    fn key(&self, realm: &str) -> Key {
+        match self {
+            Counter::Caller(c) => digest(b'c', realm, c),
+            Counter::Realm => digest(b'r', realm, ""),
+            Counter::AnonymousAddress(ip) => digest(b'a', realm, &ip.to_string()),
+            Counter::AnonymousRealm => digest(b'A', realm, ""),
+        }
+    }
+}
+
+/// One quota rule a create is counted against.
+#[derive(Debug, Clone)]
+pub struct Counted {
+    /// Where it counts.
+    pub counter: Counter,
+    /// The rule, with its limit.
+    pub rule: Rule<QuotaPolicy>,
+    /// Enforced even in shadow mode (the anonymous quotas).
+    pub always: bool,
+}
+
+impl Counted {
+    fn shadowed(&self, global_shadow: bool) -> bool {
+        self.rule.shadow || (global_shadow && !self.always)
+    }
+}
 
 /// A create to count, decided with the rest of the policy.
 #[derive(Debug, Clone)]
 pub struct QuotaAsk {
     /// The realm from the path.
     pub realm: String,
-    /// The caller key.
-    pub caller: String,
-    /// The per-caller quota.
-    pub per_caller: Option<Rule<QuotaPolicy>>,
-    /// The realm-wide quota.
-    pub per_realm: Option<Rule<QuotaPolicy>>,
+    /// The quotas that apply, in the order their refusals are reported.
+    pub counted: Vec<Counted>,
     /// Whether the gateway runs in shadow mode.
     pub global_shadow: bool,
 }
 
 impl QuotaAsk {
     fn force(&self) -> bool {
-        self.global_shadow || self.per_caller.iter().chain(&self.per_realm).all(|r| r.shadow)
+        self.counted.iter().all(|c| c.shadowed(self.global_shadow))
     }
 }
 
-/// What to count for a create in `policy`, if any quota applies.
-pub(super) fn ask(ev: &Eval<'_>, policy: &RealmPolicy, input: &Input<'_>) -> Option<QuotaAsk> {
-    if policy.quota.is_none() && policy.realm_quota.is_none() {
-        return None;
+/// What to count for a create in `policy`, if any quota applies; `anonymous` when the create is
+/// governed by the realm's anonymous rules.
+pub(super) fn ask(
+    ev: &Eval<'_>,
+    policy: &RealmPolicy,
+    input: &Input<'_>,
+    anonymous: Option<&AnonymousPolicy>,
+) -> Option<QuotaAsk> {
+    let mut counted = Vec::new();
+    let mut add = |counter, rule: &Option<Rule<QuotaPolicy>>, always| {
+        if let Some(rule) = rule {
+            counted.push(Counted {
+                counter,
+                rule: rule.clone(),
+                always,
+            });
+        }
+    };
+    add(
+        Counter::Caller(caller_key(input.identity, input.peer)),
+        &policy.quota,
+        false,
+    );
+    add(Counter::Realm, &policy.realm_quota, false);
+    if let Some(a) = anonymous {
+        add(Counter::AnonymousAddress(input.peer), &Some(a.quota.clone()), true);
+        add(Counter::AnonymousRealm, &Some(a.realm_quota.clone()), true);
     }
-    Some(QuotaAsk {
+    (!counted.is_empty()).then(|| QuotaAsk {
         realm: ev.realm.to_owned(),
-        caller: caller_key(input.identity, input.peer),
-        per_caller: policy.quota.clone(),
-        per_realm: policy.realm_quota.clone(),
+        counted,
         global_shadow: ev.global_shadow,
     })
 }
@@ -57,9 +117,14 @@ pub async fn count(decision: &mut Decision, quotas: &Quotas) {
     }
     let store_ask = Ask {
         realm: &ask.realm,
-        caller: &ask.caller,
-        per_caller: ask.per_caller.as_ref().map(|r| r.value),
-        per_realm: ask.per_realm.as_ref().map(|r| r.value),
+        limits: ask
+            .counted
+            .iter()
+            .map(|c| Limits {
+                key: c.counter.key(&ask.realm),
+                policy: c.rule.value,
+            })
+            .collect(),
         force: ask.force(),
     };
     let taken = quotas.take(&store_ask).await;
@@ -71,15 +136,16 @@ pub async fn count(decision: &mut Decision, quotas: &Quotas) {
     match taken {
         Ok(t) => {
             ev.decision.quota_slot = t.slot;
-            if let (Some(rule), Some(wait)) = (&ask.per_caller, t.caller_over) {
-                let stop = ev.fail(rule, caller_refusal(&ask, rule, wait));
-                if stop {
-                    *decision = ev.decision;
-                    return;
+            for (i, c) in ask.counted.iter().enumerate() {
+                if c.counter == Counter::AnonymousRealm {
+                    ev.decision.anonymous_realm_used = t.used.get(i).copied();
                 }
-            }
-            if let (Some(rule), Some(wait)) = (&ask.per_realm, t.realm_over) {
-                ev.fail(rule, realm_refusal(&ask, rule, wait));
+                let Some(wait) = t.waits.get(i).copied().flatten() else {
+                    continue;
+                };
+                if fail(&mut ev, c, refusal(&ask, c, wait)) {
+                    break;
+                }
             }
         }
         Err(Unavailable(e)) => {
@@ -92,21 +158,65 @@ pub async fn count(decision: &mut Decision, quotas: &Quotas) {
             )
             .detail("store_error", e.kind())
             .retry_after(1);
-            if let Some(rule) = ask.per_caller.as_ref().or(ask.per_realm.as_ref()) {
-                ev.fail(rule, r);
+            if let Some(c) = ask.counted.first() {
+                fail(&mut ev, c, r);
             }
         }
     }
     *decision = ev.decision;
 }
 
+/// Records `r` for `c`'s rule; true when it refuses (not shadowed).
+fn fail(ev: &mut Eval<'_>, c: &Counted, r: Refusal) -> bool {
+    let shadow = ev.global_shadow;
+    ev.global_shadow = shadow && !c.always;
+    let stop = ev.fail(&c.rule, r);
+    ev.global_shadow = shadow;
+    stop
+}
+
+fn refusal(ask: &QuotaAsk, c: &Counted, wait: Duration) -> Refusal {
+    match &c.counter {
+        Counter::Caller(caller) => caller_refusal(ask, caller, &c.rule, wait),
+        Counter::Realm => realm_refusal(ask, &c.rule, wait),
+        Counter::AnonymousAddress(ip) => {
+            let msg = format!(
+                "This address ({ip}) has registered {} clients anonymously in realm {} within {}s, the most allowed; try again in {}s, or register with an initial access token.",
+                c.rule.value.creates,
+                ask.realm,
+                c.rule.value.window.as_secs(),
+                seconds(wait).max(1)
+            );
+            anonymous_refusal(&c.rule, msg, wait, "address")
+        }
+        Counter::AnonymousRealm => {
+            let msg = format!(
+                "Realm {} has taken its {} anonymous registrations per {}s; try again in {}s, or register with an initial access token.",
+                ask.realm,
+                c.rule.value.creates,
+                c.rule.value.window.as_secs(),
+                seconds(wait).max(1)
+            );
+            anonymous_refusal(&c.rule, msg, wait, "realm")
+        }
+    }
+}
+
+fn anonymous_refusal(rule: &Rule<QuotaPolicy>, msg: String, wait: Duration, scope: &str) -> Refusal {
+    Refusal::new(Reason::QuotaExceeded, msg)
+        .detail("quota", scope)
+        .detail("creates", rule.value.creates)
+        .detail("window_seconds", rule.value.window.as_secs())
+        .retry_after(seconds(wait).max(1))
+}
+
 fn seconds(wait: Duration) -> u64 {
     wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
 }
 
-fn caller_refusal(ask: &QuotaAsk, rule: &Rule<QuotaPolicy>, wait: Duration) -> Refusal {
+fn caller_refusal(ask: &QuotaAsk, caller: &str, rule: &Rule<QuotaPolicy>, wait: Duration) -> Refusal {
     // The caller key may hold an unverified `jti`: show a bounded prefix only.
-    let caller: String = ask.caller.chars().take(80).collect();
+    let caller: String = caller.chars().take(80).collect();
     let secs = seconds(wait).max(1);
     let msg = format!(
         "Caller {caller} has used its quota of {} creates per {}s in realm {}; try again in {secs}s.",

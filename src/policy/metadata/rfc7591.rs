@@ -138,6 +138,11 @@ pub(super) fn read(m: &Map<String, Value>) -> Result<ClientMetadata, Refusal> {
         ("request_uris", UrlKind::Server),
     ] {
         for u in strings(m, wire)?.unwrap_or_default() {
+            // Keycloak joins post-logout URIs into the attribute `post.logout.redirect.uris`,
+            // where `+` means "the redirect URIs" and `-` "none", as in the Keycloak dialect.
+            if wire == "post_logout_redirect_uris" && matches!(u.as_str(), "+" | "-") {
+                continue;
+            }
             push_url(&mut md.urls, kind, wire, &u);
         }
     }

@@ -111,6 +111,15 @@ impl Local {
         }
     }
 
+    /// Creates counted under `key` within its window at `now`.
+    pub fn used(&self, key: &Key, now: Instant) -> u32 {
+        let logs = self.logs.lock();
+        logs.get(key).map_or(0, |l| {
+            let n = l.creates.iter().filter(|t| now.duration_since(**t) < l.window).count();
+            u32::try_from(n).unwrap_or(u32::MAX)
+        })
+    }
+
     /// Keys tracked now.
     pub fn len(&self) -> usize {
         self.logs.lock().len()

@@ -44,6 +44,9 @@ if not over or ARGV[2 * n + 2] == '1' then
   end
   counted = 1
 end
+for i = 1, n do
+  waits[n + i] = redis.call('ZCARD', KEYS[i])
+end
 table.insert(waits, 1, counted)
 return waits
 ";
@@ -219,7 +222,7 @@ impl RedisStore {
         realm: &Key,
         limits: &[Limits],
         force: bool,
-    ) -> Result<(Option<RedisSlot>, Vec<Option<Duration>>), StoreFailure> {
+    ) -> Result<(Option<RedisSlot>, Vec<Option<Duration>>, Vec<u32>), StoreFailure> {
         let keys: Vec<String> = limits.iter().map(|l| self.key_name(realm, &l.key)).collect();
         let member = hex(&super::random_id());
         let mut inv = self.take.prepare_invoke();
@@ -229,13 +232,20 @@ impl RedisStore {
         }
         inv.arg(&member).arg(if force { "1" } else { "0" });
         let answer: Vec<i64> = self.run("take", |c| async move { invoke(&inv, c).await }).await?;
+        let n = limits.len();
         let waits = answer
             .iter()
             .skip(1)
+            .take(n)
             .map(|w| u64::try_from(*w).ok().map(Duration::from_micros))
             .collect();
+        let used = answer
+            .iter()
+            .skip(1 + n)
+            .map(|c| u32::try_from(*c).unwrap_or(u32::MAX))
+            .collect();
         let slot = (answer.first() == Some(&1)).then_some(RedisSlot { keys, member });
-        Ok((slot, waits))
+        Ok((slot, waits, used))
     }
 
     /// Gives back a create that did not happen.
