@@ -1473,7 +1473,10 @@ async fn rotation_after_start_after_a_refresh_and_a_realm_created_after_start() 
         String::from_utf8_lossy(&a.body)
     );
 
-    // Right after a scheduled refresh.
+    // Right after a scheduled refresh, once the on-demand refetch of the first key is past
+    // `min_refetch_interval` (on-demand refetches are rate-limited among themselves; scheduled
+    // refreshes do not use their budget).
+    tokio::time::sleep(Duration::from_secs(5)).await;
     let n = key_fetches(&ip, &early).await;
     until_fetches_exceed(&ip, &early, n).await;
     admin.add_rsa_key(&early, &early_id, "rsa-after-refresh", 300).await;
@@ -1510,6 +1513,7 @@ async fn rotation_after_start_after_a_refresh_and_a_realm_created_after_start() 
 
 /// The gateway's anonymous mode: the registrar service account of realm `demo` as its credential.
 const ANONYMOUS: &str = r#"
+version = 1
 [realms.demo]
 providers = ["openid-connect"]
 [realms.demo.anonymous]

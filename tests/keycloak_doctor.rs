@@ -39,6 +39,8 @@ struct Doctor {
     e: Env,
     admin: Admin,
     clients: Vec<String>,
+    /// Admin credentials doctor logs in with (default: the master realm's admin user).
+    creds: Vec<(&'static str, String)>,
 }
 
 impl Doctor {
@@ -53,6 +55,10 @@ impl Doctor {
             e,
             admin,
             clients: Vec::new(),
+            creds: vec![
+                ("DCR_DOCTOR_USERNAME", "admin".into()),
+                ("DCR_DOCTOR_PASSWORD", "admin".into()),
+            ],
         };
         d.policy("\"bearer\"", "");
         d.settings("");
@@ -82,10 +88,11 @@ impl Doctor {
             .arg("--config")
             .arg(self.dir.path().join("g.toml"))
             .args(["--upstream", &self.e.kc, "--public-url", &self.e.gw])
-            .env("DCR_DOCTOR_USERNAME", "admin")
-            .env("DCR_DOCTOR_PASSWORD", "admin")
             .env_remove("DCR_GATEWAY_CONFIG")
             .env_remove("DCR_GATEWAY_POLICIES");
+        for (k, v) in &self.creds {
+            c.env(k, v);
+        }
         for cl in &self.clients {
             c.args(["--client", cl]);
         }
@@ -344,6 +351,16 @@ async fn doctor_anonymous_trusted_hosts_max_clients_consent() {
     d.ok("DELETE", &format!("/components/{}", cr["id"].as_str().unwrap()), None)
         .await;
     d.clean();
+    // Without Trusted Hosts, Keycloak admits anonymous registrations from anywhere: a notice.
+    let mut th = d.policy_component("trusted-hosts", "anonymous").await;
+    d.ok("DELETE", &format!("/components/{}", th["id"].as_str().unwrap()), None)
+        .await;
+    let f = d.expect(&["anonymous.no_trusted_hosts"]);
+    assert_eq!(f[0]["severity"], "notice");
+    // The fix: the policy back, as it was.
+    th.as_object_mut().unwrap().remove("id");
+    d.ok("POST", "/components", Some(&th)).await;
+    d.clean();
 }
 
 #[tokio::test]
@@ -468,4 +485,102 @@ async fn doctor_signing_algorithm_and_jwks() {
     d.expect(&["jwks.unreachable"]);
     d.settings("");
     d.clean();
+}
+
+/// A client named to register that does not exist, is disabled, or has no service account: each
+/// reported, each fixed through the admin API.
+#[tokio::test]
+#[ignore = "needs a real Keycloak: scripts/keycloak-suite.sh"]
+async fn doctor_client_missing_disabled_without_service_account() {
+    let mut d = Doctor::new("doc-client").await;
+    d.clients.push("ghost".into());
+    let f = d.expect(&["client.not_found"]);
+    assert!(
+        f[0]["fix"].as_str().unwrap().contains("Service accounts roles on"),
+        "{}",
+        f[0]
+    );
+    let cid = d
+        .client("ghost", json!({"enabled": false, "serviceAccountsEnabled": false}))
+        .await;
+    d.clients.dedup();
+    d.expect(&["client.disabled"]);
+    let mut rep = d.ok("GET", &format!("/clients/{cid}"), None).await;
+    rep["enabled"] = json!(true);
+    d.ok("PUT", &format!("/clients/{cid}"), Some(&rep)).await;
+    let f = d.expect(&["client.no_service_account"]);
+    assert!(
+        f[0]["fix"].as_str().unwrap().contains("Service accounts roles on"),
+        "{}",
+        f[0]
+    );
+    rep["serviceAccountsEnabled"] = json!(true);
+    d.ok("PUT", &format!("/clients/{cid}"), Some(&rep)).await;
+    d.expect(&["client.missing_role"]);
+    d.admin.grant(&d.realm, &cid, "realm-management", "create-client").await;
+    d.clean();
+}
+
+/// Anonymous mode: the gateway registers with its own service account (`[realms.R.registrar]`),
+/// so doctor checks that client as a registering one, without being told with `--client`.
+#[tokio::test]
+#[ignore = "needs a real Keycloak: scripts/keycloak-suite.sh"]
+async fn doctor_anonymous_mode_checks_the_gateways_own_service_account() {
+    let mut d = Doctor::new("doc-anonmode").await;
+    let anon = format!(
+        "[realms.{}.anonymous]\nredirect_hosts = [\"app.example.com\"]\n",
+        d.realm
+    );
+    d.policy("\"bearer\"", &anon);
+    d.settings(&format!(
+        "[realms.{}.registrar]\nclient_id = \"gw-registrar\"\nsecret_env = \"DCR_DOCTOR_TEST_UNUSED\"\n",
+        d.realm
+    ));
+    let cid = d.client("gw-registrar", json!({})).await;
+    d.clients.clear(); // named by the gateway config alone
+    let f = d.expect(&["client.missing_role"]);
+    assert_eq!(f[0]["subject"], "gw-registrar", "{}", f[0]);
+    let (_, human) = d.exec("human");
+    assert!(human.contains("[realms."), "{human}");
+    assert!(human.contains(".registrar] client_id"), "{human}");
+    d.admin.grant(&d.realm, &cid, "realm-management", "create-client").await;
+    d.clean();
+}
+
+/// Doctor logged in as a service account of the realm itself (client credentials), holding
+/// view-realm and view-clients as docs/doctor.md says; with view-users too it sees effective roles.
+#[tokio::test]
+#[ignore = "needs a real Keycloak: scripts/keycloak-suite.sh"]
+async fn doctor_logs_in_with_a_service_account() {
+    let mut d = Doctor::new("doc-sa").await;
+    let reader = d.client("doctor-reader", json!({"secret": "reader-secret"})).await;
+    for role in ["view-realm", "view-clients"] {
+        d.admin.grant(&d.realm, &reader, "realm-management", role).await;
+    }
+    d.clients.clear();
+    d.client("registrar", json!({})).await;
+    d.creds = vec![
+        ("DCR_DOCTOR_CLIENT_ID", "doctor-reader".into()),
+        ("DCR_DOCTOR_CLIENT_SECRET", "reader-secret".into()),
+    ];
+    let (code, v) = d.run();
+    let ids: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    // view-clients cannot read a service account's role mappings: doctor says what it could
+    // not check (a notice: exit 0), and names the roles that would let it.
+    assert_eq!(ids, ["doctor.unreadable"], "{v}");
+    assert_eq!(code, 0, "{v}");
+    let fix = v["findings"][0]["fix"].as_str().unwrap();
+    assert!(fix.contains("view-users"), "{fix}");
+    let (_, human) = d.exec("human");
+    assert!(
+        human.contains(&format!("client doctor-reader of realm {}", d.realm)),
+        "{human}"
+    );
+    d.admin.grant(&d.realm, &reader, "realm-management", "view-users").await;
+    d.expect(&["client.missing_role"]);
 }

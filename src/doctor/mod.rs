@@ -122,6 +122,15 @@ pub fn registrars(snap: &Snapshot, s: &Settings, realm: &str, extra: &[String]) 
     for a in &s.realm(realm).azp {
         add(a, format!("[realms.{realm}] azp in the gateway's settings"));
     }
+    // Anonymous mode: the gateway registers with its own service account.
+    if p.anonymous.is_some()
+        && let Some(id) = s.realm(realm).registrar.as_ref().and_then(|r| r.client_id.as_deref())
+    {
+        add(
+            id,
+            format!("[realms.{realm}.registrar] client_id, the gateway's own credential for anonymous registration"),
+        );
+    }
     for c in extra {
         add(c, "--client".into());
     }
