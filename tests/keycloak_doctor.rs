@@ -571,10 +571,16 @@ async fn doctor_logs_in_with_a_service_account() {
         .map(|f| f["id"].as_str().unwrap())
         .collect();
     // view-clients cannot read a service account's role mappings: doctor says what it could
-    // not check (a notice: exit 0), and names the roles that would let it.
-    assert_eq!(ids, ["doctor.unreadable"], "{v}");
-    assert_eq!(code, 0, "{v}");
-    let fix = v["findings"][0]["fix"].as_str().unwrap();
+    // not check (a notice), and names the roles that would let it. On 26.5 view-clients may
+    // still generate an example token, which shows the missing role; on 26.7 it may not.
+    let (want, exit): (&[&str], i32) = if d.e.version.starts_with("26.5") {
+        (&["client.missing_role", "doctor.unreadable"], 1)
+    } else {
+        (&["doctor.unreadable"], 0)
+    };
+    assert_eq!(ids, want, "{v}");
+    assert_eq!(code, exit, "{v}");
+    let fix = v["findings"][want.len() - 1]["fix"].as_str().unwrap();
     assert!(fix.contains("view-users"), "{fix}");
     let (_, human) = d.exec("human");
     assert!(

@@ -106,17 +106,19 @@ test('openid-client dynamicClientRegistration, anonymous, through the gateway: 2
   created.oidc = await readAndUpdate(client, 'dcr-gateway openid-client test (renamed)');
 });
 
-test('off-policy redirect URI: both clients refused, the message names the fix', async () => {
+test('off-policy redirect URI: both clients refused, the message names the fix', async (t) => {
   const mcp = await refusal(mcpRegister(GW, { ...mcpMetadata(1), redirect_uris: ['https://evil.example/callback'] }));
+  t.diagnostic(`MCP SDK shows: ${mcp.name}: ${mcp.message}`);
   assert.equal(mcp.name, 'InsufficientScopeError', JSON.stringify(mcp));
   assert.match(mcp.message, /evil\.example.*loopback.*127\.0\.0\.1/s, mcp.message);
   const o = await refusal(oidcRegister(GW, { ...oidcMetadata(1), redirect_uris: ['https://evil.example/cb'] }));
+  t.diagnostic(`openid-client shows: ${o.name ?? ''} ${o.error}: ${o.description}`);
   assert.equal(o.error, 'insufficient_scope', JSON.stringify(o));
   assert.equal(o.status, 403, JSON.stringify(o));
   assert.match(o.description, /evil\.example.*loopback.*127\.0\.0\.1/s, o.description);
 });
 
-test('over-quota burst: both clients refused, the message names the fix', async () => {
+test('over-quota burst: both clients refused, the message names the fix', async (t) => {
   const quota = Number(process.env.QUOTA);
   assert.ok(quota >= 2, 'QUOTA (creates per address) must be set');
   // Two creates are counted already; fill the quota, then go over it.
@@ -124,8 +126,10 @@ test('over-quota burst: both clients refused, the message names the fix', async 
     await mcpRegister(GW, mcpMetadata(40000 + i));
   }
   const mcp = await refusal(mcpRegister(GW, mcpMetadata(41000)));
+  t.diagnostic(`MCP SDK shows: ${mcp.name}: ${mcp.message}`);
   assert.match(mcp.message, /try again in \d+s.*initial access token/s, mcp.message);
   const o = await refusal(oidcRegister(GW, oidcMetadata(41001)));
+  t.diagnostic(`openid-client shows: ${o.name ?? ''} ${o.error}: ${o.description}`);
   assert.equal(o.status, 403, JSON.stringify(o));
   assert.match(o.description, /try again in \d+s.*initial access token/s, o.description);
 });

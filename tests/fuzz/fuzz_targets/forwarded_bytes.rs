@@ -48,9 +48,10 @@ fuzz_target!(|data: &[u8]| {
         };
         let sent = forwarded.collect().await.expect("in-memory body").to_bytes();
         assert_eq!(sent, input, "forwarded bytes differ from the checked bytes");
-        if let Some((md, dialect)) = checked {
-            let again = normalise(dialect, &parse_object(&sent).expect("checked body parses"), create)
-                .expect("checked body normalises");
+        if let Some((md, dialect, object)) = checked {
+            let parsed = parse_object(&sent).expect("checked body parses");
+            assert_eq!(parsed, object, "the object handed on is not the forwarded body's");
+            let again = normalise(dialect, &parsed, create).expect("checked body normalises");
             assert_eq!(
                 again, md,
                 "the forwarded bytes mean something other than what was checked"
