@@ -424,6 +424,10 @@ async fn doctor_client_policies_redirects_and_public_clients() {
     .unwrap();
     d.ok("PUT", "/client-policies/profiles", Some(&json!({"profiles": [{"name": "strict", "executors": [{"executor": "confidential-client", "configuration": {}}]}]}))).await;
     d.expect(&["client_policy.public_clients"]);
+    // Any other executor that runs on registrations: named, as a notice.
+    d.ok("PUT", "/client-policies/profiles", Some(&json!({"profiles": [{"name": "strict", "executors": [{"executor": "pkce-enforcer", "configuration": {"auto-configure": true}}]}]}))).await;
+    let f = d.expect(&["client_policy.executor"]);
+    assert!(f[0]["subject"].as_str().unwrap().contains("pkce-enforcer"), "{}", f[0]);
     d.ok("PUT", "/client-policies/policies", Some(&json!({"policies": []})))
         .await;
     d.clean();
