@@ -62,6 +62,7 @@ reasons! {
     TokenNotYetValid => ("token_not_yet_valid", 401, "invalid_token"),
     TokenIssuedInFuture => ("token_issued_in_future", 401, "invalid_token"),
     ExpMissing => ("exp_missing", 401, "invalid_token"),
+    IssMissing => ("iss_missing", 401, "invalid_token"),
     AlgorithmNotAllowed => ("algorithm_not_allowed", 401, "invalid_token"),
     KidMissing => ("kid_missing", 401, "invalid_token"),
     KidUnknown => ("kid_unknown", 401, "invalid_token"),

@@ -132,7 +132,8 @@ async fn run(app: &App, ctx: &mut Ctx, req: Request<Body>) -> Result<Response<Bo
             return anonymous::preflight(realm_policy, c, &reg, req.headers()); // 1a: CORS, answered here
         }
     }
-    let identity = app.verifier.authenticate(&reg, req.headers()).await?; // 2–3
+    let issuers = upstream::accepted_issuers(&req, &app.settings, ctx.conn.peer.ip(), ctx.conn.tls, &reg.realm);
+    let identity = app.verifier.authenticate(&reg, req.headers(), &issuers).await?; // 2–3
     ctx.identity = Some(identity.clone());
     let shadow = app.settings.mode == Mode::Shadow;
     let caller = Input {
