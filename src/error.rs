@@ -118,6 +118,7 @@ reasons! {
     InitialTokenExpired => ("initial_token_expired", 401, "invalid_token"),
     InitialTokenWrongOperation => ("initial_token_wrong_operation", 401, "invalid_token"),
     RegistrationTokenInvalid => ("registration_token_invalid", 401, "invalid_token"),
+    RegistrationClientGone => ("registration_client_gone", 401, "invalid_token"),
     NotAuthorized => ("not_authorized", 401, "invalid_token"),
     TrustedHostRejected => ("trusted_host_rejected", 403, "insufficient_scope"),
     TrustedUriRejected => ("trusted_uri_rejected", 403, "insufficient_scope"),
@@ -137,6 +138,8 @@ reasons! {
     ProviderNotFound => ("provider_not_found", 404, "invalid_request"),
     RealmNotFound => ("realm_not_found", 404, "invalid_request"),
     WrongClientProtocol => ("wrong_client_protocol", 400, "invalid_client"),
+    ContentTypeUnsupported => ("content_type_unsupported", 415, "invalid_request"),
+    OriginRejected => ("origin_rejected", 403, "access_denied"),
     KeycloakServerError => ("keycloak_server_error", 500, "server_error"),
     KeycloakError => ("keycloak_error", 400, "invalid_request"),
 }

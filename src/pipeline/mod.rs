@@ -261,8 +261,18 @@ async fn rewrite(
         identity,
         metadata: ctx.metadata.as_ref(),
         seen_issuer: &seen_issuer,
+        sent: &ctx.sent,
     };
     let mut refusal = rewrite::classify(status, &kc, &known);
+    if refusal.reason == Reason::RegistrationTokenInvalid
+        && let Some(id) = reg.client_id.as_deref()
+    {
+        refusal = match rewrite::probe::client_exists(&app.client, &app.settings, &reg.realm, id).await {
+            Some(false) => rewrite::client_gone(refusal, &reg.realm),
+            Some(true) => rewrite::client_kept(refusal),
+            None => refusal,
+        };
+    }
     if refusal.reason == Reason::TokenRejected {
         let held = match (identity.kind, &identity.kid) {
             (TokenKind::Bearer, Some(kid)) => app.verifier.jwks.kid_status(&reg.realm, kid).await,

@@ -6,6 +6,10 @@ use serde_json::{Value, json};
 use super::*;
 
 const ISS: &str = "http://kc/realms/demo";
+
+fn accepted() -> Vec<String> {
+    vec![ISS.to_owned()]
+}
 const NOW: i64 = 1_800_000_000;
 
 fn jwt(header: Value, claims: Value) -> String {
@@ -31,7 +35,7 @@ fn hs(typ: &str, exp: i64) -> String {
 }
 
 fn run(token: &str, op: Operation) -> Result<Triaged, Refusal> {
-    triage(Presented::Bearer(token), &route(op), ISS, 30, NOW)
+    triage(Presented::Bearer(token), &route(op), &accepted(), 30, NOW)
 }
 
 fn headers(v: &'static str) -> HeaderMap {
@@ -86,7 +90,7 @@ fn kinds_by_typ() {
         );
     }
     assert!(matches!(
-        triage(Presented::Nothing, &route(Operation::Create), ISS, 30, NOW).unwrap(),
+        triage(Presented::Nothing, &route(Operation::Create), &accepted(), 30, NOW).unwrap(),
         Triaged::Anonymous
     ));
 }
@@ -140,12 +144,12 @@ fn kind_fits_operation() {
 fn basic_only_on_install() {
     let mut r = route(Operation::Read);
     assert_eq!(
-        triage(Presented::Basic, &r, ISS, 30, NOW).unwrap_err().reason,
+        triage(Presented::Basic, &r, &accepted(), 30, NOW).unwrap_err().reason,
         Reason::AuthSchemeUnsupported
     );
     r.provider = "install".into();
     assert!(matches!(
-        triage(Presented::Basic, &r, ISS, 30, NOW).unwrap(),
+        triage(Presented::Basic, &r, &accepted(), 30, NOW).unwrap(),
         Triaged::Basic
     ));
 }
