@@ -143,13 +143,13 @@ pub fn hint(r: &Refusal, c: &HintCtx<'_>) -> String {
         Reason::KidUnknown => format!(
             "The key that signed this token ({}) is not in realm {realm}'s keys ({}). If the realm's keys were rotated and the old key provider deleted or disabled (Realm settings → Keys → Providers), request a new token: it will carry the new kid. If the token is from another realm or Keycloak, use one from realm {realm}.",
             ds(r, "kid"),
-            ds(r, "jwks_uri")
+            d(r, "jwks_uri").and_then(Value::as_str).unwrap_or("Realm settings → Keys")
         ),
         Reason::KeyUnusable | Reason::SignatureInvalid => format!("The token was altered or signed by another key. Request a new token from {public}/realms/{realm}/protocol/openid-connect/token and send it unchanged."),
         Reason::AudienceMismatch => format!("Add an audience mapper: admin console → Clients → {azp} → Client scopes → {azp}-dedicated → Add mapper → By configuration → Audience → Included Client Audience = {}. Then request a new token.", ds(r, "expected_audiences")),
         Reason::AzpMismatch => format!("Use a token issued to one of {}, or add '{azp}' to azp under [realms.{realm}] in the gateway config.", ds(r, "expected_azp")),
         Reason::JwksUnavailable => format!("Check that Keycloak answers at {} from the gateway (last error: {}). The gateway retries in the background, and /readyz on its admin port lists realms whose keys are missing.", ds(r, "jwks_uri"), ds(r, "last_error")),
-        Reason::ProviderNotAllowed => format!("Use one of the allowed providers ({}), e.g. POST {public}/realms/{realm}/clients-registrations/openid-connect. To allow `{}`, add it to `providers` in {rule} of the policy.", ds(r, "allowed_providers"), ds(r, "provider")),
+        Reason::ProviderNotAllowed => format!("Use one of the allowed providers ({}), e.g. POST {public}/realms/{realm}/clients-registrations/openid-connect. To allow `{}`, add it to `providers` in {rule} of the policy.", ds(r, "allowed_providers"), c.provider.unwrap_or("that provider")),
         Reason::AnonymousNotAllowed => format!("Authenticate the request. Either: 1. {} 2. Or use a service account: Clients → <client> → Service account roles → Assign role → filter by clients → {m} → {role}, then send its client_credentials token. To let RFC 7591 and MCP clients register without a credential, enable the gateway's anonymous mode: [realms.{realm}.anonymous] in the policy and a [realms.{realm}.registrar] credential in the gateway config (Keycloak's Trusted Hosts stays closed).", new_iat(realm, public)),
         Reason::TokenKindNotAllowed => format!("The policy allows {} to {op} clients in realm {realm} ({rule}); use one of those, or change that rule.", ds(r, "allowed_token_kinds")),
         Reason::MissingRole => missing_role(r, c, realm, m),
@@ -181,9 +181,9 @@ pub fn hint(r: &Refusal, c: &HintCtx<'_>) -> String {
             match d(r, "allowed_hosts") { Some(_) => format!(" among {}", ds(r, "allowed_hosts")), None => String::new() }
         ),
         Reason::ClientIdPattern | Reason::ClientNamePattern => format!("Choose a {} that matches {} (rule {rule}).", ds(r, "field"), ds(r, "pattern")),
-        Reason::AdminWriteRefused => format!("Make this change in the admin console (its user sessions are forwarded), through the registration endpoint (…/clients-registrations/default, under the same rules), or have the policy allow it: `{}` in the realm's [admin_api] (`allow = [\"{}\"]`, or `writes = \"forward\"`).", rule, ds(r, "admin_write")),
+        Reason::AdminWriteRefused => format!("Make this change in the admin console (its user sessions are forwarded), through the registration endpoint (…/clients-registrations/default, under the same rules), or have the policy allow it: `{}` in the realm's [admin_api] (`allow = [\"{}\"]`, or `writes = \"forward\"`).", rule, d(r, "admin_write").and_then(Value::as_str).unwrap_or("METHOD /path")),
         Reason::QuotaExceeded => format!("Wait {}s (Retry-After) before creating more clients: the quota is {} creates per {}s per caller ({rule}).", r.retry_after.unwrap_or(1), ds(r, "creates"), ds(r, "window_seconds")),
-        Reason::RealmQuotaExceeded => format!("Wait {}s (Retry-After) before creating more clients: realm {} allows {} creates per {}s across all callers ({rule}).", r.retry_after.unwrap_or(1), ds(r, "realm"), ds(r, "realm_creates"), ds(r, "window_seconds")),
+        Reason::RealmQuotaExceeded => format!("Wait {}s (Retry-After) before creating more clients: realm {} allows {} creates per {}s across all callers ({rule}).", r.retry_after.unwrap_or(1), realm, ds(r, "realm_creates"), ds(r, "window_seconds")),
         Reason::ScopeMemberRefused => format!("Leave `scope` out of the registration body: in realm {realm} the client then gets the realm's default client scopes, and can ask for optional ones when it requests tokens ({rule})."),
         Reason::CorsOriginNotAllowed => format!("Call the registration endpoint from an allowed origin ({}), or ask the operator to add `{}` to `cors.origins` ({rule}).", ds(r, "allowed_origins"), ds(r, "origin")),
         Reason::RegistrarUnavailable => format!("Retry later. Operators: the gateway's own credential for realm {realm} ([realms.{realm}.registrar] in the gateway config) cannot be obtained; /readyz on the admin port says why."),

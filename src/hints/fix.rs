@@ -11,7 +11,7 @@ use crate::token::TokenKind;
 pub const ACTION_VERBS: &[&str] = &[
     "add", "ask", "assign", "authenticate", "call", "change", "check", "choose", "create", "delete", "enable",
     "give", "keep", "leave", "list", "make", "mint", "pin", "read", "register", "remove", "repeat", "report",
-    "request", "retry", "send", "set", "start", "synchronise", "turn", "use", "wait", "write",
+    "request", "retry", "send", "set", "start", "synchronise", "try", "turn", "use", "wait", "write",
 ];
 
 /// Whether `text` names an action: a verb of [`ACTION_VERBS`] that opens a sentence or a clause
@@ -27,7 +27,7 @@ pub fn names_action(text: &str) -> bool {
             in_code = !in_code;
         }
         if word_in_code {
-            prev = "x";
+            prev = if raw.ends_with(['.', ':', ';', ',']) { "." } else { "x" };
             continue;
         }
         let word: String = raw
@@ -110,11 +110,11 @@ pub fn required_details(reason: Reason) -> &'static [&'static str] {
         Reason::ClientIdMismatch => &["field", "path_client_id"],
         Reason::IssuerMismatch => &["token_issuer", "expected_issuer"],
         Reason::AlgorithmNotAllowed => &["allowed"],
-        Reason::KidUnknown => &["kid", "jwks_uri"],
+        Reason::KidUnknown => &["kid"],
         Reason::AudienceMismatch => &["expected_audiences"],
         Reason::AzpMismatch => &["expected_azp"],
         Reason::JwksUnavailable => &["jwks_uri", "last_error"],
-        Reason::ProviderNotAllowed => &["allowed_providers", "provider"],
+        Reason::ProviderNotAllowed => &["allowed_providers"],
         Reason::TokenKindNotAllowed => &["allowed_token_kinds"],
         Reason::MissingScope => &["scopes_needed"],
         Reason::AzpNotAllowed => &["allowed_azp"],
@@ -125,9 +125,8 @@ pub fn required_details(reason: Reason) -> &'static [&'static str] {
         | Reason::ClientTypeNotAllowed => &["field", "allowed"],
         Reason::FieldForbidden | Reason::BrowserUrlNotAllowed | Reason::ServerUrlNotAllowed => &["field"],
         Reason::ClientIdPattern | Reason::ClientNamePattern => &["field", "pattern"],
-        Reason::AdminWriteRefused => &["admin_write"],
         Reason::QuotaExceeded => &["creates", "window_seconds"],
-        Reason::RealmQuotaExceeded => &["realm", "realm_creates", "window_seconds"],
+        Reason::RealmQuotaExceeded => &["realm_creates", "window_seconds"],
         Reason::CorsOriginNotAllowed => &["allowed_origins", "origin"],
         Reason::Overloaded => &["limit"],
         Reason::UpstreamUnreachable | Reason::UpstreamProtocol => &["error"],
@@ -142,9 +141,26 @@ pub fn required_details(reason: Reason) -> &'static [&'static str] {
 
 /// One imperative sentence: what the caller (or operator) does about this refusal.
 pub fn fix(r: &Refusal, c: &HintCtx<'_>) -> String {
+    // Refusals at the token stage come before the caller is known: use what they recorded.
+    let kind = c.kind.or_else(|| {
+        r.details
+            .get("token_kind")
+            .and_then(serde_json::Value::as_str)
+            .and_then(TokenKind::parse)
+    });
+    let azp_detail = r
+        .details
+        .get("azp")
+        .and_then(serde_json::Value::as_str)
+        .filter(|s| !s.is_empty());
+    let c = &HintCtx {
+        kind,
+        azp: c.azp.or(azp_detail),
+        ..*c
+    };
     let realm = c.realm.unwrap_or("this realm");
     let public = c.public_url;
-    let azp = c.azp.unwrap_or("your client");
+    let azp = c.azp.unwrap_or("the token's client");
     let m = mgmt(c.realm.unwrap_or_default());
     let role = role_for(c.operation);
     let op = c.operation.map(Operation::as_str).unwrap_or("register");
@@ -152,7 +168,7 @@ pub fn fix(r: &Refusal, c: &HintCtx<'_>) -> String {
     let new_iat = "create a new initial access token (Clients → Initial access token → Create) and retry";
     match r.reason {
         Reason::PathMalformed => format!("Send it to {public}/realms/<realm>/clients-registrations/<provider>[/<clientId>], written plainly."),
-        Reason::RouteRefused => "Send other Keycloak traffic to Keycloak's own address: this gateway serves only client registration.".into(),
+        Reason::RouteRefused => "Send other Keycloak traffic to Keycloak's own address.".into(),
         Reason::MethodNotAllowed => format!("Use one of {} here (POST creates on …/<provider>; GET, PUT and DELETE act on …/<provider>/<clientId>).", ds(r, "allowed")),
         Reason::ConnectionHeaderInvalid => format!("Remove `{}` from the Connection header.", ds(r, "header")),
         Reason::RequestTargetInvalid => "Send the path alone as the request target, e.g. `POST /realms/<realm>/clients-registrations/openid-connect HTTP/1.1`.".into(),
@@ -276,7 +292,7 @@ fn missing_role(r: &Refusal, c: &HintCtx<'_>, m: &str, role: &str) -> String {
         _ => None,
     }
     .unwrap_or_else(|| format!("{m}/{role}"));
-    let azp = c.azp.unwrap_or("your client");
+    let azp = c.azp.unwrap_or("the token's client");
     match c.username.filter(|u| !u.starts_with("service-account-")) {
         Some(user) => format!("Assign {needed} to user '{user}' (Users → {user} → Role mapping), then request a new token."),
         None => format!("Assign {needed} under Clients → {azp} → Service account roles, then request a new token."),

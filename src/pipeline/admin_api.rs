@@ -223,7 +223,8 @@ async fn check_body(
         }
         Err(_) => {
             return Err((
-                Refusal::new(Reason::BodyTimeout, "The admin request body did not arrive in time."),
+                Refusal::new(Reason::BodyTimeout, "The admin request body did not arrive in time.")
+                    .detail("timeout", format!("{}ms", app.settings.timeouts.body_read.as_millis())),
                 None,
             ));
         }

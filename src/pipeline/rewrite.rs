@@ -215,7 +215,7 @@ pub fn diagnose_decode_failure(r: Refusal, k: &Known<'_>, kid_still_held: Option
         (TokenKind::InitialAccess | TokenKind::RegistrationAccess, _) => Refusal::new(
             Reason::HmacTokenRejected,
             format!(
-                "Keycloak could not verify the signature of this {}; its issuer and expiry are right. Only Keycloak holds the HMAC key, so the gateway cannot tell which of these happened: the token was altered, realm {}'s HMAC key {kid} that signed it was rotated away or deleted, or the token was signed by another realm or Keycloak server.",
+                "Keycloak could not verify the signature of this {} although its issuer and expiry are right: it was altered, realm {}'s HMAC key {kid} was rotated away or deleted, or another realm or Keycloak signed it.",
                 k.identity.kind.noun(),
                 k.route.realm
             ),

@@ -138,6 +138,7 @@ pub fn check_claims(
             format!("The bearer token's aud does not include any of {:?}.", rs.audiences),
         )
         .detail("aud", serde_json::to_value(&c.aud).unwrap_or_default())
+        .detail("azp", c.azp.clone().unwrap_or_default())
         .detail("expected_audiences", rs.audiences.clone()));
     }
     if !rs.azp.is_empty() && !c.azp.as_ref().is_some_and(|azp| rs.azp.contains(azp)) {
