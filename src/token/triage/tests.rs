@@ -170,3 +170,18 @@ fn dates() {
     assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
     assert_eq!(rfc3339(1_795_837_643), "2026-11-28T03:47:23Z");
 }
+
+#[test]
+fn a_token_without_iss_is_told_apart_from_a_wrong_one() {
+    let accepted = vec![ISS.to_owned(), "http://gw/realms/demo".to_owned()];
+    assert!(check_issuer(Some("http://gw/realms/demo"), "demo", &accepted).is_ok());
+    for missing in [None, Some("")] {
+        let e = check_issuer(missing, "demo", &accepted).unwrap_err();
+        assert_eq!(e.reason, Reason::IssMissing);
+        assert!(!e.description.contains("``"), "{}", e.description);
+    }
+    let e = check_issuer(Some("http://other/realms/demo"), "demo", &accepted).unwrap_err();
+    assert_eq!(e.reason, Reason::IssuerMismatch);
+    assert!(e.description.contains(ISS) && e.description.contains("http://gw/realms/demo"), "{}", e.description);
+    assert_eq!(e.details["accepted_issuers"], serde_json::json!(accepted));
+}
