@@ -1510,6 +1510,7 @@ async fn rotation_after_start_after_a_refresh_and_a_realm_created_after_start() 
 
 /// The gateway's anonymous mode: the registrar service account of realm `demo` as its credential.
 const ANONYMOUS: &str = r#"
+version = 1
 [realms.demo]
 providers = ["openid-connect"]
 [realms.demo.anonymous]
