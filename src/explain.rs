@@ -215,7 +215,9 @@ fn explain_issuers(settings: &crate::config::Settings, realm: &str, token: &str)
     let own = crate::token::claims::decode(token)
         .ok()
         .and_then(|d| d.claims.iss)
-        .filter(|i| i.ends_with(&format!("/realms/{realm}")) && (i.starts_with("http://") || i.starts_with("https://")));
+        .filter(|i| {
+            i.ends_with(&format!("/realms/{realm}")) && (i.starts_with("http://") || i.starts_with("https://"))
+        });
     if let Some(own) = own.filter(|o| !settings.issuer_pinned(realm) && !out.contains(o)) {
         out.push(own);
     }

@@ -365,7 +365,14 @@ mod tests {
         for &reason in Reason::ALL {
             let mut r = Refusal::new(reason, "Something specific.");
             for key in required_details(reason) {
-                r = r.detail(key, if *key == "realm" { "demo".to_owned() } else { format!("sample-{key}") });
+                r = r.detail(
+                    key,
+                    if *key == "realm" {
+                        "demo".to_owned()
+                    } else {
+                        format!("sample-{key}")
+                    },
+                );
             }
             let h = hint(&r, &ctx);
             assert!(h.len() > 40, "{}: hint too short: {h}", reason.code());

@@ -702,7 +702,9 @@ fn example_texts(code: &str, v: &Value, reason: Reason) -> (String, String) {
     let text = |k: &str| details.get(k).and_then(Value::as_str);
     let mut r = Refusal::new(reason, v["error_description"].as_str().unwrap_or_default());
     for (k, val) in &details {
-        if !["realm", "operation", "provider", "token_kind", "rule"].contains(&k.as_str()) || k == "realm" && code.starts_with("realm_quota") {
+        if !["realm", "operation", "provider", "token_kind", "rule"].contains(&k.as_str())
+            || k == "realm" && code.starts_with("realm_quota")
+        {
             r = r.detail(k, val.clone());
         }
     }
@@ -752,30 +754,51 @@ fn errors_md_examples_name_the_fix_and_match_the_code() {
     let mut out = md.clone();
     let mut failures = Vec::new();
     for s in code_sections(&md) {
-        let Some(&reason) = by_code.get(s.code.as_str()) else { continue };
+        let Some(&reason) = by_code.get(s.code.as_str()) else {
+            continue;
+        };
         for b in s.blocks.iter().filter(|b| b.lang == "json") {
-            let Ok(v) = serde_json::from_str::<Value>(&b.text) else { continue };
+            let Ok(v) = serde_json::from_str::<Value>(&b.text) else {
+                continue;
+            };
             let desc = v["error_description"].as_str().unwrap_or_default();
             let hint = v["hint"].as_str().unwrap_or_default();
             let (want_desc, want_hint) = example_texts(&s.code, &v, reason);
             if bless {
                 let q = |x: &str| serde_json::to_string(x).unwrap();
-                out = out.replacen(&format!("\"error_description\": {}", q(desc)), &format!("\"error_description\": {}", q(&want_desc)), 1);
-                out = out.replacen(&format!("\"hint\": {}", q(hint)), &format!("\"hint\": {}", q(&want_hint)), 1);
+                out = out.replacen(
+                    &format!("\"error_description\": {}", q(desc)),
+                    &format!("\"error_description\": {}", q(&want_desc)),
+                    1,
+                );
+                out = out.replacen(
+                    &format!("\"hint\": {}", q(hint)),
+                    &format!("\"hint\": {}", q(&want_hint)),
+                    1,
+                );
                 continue;
             }
             if !names_action(desc) || sentences(desc) > 2 {
-                failures.push(format!("{}: error_description does not name the fix in one or two sentences: {desc}", s.code));
+                failures.push(format!(
+                    "{}: error_description does not name the fix in one or two sentences: {desc}",
+                    s.code
+                ));
             }
             if desc != want_desc {
-                failures.push(format!("{}: error_description\n  docs: {desc}\n  code: {want_desc}", s.code));
+                failures.push(format!(
+                    "{}: error_description\n  docs: {desc}\n  code: {want_desc}",
+                    s.code
+                ));
             }
             if hint != want_hint {
                 failures.push(format!("{}: hint\n  docs: {hint}\n  code: {want_hint}", s.code));
             }
             for t in [desc, hint] {
                 if t.contains("(not known)") {
-                    failures.push(format!("{}: a detail the text reads is missing from the example: {t}", s.code));
+                    failures.push(format!(
+                        "{}: a detail the text reads is missing from the example: {t}",
+                        s.code
+                    ));
                 }
             }
         }
@@ -784,5 +807,10 @@ fn errors_md_examples_name_the_fix_and_match_the_code() {
         std::fs::write(&path, out).unwrap();
         return;
     }
-    assert!(failures.is_empty(), "{} (DCR_DOCS_BLESS=1 rewrites them)\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} (DCR_DOCS_BLESS=1 rewrites them)\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -1653,7 +1653,11 @@ async fn issuer_through_the_gateway_with_the_default_public_url() {
     // A service-account token obtained through the gateway carries the gateway's host.
     let token = client_token(&ip.base, "demo", "registrar", "registrar-secret").await;
     let iss = jwt_payload(&token)["iss"].as_str().unwrap().to_owned();
-    assert_eq!(iss, format!("{}/realms/demo", ip.base), "Keycloak follows the forwarded host");
+    assert_eq!(
+        iss,
+        format!("{}/realms/demo", ip.base),
+        "Keycloak follows the forwarded host"
+    );
     let a = call("POST", &url, Some(&token), Some(&body())).await;
     assert_eq!(a.status, 201, "{}", String::from_utf8_lossy(&a.body));
     // So does an initial access token created through the gateway.
@@ -1665,7 +1669,11 @@ async fn issuer_through_the_gateway_with_the_default_public_url() {
     // A token minted at Keycloak's own address has the configured issuer (public_url), so the
     // gateway lets it through; Keycloak refuses it for this host, and the rewrite says why.
     let direct = client_token(&e.kc, "demo", "registrar", "registrar-secret").await;
-    let v = refused(&call("POST", &url, Some(&direct), Some(&body())).await, 401, "issuer_mismatch");
+    let v = refused(
+        &call("POST", &url, Some(&direct), Some(&body())).await,
+        401,
+        "issuer_mismatch",
+    );
     assert_eq!(v["upstream"]["body"]["error_description"], "Failed decode token", "{v}");
     assert!(v["error_description"].as_str().unwrap().contains(&iss), "{v}");
 }
@@ -1693,16 +1701,33 @@ async fn a_deleted_clients_registration_token_is_told_from_a_rotated_one() {
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
     let rat2 = a.json()["registration_access_token"].as_str().unwrap().to_owned();
     // Rotated: the client is there, the token is not its current one.
-    let rotated = refused(&call("GET", &url, Some(&rat1), None).await, 401, "registration_token_invalid");
-    assert!(rotated["error_description"].as_str().unwrap().contains("still exists"), "{rotated}");
+    let rotated = refused(
+        &call("GET", &url, Some(&rat1), None).await,
+        401,
+        "registration_token_invalid",
+    );
+    assert!(
+        rotated["error_description"].as_str().unwrap().contains("still exists"),
+        "{rotated}"
+    );
     assert_eq!(call("DELETE", &url, Some(&rat2), None).await.status, 204);
     // Deleted: Keycloak answers exactly as for the rotated token; the gateway tells them apart.
     for (method, body) in [("GET", None), ("PUT", Some(&update)), ("DELETE", None)] {
-        let v = refused(&call(method, &url, Some(&rat2), body).await, 401, "registration_client_gone");
+        let v = refused(
+            &call(method, &url, Some(&rat2), body).await,
+            401,
+            "registration_client_gone",
+        );
         let kc = v["upstream"]["body"]["error_description"].as_str().unwrap();
-        assert!(kc.starts_with("Not authorized to"), "{method}: Keycloak's own answer: {v}");
+        assert!(
+            kc.starts_with("Not authorized to"),
+            "{method}: Keycloak's own answer: {v}"
+        );
         let d = v["error_description"].as_str().unwrap();
-        assert!(d.contains(&id) && d.contains("no longer exists") && !d.contains("replaced"), "{d}");
+        assert!(
+            d.contains(&id) && d.contains("no longer exists") && !d.contains("replaced"),
+            "{d}"
+        );
     }
 }
 
@@ -1718,7 +1743,10 @@ async fn text_plain_and_an_unknown_origin_are_explained() {
     let a = call_with("POST", &url, &iat, &[("content-type", "text/plain")], &body).await;
     let v = refused(&a, 415, "content_type_unsupported");
     assert_eq!(v["details"]["content_type"], "text/plain", "{v}");
-    assert!(v["error_description"].as_str().unwrap().contains("application/json"), "{v}");
+    assert!(
+        v["error_description"].as_str().unwrap().contains("application/json"),
+        "{v}"
+    );
     assert_eq!(admin.clients_named("demo", &name).await, 0);
     // Keycloak 26.5+ checks a browser Origin against the credential's allowed web origins.
     let name = unique("origin");

@@ -368,11 +368,20 @@ mod tests {
     fn issuer_is_one_url_or_a_list() {
         let one = parse("[realms.demo]\nissuer = \"https://sso.example.com/realms/demo\"\n").unwrap();
         assert_eq!(one.issuers_for("demo"), ["https://sso.example.com/realms/demo"]);
-        let two = parse("[realms.demo]\nissuer = [\"https://a/realms/demo\", \"http://b:8080/realms/demo\"]\n").unwrap();
-        assert_eq!(two.issuers_for("demo"), ["https://a/realms/demo", "http://b:8080/realms/demo"]);
+        let two =
+            parse("[realms.demo]\nissuer = [\"https://a/realms/demo\", \"http://b:8080/realms/demo\"]\n").unwrap();
+        assert_eq!(
+            two.issuers_for("demo"),
+            ["https://a/realms/demo", "http://b:8080/realms/demo"]
+        );
         assert_eq!(two.issuer_for("demo"), "https://a/realms/demo");
         assert_eq!(two.issuers_for("other"), ["http://127.0.0.1:8080/realms/other"]);
-        for bad in ["issuer = []", "issuer = \"sso/realms/demo\"", "issuer = [\"https://a/realms/demo/\"]", "issuer = 3"] {
+        for bad in [
+            "issuer = []",
+            "issuer = \"sso/realms/demo\"",
+            "issuer = [\"https://a/realms/demo/\"]",
+            "issuer = 3",
+        ] {
             assert!(parse(&format!("[realms.demo]\n{bad}\n")).is_err(), "{bad}");
         }
     }

@@ -9,9 +9,40 @@ use crate::token::TokenKind;
 
 /// The imperative verbs a description may name its action with.
 pub const ACTION_VERBS: &[&str] = &[
-    "add", "ask", "assign", "authenticate", "call", "change", "check", "choose", "create", "delete", "enable",
-    "give", "keep", "leave", "list", "make", "mint", "pin", "read", "register", "remove", "repeat", "report",
-    "request", "retry", "send", "set", "start", "synchronise", "try", "turn", "use", "wait", "write",
+    "add",
+    "ask",
+    "assign",
+    "authenticate",
+    "call",
+    "change",
+    "check",
+    "choose",
+    "create",
+    "delete",
+    "enable",
+    "give",
+    "keep",
+    "leave",
+    "list",
+    "make",
+    "mint",
+    "pin",
+    "read",
+    "register",
+    "remove",
+    "repeat",
+    "report",
+    "request",
+    "retry",
+    "send",
+    "set",
+    "start",
+    "synchronise",
+    "try",
+    "turn",
+    "use",
+    "wait",
+    "write",
 ];
 
 /// Whether `text` names an action: a verb of [`ACTION_VERBS`] that opens a sentence or a clause
@@ -36,7 +67,8 @@ pub fn names_action(text: &str) -> bool {
             .take_while(char::is_ascii_alphabetic)
             .collect::<String>()
             .to_ascii_lowercase();
-        let opens = prev.ends_with(['.', ':', ';', ',', '(']) || ["then", "or", "and", "either", "first"].contains(&prev);
+        let opens =
+            prev.ends_with(['.', ':', ';', ',', '(']) || ["then", "or", "and", "either", "first"].contains(&prev);
         if opens && ACTION_VERBS.contains(&word.as_str()) {
             return true;
         }
@@ -68,7 +100,14 @@ pub fn sentences(text: &str) -> usize {
         if in_code || !matches!(c, '.' | '!' | '?') {
             continue;
         }
-        let before: String = chars[..i].iter().rev().take(4).collect::<String>().chars().rev().collect();
+        let before: String = chars[..i]
+            .iter()
+            .rev()
+            .take(4)
+            .collect::<String>()
+            .chars()
+            .rev()
+            .collect();
         if before.ends_with("e.g") || before.ends_with("i.e") || before.ends_with("etc") {
             continue;
         }
@@ -294,7 +333,9 @@ fn missing_role(r: &Refusal, c: &HintCtx<'_>, m: &str, role: &str) -> String {
     .unwrap_or_else(|| format!("{m}/{role}"));
     let azp = c.azp.unwrap_or("the token's client");
     match c.username.filter(|u| !u.starts_with("service-account-")) {
-        Some(user) => format!("Assign {needed} to user '{user}' (Users → {user} → Role mapping), then request a new token."),
+        Some(user) => {
+            format!("Assign {needed} to user '{user}' (Users → {user} → Role mapping), then request a new token.")
+        }
         None => format!("Assign {needed} under Clients → {azp} → Service account roles, then request a new token."),
     }
 }

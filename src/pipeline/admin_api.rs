@@ -148,9 +148,8 @@ async fn decide(
 /// Verifies the caller's bearer token against its own realm: the path's, or `master`.
 async fn caller(app: &App, ctx: &Ctx, realm: &str, req: &Request<Body>) -> Result<Identity, Refusal> {
     let headers = req.headers();
-    let accepted = |r: &str| {
-        crate::pipeline::upstream::accepted_issuers(req, &app.settings, ctx.conn.peer.ip(), ctx.conn.tls, r)
-    };
+    let accepted =
+        |r: &str| crate::pipeline::upstream::accepted_issuers(req, &app.settings, ctx.conn.peer.ip(), ctx.conn.tls, r);
     let need_bearer = |why: &str| {
         Refusal::new(
             Reason::AdminWriteRefused,

@@ -304,7 +304,12 @@ pub mod probe;
 
 /// The refusal of a registration access token whose client Keycloak no longer knows.
 pub fn client_gone(r: Refusal, realm: &str) -> Refusal {
-    let client = r.details.get("client_id").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let client = r
+        .details
+        .get("client_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     let mut gone = Refusal::new(
         Reason::RegistrationClientGone,
         format!("Client `{client}` no longer exists in realm {realm} (it was deleted, or it is disabled), so its registration access token is void."),
@@ -316,7 +321,12 @@ pub fn client_gone(r: Refusal, realm: &str) -> Refusal {
 
 /// The refusal of a registration access token whose client still exists: rotated or foreign.
 pub fn client_kept(mut r: Refusal) -> Refusal {
-    let client = r.details.get("client_id").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let client = r
+        .details
+        .get("client_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     r.description = format!(
         "Keycloak refused this registration access token for client `{client}`, which still exists: the token was replaced by a newer one (every update rotates it) or belongs to another client."
     );

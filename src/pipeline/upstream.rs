@@ -275,7 +275,10 @@ pub fn arrival_issuers<B>(req: &Request<B>, settings: &Settings, peer: IpAddr, t
         .then(|| first("x-forwarded-proto"))
         .flatten()
         .unwrap_or_else(|| if tls { "https" } else { "http" }.to_owned());
-    let mut host = trusted.then(|| first("x-forwarded-host")).flatten().or_else(|| client.clone());
+    let mut host = trusted
+        .then(|| first("x-forwarded-host"))
+        .flatten()
+        .or_else(|| client.clone());
     if let (Some(h), Some(port)) = (host.as_mut(), trusted.then(|| first("x-forwarded-port")).flatten()) {
         *h = format!("{}:{port}", strip_port(h));
     }

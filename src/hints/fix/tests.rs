@@ -88,7 +88,10 @@ fn a_description_that_names_its_fix_is_kept() {
         Reason::AnonymousNotAllowed,
         "Anonymous registration is not enabled in realm demo: register with an initial access token.",
     );
-    assert_eq!(describe(&r, &ctx(TokenKind::Anonymous, Operation::Create)), r.description);
+    assert_eq!(
+        describe(&r, &ctx(TokenKind::Anonymous, Operation::Create)),
+        r.description
+    );
 }
 
 #[test]

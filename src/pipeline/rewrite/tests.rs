@@ -353,7 +353,7 @@ fn failed_decode_is_told_apart() {
             identity: &who,
             metadata: None,
             sent: &crate::pipeline::ctx::Sent::default(),
-        seen_issuer: SEEN,
+            seen_issuer: SEEN,
         };
         assert_eq!(diagnose_decode_failure(base.clone(), &k, held).reason, want);
     }

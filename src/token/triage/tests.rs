@@ -182,6 +182,10 @@ fn a_token_without_iss_is_told_apart_from_a_wrong_one() {
     }
     let e = check_issuer(Some("http://other/realms/demo"), "demo", &accepted).unwrap_err();
     assert_eq!(e.reason, Reason::IssuerMismatch);
-    assert!(e.description.contains(ISS) && e.description.contains("http://gw/realms/demo"), "{}", e.description);
+    assert!(
+        e.description.contains(ISS) && e.description.contains("http://gw/realms/demo"),
+        "{}",
+        e.description
+    );
     assert_eq!(e.details["accepted_issuers"], serde_json::json!(accepted));
 }

@@ -54,12 +54,29 @@ fn claim_rules() {
     );
     // expired beyond leeway vs. within leeway
     assert_eq!(
-        check_claims(&claims(json!({"iss": ISS, "exp": t - 31})), "demo", &accepted(), &rs, 30, t)
-            .unwrap_err()
-            .reason,
+        check_claims(
+            &claims(json!({"iss": ISS, "exp": t - 31})),
+            "demo",
+            &accepted(),
+            &rs,
+            30,
+            t
+        )
+        .unwrap_err()
+        .reason,
         Reason::TokenExpired
     );
-    assert!(check_claims(&claims(json!({"iss": ISS, "exp": t - 29})), "demo", &accepted(), &rs, 30, t).is_ok());
+    assert!(
+        check_claims(
+            &claims(json!({"iss": ISS, "exp": t - 29})),
+            "demo",
+            &accepted(),
+            &rs,
+            30,
+            t
+        )
+        .is_ok()
+    );
     // nbf and iat in the future
     assert_eq!(
         check_claims(
@@ -115,7 +132,15 @@ fn extreme_time_claims_do_not_overflow() {
         )
         .is_ok()
     );
-    let e = check_claims(&claims(json!({"iss": ISS, "exp": i64::MIN})), "demo", &accepted(), &rs, 30, t).unwrap_err();
+    let e = check_claims(
+        &claims(json!({"iss": ISS, "exp": i64::MIN})),
+        "demo",
+        &accepted(),
+        &rs,
+        30,
+        t,
+    )
+    .unwrap_err();
     assert_eq!(e.reason, Reason::TokenExpired);
     assert_eq!(
         check_claims(
@@ -144,12 +169,16 @@ fn audience_and_azp() {
     assert!(check_claims(&good, "demo", &accepted(), &rs, 0, t).is_ok());
     let bad_aud = claims(json!({"iss": ISS, "exp": t + 60, "aud": "account", "azp": "registrar"}));
     assert_eq!(
-        check_claims(&bad_aud, "demo", &accepted(), &rs, 0, t).unwrap_err().reason,
+        check_claims(&bad_aud, "demo", &accepted(), &rs, 0, t)
+            .unwrap_err()
+            .reason,
         Reason::AudienceMismatch
     );
     let bad_azp = claims(json!({"iss": ISS, "exp": t + 60, "aud": "registrar-api", "azp": "evil"}));
     assert_eq!(
-        check_claims(&bad_azp, "demo", &accepted(), &rs, 0, t).unwrap_err().reason,
+        check_claims(&bad_azp, "demo", &accepted(), &rs, 0, t)
+            .unwrap_err()
+            .reason,
         Reason::AzpMismatch
     );
 }
