@@ -90,7 +90,7 @@ pub async fn start(settings: Settings) -> Result<Gateway, StartError> {
     for realm in app.verifier.jwks.named() {
         let issuers = app.settings.issuers_for(&realm).join(", ");
         if app.settings.issuer_pinned(&realm) {
-            tracing::info!(realm = %realm, issuers = %issuers, "realm {realm}: tokens must carry issuer {issuers} ([realms.{realm}] issuer)");
+            tracing::info!(realm = %realm, issuers = %issuers, "realm {realm}: tokens must carry one of the issuers {issuers} ([realms.{realm}] issuer)");
         } else {
             tracing::info!(realm = %realm, issuers = %issuers, "realm {realm}: tokens must carry issuer {issuers}, or the issuer Keycloak derives from the scheme and host each request arrives with (set [realms.{realm}] issuer to pin it)");
         }
