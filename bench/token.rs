@@ -45,10 +45,10 @@ fn triage_bench(c: &mut Criterion) {
     let r = route();
     let t = now();
     c.bench_function("triage/bearer", |b| {
-        b.iter(|| triage(Presented::Bearer(black_box(&bearer)), &r, ISS, 30, t).unwrap())
+        b.iter(|| triage(Presented::Bearer(black_box(&bearer)), &r, &[ISS.to_owned()], 30, t).unwrap())
     });
     c.bench_function("triage/initial_access", |b| {
-        b.iter(|| triage(Presented::Bearer(black_box(&iat)), &r, ISS, 30, t).unwrap())
+        b.iter(|| triage(Presented::Bearer(black_box(&iat)), &r, &[ISS.to_owned()], 30, t).unwrap())
     });
 }
 
@@ -66,7 +66,7 @@ fn signature_bench(c: &mut Criterion) {
             b.iter(|| {
                 let d = decode(black_box(&token)).unwrap();
                 let alg = check_alg(&d.header.alg, &allowed).unwrap();
-                check_claims(&d.claims, "demo", ISS, &rs, 30, now()).unwrap();
+                check_claims(&d.claims, "demo", &[ISS.to_owned()], &rs, 30, now()).unwrap();
                 check_signature(&token, &d, &parsed, alg).unwrap();
             })
         });
@@ -114,11 +114,12 @@ fn authenticate_bench(c: &mut Criterion) {
     let mut headers = HeaderMap::new();
     headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
     let r = route();
+    let accepted = [ISS.to_owned()];
     for (name, capacity) in [("authenticate/RS256_no_cache", 0), ("authenticate/RS256_cached", 1000)] {
         let v = verifier(&rt, &key, capacity);
-        rt.block_on(v.authenticate(&r, &headers)).unwrap();
+        rt.block_on(v.authenticate(&r, &headers, &[ISS.to_owned()])).unwrap();
         c.bench_function(name, |b| {
-            b.iter(|| rt.block_on(v.authenticate(black_box(&r), &headers)).unwrap())
+            b.iter(|| rt.block_on(v.authenticate(black_box(&r), &headers, &accepted)).unwrap())
         });
     }
 }

@@ -105,7 +105,7 @@ pub fn run(a: &ExplainArgs, out: &mut String) -> Result<bool, Usage> {
         client_id: None,
         operation: op,
     };
-    let issuer = settings.issuer_for(&a.realm);
+    let issuer = explain_issuers(&settings, &a.realm, &token);
     let leeway = i64::try_from(settings.jwt.leeway.as_secs()).unwrap_or(0);
     let now = crate::token::now();
     let metadata = match (&body, Dialect::of(&a.provider)) {
@@ -207,7 +207,25 @@ pub fn run(a: &ExplainArgs, out: &mut String) -> Result<bool, Usage> {
     }
 }
 
-fn describe_token(out: &mut String, kind: TokenKind, d: &Decoded, issuer: &str, now: i64) {
+/// The issuers the gateway would accept: the configured ones and, unless `[realms.R] issuer`
+/// pins them, the token's own when it names this realm (the gateway accepts the issuer Keycloak
+/// derives from the host a request arrives at; `explain` has no request to derive it from).
+fn explain_issuers(settings: &crate::config::Settings, realm: &str, token: &str) -> Vec<String> {
+    let mut out = settings.issuers_for(realm);
+    let own = crate::token::claims::decode(token)
+        .ok()
+        .and_then(|d| d.claims.iss)
+        .filter(|i| {
+            i.ends_with(&format!("/realms/{realm}")) && (i.starts_with("http://") || i.starts_with("https://"))
+        });
+    if let Some(own) = own.filter(|o| !settings.issuer_pinned(realm) && !out.contains(o)) {
+        out.push(own);
+    }
+    out
+}
+
+fn describe_token(out: &mut String, kind: TokenKind, d: &Decoded, issuers: &[String], now: i64) {
+    let issuer = issuers.first().map(String::as_str).unwrap_or("-");
     let c: &Claims = &d.claims;
     let _ = writeln!(
         out,
@@ -217,8 +235,12 @@ fn describe_token(out: &mut String, kind: TokenKind, d: &Decoded, issuer: &str, 
         d.header.kid.as_deref().unwrap_or("-")
     );
     let iss = c.iss.as_deref().unwrap_or("-");
-    let mark = if iss == issuer { "matches" } else { "DIFFERS from" };
-    let _ = writeln!(out, "issuer:     {iss} ({mark} the expected {issuer})");
+    let mark = match issuers.iter().position(|i| i == iss) {
+        Some(0) => "matches the configured issuer".to_owned(),
+        Some(_) => format!("accepted when the request arrives at that host; configured: {issuer}"),
+        None => format!("DIFFERS from the expected {}", issuers.join(" or ")),
+    };
+    let _ = writeln!(out, "issuer:     {iss} ({mark})");
     match c.exp {
         Some(0) => {
             let _ = writeln!(out, "expires:    never (exp 0)");

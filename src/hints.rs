@@ -7,6 +7,20 @@ use crate::error::{Reason, Refusal, RuleId};
 use crate::route::Operation;
 use crate::token::TokenKind;
 
+mod fix;
+pub use fix::{ACTION_VERBS, describe, fix, names_action, required_details, sentences};
+
+thread_local! {
+    /// Detail keys a hint or description asked for that the refusal lacked (checked by tests
+    /// and, in debug builds, by `respond` for each reason's required keys).
+    static MISSING: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Takes the detail keys read since the last call that the refusal did not have.
+pub fn take_missing() -> Vec<String> {
+    MISSING.with(|m| std::mem::take(&mut *m.borrow_mut()))
+}
+
 /// What the gateway knows when it writes a hint.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HintCtx<'a> {
@@ -41,7 +55,10 @@ fn ds(r: &Refusal, key: &str) -> String {
             .collect::<Vec<_>>()
             .join(", "),
         Some(v) => v.to_string(),
-        None => format!("<{key}>"),
+        None => {
+            MISSING.with(|m| m.borrow_mut().push(key.to_owned()));
+            "(not known)".to_owned()
+        }
     }
 }
 
@@ -83,7 +100,7 @@ pub fn hint(r: &Refusal, c: &HintCtx<'_>) -> String {
     let m = mgmt(realm);
     let role = role_for(c.operation);
     match r.reason {
-        Reason::PathMalformed if ds(r, "area") == "admin" => format!("Write the admin API path plainly, as {} (literal lower-case segments, no encoded or doubled slashes, dot segments, ;parameters or trailing slash).", ds(r, "expected")),
+        Reason::PathMalformed if d(r, "area").and_then(Value::as_str) == Some("admin") => format!("Write the admin API path plainly{} (literal lower-case segments, no encoded or doubled slashes, dot segments, ;parameters or trailing slash).", d(r, "expected").and_then(Value::as_str).map(|e| format!(", as {e}")).unwrap_or_default()),
         Reason::PathMalformed => format!("Send registration requests to {public}/realms/<realm>/clients-registrations/<provider>[/<clientId>] written plainly: no encoded slashes, dot segments, empty segments, backslashes or ;parameters."),
         Reason::RouteRefused => "This gateway serves only Keycloak's client-registration endpoint (other_paths = \"refuse\"); send other Keycloak traffic to Keycloak's own address.".into(),
         Reason::MethodNotAllowed => format!("Create with POST on …/clients-registrations/<provider>; read, update and delete with GET, PUT and DELETE on …/clients-registrations/<provider>/<clientId>. Allowed here: {}.", ds(r, "allowed")),
@@ -110,10 +127,11 @@ pub fn hint(r: &Refusal, c: &HintCtx<'_>) -> String {
         Reason::TokenKindMismatch => format!("Create clients with an initial access token or a service-account token that has {m}/create-client. {}", new_iat(realm, public)),
         Reason::HmacAlgorithmExpected => format!("Send the token exactly as Keycloak issued it. If in doubt: {}", new_iat(realm, public)),
         Reason::IssuerMismatch => format!(
-            "The token was issued as `{}` but realm {realm} at this gateway expects `{}`. Keycloak writes the host it was reached through into each token: request tokens (and initial access tokens) through {public}, the URL clients use, or pin Keycloak's hostname with KC_HOSTNAME={public} so every token carries the same issuer. If the gateway's own public URL is wrong, start it with --public-url <URL> (or set [realms.{realm}] issuer in its config).",
+            "The token was issued as `{}` but realm {realm} at this gateway accepts {}. Keycloak writes the scheme and host it was reached through into each token, and the gateway accepts the issuer Keycloak derives from the scheme and host this request arrived with: request the token (or the initial access token) through the same gateway URL you register through, or pin Keycloak's hostname (KC_HOSTNAME) so every token carries one issuer. Operators: list every issuer clients may present under [realms.{realm}] issuer = [\"…\"] in the gateway config, or set --public-url.",
             ds(r, "token_issuer"),
-            ds(r, "expected_issuer")
+            d(r, "accepted_issuers").map_or_else(|| format!("`{}`", ds(r, "expected_issuer")), |_| ds(r, "accepted_issuers"))
         ),
+        Reason::IssMissing => format!("Keycloak sets iss on every token it issues, so this token was not issued by realm {realm}'s token endpoint ({public}/realms/{realm}/protocol/openid-connect/token) or was edited. Request a token there and send it unchanged."),
         Reason::TokenExpired if matches!(c.kind, Some(TokenKind::InitialAccess)) => new_iat(realm, public),
         Reason::TokenExpired => format!("Request a new token ({public}/realms/{realm}/protocol/openid-connect/token) and retry. Tokens live as long as the realm's Access Token Lifespan (admin console → Realm settings → Tokens)."),
         Reason::TokenNotYetValid | Reason::TokenIssuedInFuture => "Synchronise the clocks of Keycloak, the gateway and the client (NTP). The gateway allows the skew set by [jwt] leeway (30s by default).".into(),
@@ -125,13 +143,13 @@ pub fn hint(r: &Refusal, c: &HintCtx<'_>) -> String {
         Reason::KidUnknown => format!(
             "The key that signed this token ({}) is not in realm {realm}'s keys ({}). If the realm's keys were rotated and the old key provider deleted or disabled (Realm settings → Keys → Providers), request a new token: it will carry the new kid. If the token is from another realm or Keycloak, use one from realm {realm}.",
             ds(r, "kid"),
-            ds(r, "jwks_uri")
+            d(r, "jwks_uri").and_then(Value::as_str).unwrap_or("Realm settings → Keys")
         ),
         Reason::KeyUnusable | Reason::SignatureInvalid => format!("The token was altered or signed by another key. Request a new token from {public}/realms/{realm}/protocol/openid-connect/token and send it unchanged."),
         Reason::AudienceMismatch => format!("Add an audience mapper: admin console → Clients → {azp} → Client scopes → {azp}-dedicated → Add mapper → By configuration → Audience → Included Client Audience = {}. Then request a new token.", ds(r, "expected_audiences")),
         Reason::AzpMismatch => format!("Use a token issued to one of {}, or add '{azp}' to azp under [realms.{realm}] in the gateway config.", ds(r, "expected_azp")),
         Reason::JwksUnavailable => format!("Check that Keycloak answers at {} from the gateway (last error: {}). The gateway retries in the background, and /readyz on its admin port lists realms whose keys are missing.", ds(r, "jwks_uri"), ds(r, "last_error")),
-        Reason::ProviderNotAllowed => format!("Use one of the allowed providers ({}), e.g. POST {public}/realms/{realm}/clients-registrations/openid-connect. To allow `{}`, add it to `providers` in {rule} of the policy.", ds(r, "allowed_providers"), ds(r, "provider")),
+        Reason::ProviderNotAllowed => format!("Use one of the allowed providers ({}), e.g. POST {public}/realms/{realm}/clients-registrations/openid-connect. To allow `{}`, add it to `providers` in {rule} of the policy.", ds(r, "allowed_providers"), c.provider.unwrap_or("that provider")),
         Reason::AnonymousNotAllowed => format!("Authenticate the request. Either: 1. {} 2. Or use a service account: Clients → <client> → Service account roles → Assign role → filter by clients → {m} → {role}, then send its client_credentials token. To let RFC 7591 and MCP clients register without a credential, enable the gateway's anonymous mode: [realms.{realm}.anonymous] in the policy and a [realms.{realm}.registrar] credential in the gateway config (Keycloak's Trusted Hosts stays closed).", new_iat(realm, public)),
         Reason::TokenKindNotAllowed => format!("The policy allows {} to {op} clients in realm {realm} ({rule}); use one of those, or change that rule.", ds(r, "allowed_token_kinds")),
         Reason::MissingRole => missing_role(r, c, realm, m),
@@ -163,9 +181,9 @@ pub fn hint(r: &Refusal, c: &HintCtx<'_>) -> String {
             match d(r, "allowed_hosts") { Some(_) => format!(" among {}", ds(r, "allowed_hosts")), None => String::new() }
         ),
         Reason::ClientIdPattern | Reason::ClientNamePattern => format!("Choose a {} that matches {} (rule {rule}).", ds(r, "field"), ds(r, "pattern")),
-        Reason::AdminWriteRefused => format!("Make this change in the admin console (its user sessions are forwarded), through the registration endpoint (…/clients-registrations/default, under the same rules), or have the policy allow it: `{}` in the realm's [admin_api] (`allow = [\"{}\"]`, or `writes = \"forward\"`).", rule, ds(r, "admin_write")),
+        Reason::AdminWriteRefused => format!("Make this change in the admin console (its user sessions are forwarded), through the registration endpoint (…/clients-registrations/default, under the same rules), or have the policy allow it: `{}` in the realm's [admin_api] (`allow = [\"{}\"]`, or `writes = \"forward\"`).", rule, d(r, "admin_write").and_then(Value::as_str).unwrap_or("METHOD /path")),
         Reason::QuotaExceeded => format!("Wait {}s (Retry-After) before creating more clients: the quota is {} creates per {}s per caller ({rule}).", r.retry_after.unwrap_or(1), ds(r, "creates"), ds(r, "window_seconds")),
-        Reason::RealmQuotaExceeded => format!("Wait {}s (Retry-After) before creating more clients: realm {} allows {} creates per {}s across all callers ({rule}).", r.retry_after.unwrap_or(1), ds(r, "realm"), ds(r, "realm_creates"), ds(r, "window_seconds")),
+        Reason::RealmQuotaExceeded => format!("Wait {}s (Retry-After) before creating more clients: realm {} allows {} creates per {}s across all callers ({rule}).", r.retry_after.unwrap_or(1), realm, ds(r, "realm_creates"), ds(r, "window_seconds")),
         Reason::ScopeMemberRefused => format!("Leave `scope` out of the registration body: in realm {realm} the client then gets the realm's default client scopes, and can ask for optional ones when it requests tokens ({rule})."),
         Reason::CorsOriginNotAllowed => format!("Call the registration endpoint from an allowed origin ({}), or ask the operator to add `{}` to `cors.origins` ({rule}).", ds(r, "allowed_origins"), ds(r, "origin")),
         Reason::RegistrarUnavailable => format!("Retry later. Operators: the gateway's own credential for realm {realm} ([realms.{realm}.registrar] in the gateway config) cannot be obtained; /readyz on the admin port says why."),
@@ -262,12 +280,11 @@ fn redirect_hint(r: &Refusal, rule: &str) -> String {
 
 fn keycloak_hint(r: &Refusal, c: &HintCtx<'_>, realm: &str, m: &str, role: &str) -> String {
     let public = c.public_url;
-    let client = ds(r, "client_id");
-    let client = if client.is_empty() {
-        "<client>".to_owned()
-    } else {
-        client
-    };
+    let client = d(r, "client_id")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("<client>")
+        .to_owned();
     match r.reason {
         Reason::TokenRevoked => format!("The gateway verified this token, yet Keycloak refused it: it was most likely revoked or its session ended (logout, admin 'Sign out', or revocation). Request a new token from {public}/realms/{realm}/protocol/openid-connect/token."),
         Reason::HmacTokenRejected => format!(
@@ -283,7 +300,16 @@ fn keycloak_hint(r: &Refusal, c: &HintCtx<'_>, realm: &str, m: &str, role: &str)
         Reason::InitialTokenExpired => new_iat(realm, public),
         Reason::InitialTokenWrongOperation => "Use the registration access token from the create response to read, update or delete the client.".into(),
         Reason::RegistrationTokenInvalid => format!(
-            "Keycloak rotates the registration access token on every update, so each one works once for PUT: use the `registration_access_token` (registrationAccessToken on default) from the latest create or update response of client {client}. A token from another client never works. Lost it? An admin can issue a new one: Clients → {client} → Credentials → Registration access token → Regenerate."
+            "Keycloak answers a rotated token, another client's token and a deleted client's token alike. Keycloak rotates the registration access token on every update, so each one works once for PUT: use the `registration_access_token` (registrationAccessToken on default) from the latest create or update response of client {client}. A token from another client never works. Lost it? An admin can issue a new one: Clients → {client} → Credentials → Registration access token → Regenerate."
+        ),
+        Reason::RegistrationClientGone => format!(
+            "The gateway asked Keycloak's token endpoint about client {client}, and realm {realm} does not know it (or has it disabled): it was deleted, through the registration endpoint (DELETE) or by an admin (Clients → {client} → Delete). Its registration access token cannot be renewed. Register the client again (POST …/clients-registrations/{} with an initial access token or a service-account token) and keep the new registration_access_token. If the client is only disabled, an admin can enable it again under Clients → {client}.",
+            c.provider.unwrap_or("openid-connect")
+        ),
+        Reason::ContentTypeUnsupported => format!("Keycloak's registration endpoint consumes only `application/json` (the openid-connect and default providers; saml2-entity-descriptor takes `application/xml`) and answers 415 to anything else, e.g. `text/plain` (curl -d without -H, or fetch with a string body). Send the header `Content-Type: application/json` with the JSON body, e.g. `curl -H 'Content-Type: application/json' -d @client.json {public}/realms/{realm}/clients-registrations/openid-connect`."),
+        Reason::OriginRejected => format!(
+            "Keycloak (26.5 and later) checks the Origin header of browser calls to the openid-connect provider and answers 403 `Invalid origin` when it is not allowed. Allowed are: the Web origins of the client the bearer token was issued to (Clients → <client> → Settings → Web origins), the allowed origins of the initial access token (webOrigins when it is created) or registration access token, and those of the 'Allowed Registration Web Origins' policy (Clients → Client registration). Add `{}` there, or call without an Origin header (from a server, not a browser).",
+            d(r, "origin").and_then(Value::as_str).unwrap_or("the origin")
         ),
         Reason::NotAuthorized => format!("Send the client's registration access token, or a bearer token whose service account has {m}/manage-clients ({m}/view-clients is enough to read)."),
         Reason::TrustedHostRejected => format!(
@@ -337,7 +363,17 @@ mod tests {
         };
         let generic = hint(&Refusal::new(Reason::KeycloakError, "x"), &ctx);
         for &reason in Reason::ALL {
-            let r = Refusal::new(reason, "Something specific.");
+            let mut r = Refusal::new(reason, "Something specific.");
+            for key in required_details(reason) {
+                r = r.detail(
+                    key,
+                    if *key == "realm" {
+                        "demo".to_owned()
+                    } else {
+                        format!("sample-{key}")
+                    },
+                );
+            }
             let h = hint(&r, &ctx);
             assert!(h.len() > 40, "{}: hint too short: {h}", reason.code());
             if reason != Reason::KeycloakError {

@@ -87,6 +87,14 @@ pub async fn start(settings: Settings) -> Result<Gateway, StartError> {
     })?;
     let proxy = tokio::spawn(server::serve(app.clone(), listener, tls, caps, rx));
     tracing::info!(listen = %addr, admin = %admin_addr, upstream = %app.settings.upstream, public_url = %app.settings.public_url, mode = ?app.settings.mode, open_files_limit = fds, "dcr-gateway serving");
+    for realm in app.verifier.jwks.named() {
+        let issuers = app.settings.issuers_for(&realm).join(", ");
+        if app.settings.issuer_pinned(&realm) {
+            tracing::info!(realm = %realm, issuers = %issuers, "realm {realm}: tokens must carry one of the issuers {issuers} ([realms.{realm}] issuer)");
+        } else {
+            tracing::info!(realm = %realm, issuers = %issuers, "realm {realm}: tokens must carry issuer {issuers}, or the issuer Keycloak derives from the scheme and host each request arrives with (set [realms.{realm}] issuer to pin it)");
+        }
+    }
     Ok(Gateway {
         addr,
         admin_addr,

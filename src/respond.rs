@@ -7,24 +7,51 @@ use http::{HeaderValue, Response, StatusCode};
 use serde_json::{Map, Value, json};
 
 use crate::error::{Reason, Refusal};
-use crate::hints::{HintCtx, hint};
+use crate::hints::{HintCtx, describe, hint, required_details, take_missing};
 use crate::net::{Body, full};
 
-/// Makes a string safe for an RFC 6750 quoted `error_description` (no `"` or `\`, ASCII only).
+/// Makes a string safe for an RFC 6750 quoted `error_description` (no `"` or `\`, ASCII only):
+/// arrows, ellipses, dashes and curly quotes get ASCII spellings, other characters become `?`.
 pub fn header_safe(s: &str) -> String {
-    let cleaned: String = s
-        .chars()
-        .map(|c| match c {
-            '"' => '\'',
-            '\\' => '/',
-            c if (' '..='~').contains(&c) => c,
-            _ => '?',
-        })
-        .collect();
-    match cleaned.char_indices().nth(300) {
+    let mut cleaned = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '"' | '\u{2018}' | '\u{2019}' | '\u{201c}' | '\u{201d}' => cleaned.push('\''),
+            '\\' => cleaned.push('/'),
+            '\u{2192}' => cleaned.push_str("->"),
+            '\u{2026}' => cleaned.push_str("..."),
+            '\u{2013}' | '\u{2014}' => cleaned.push('-'),
+            c if (' '..='~').contains(&c) => cleaned.push(c),
+            _ => cleaned.push('?'),
+        }
+    }
+    match cleaned.char_indices().nth(HEADER_DESCRIPTION_MAX) {
         Some((i, _)) => format!("{}...", &cleaned[..i]),
         None => cleaned,
     }
+}
+
+/// The longest `error_description` in a `WWW-Authenticate` challenge, in characters.
+pub const HEADER_DESCRIPTION_MAX: usize = 600;
+
+/// The `error_description` and `hint` of a refusal. In debug builds (tests) a detail key the
+/// reason requires (`hints::required_details`) that the refusal lacks is a panic: users would
+/// otherwise read "(not known)" where a fact belongs.
+pub fn texts(r: &Refusal, ctx: &HintCtx<'_>) -> (String, String) {
+    take_missing();
+    let description = describe(r, ctx);
+    let hint = hint(r, ctx);
+    let missing = take_missing();
+    let required: Vec<&String> = missing
+        .iter()
+        .filter(|k| required_details(r.reason).contains(&k.as_str()))
+        .collect();
+    debug_assert!(
+        required.is_empty(),
+        "refusal {} lacks required detail keys {required:?}",
+        r.reason.code()
+    );
+    (description, hint)
 }
 
 /// The JSON body of a refusal.
@@ -46,10 +73,11 @@ pub fn body_json(r: &Refusal, ctx: &HintCtx<'_>, request_id: &str) -> Value {
     if let Some(rule) = &r.rule {
         details.insert("rule".into(), rule.as_str().into());
     }
+    let (description, hint) = texts(r, ctx);
     let mut out = json!({
         "error": r.oauth_error(),
-        "error_description": r.description,
-        "hint": hint(r, ctx),
+        "error_description": description,
+        "hint": hint,
         "reason": r.reason.code(),
         "details": details,
         "request_id": request_id,
@@ -82,7 +110,7 @@ pub fn refusal(r: &Refusal, ctx: &HintCtx<'_>, request_id: &str) -> Response<Bod
         let mut challenge = format!(
             "Bearer error=\"{}\", error_description=\"{}\"",
             r.oauth_error(),
-            header_safe(&r.description)
+            header_safe(body["error_description"].as_str().unwrap_or_default())
         );
         if let Some(scope) = &r.scope {
             challenge.push_str(&format!(", scope=\"{}\"", header_safe(scope)));
@@ -144,6 +172,7 @@ mod tests {
     #[test]
     fn header_safety() {
         assert_eq!(header_safe("a \"b\" \\ é"), "a 'b' / ?");
-        assert!(header_safe(&"x".repeat(1000)).len() < 310);
+        assert!(header_safe(&"x".repeat(1000)).len() < HEADER_DESCRIPTION_MAX + 10);
+        assert_eq!(header_safe("Clients → a … b — c"), "Clients -> a ... b - c");
     }
 }

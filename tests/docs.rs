@@ -686,3 +686,131 @@ fn doctor_md_documents_every_flag_and_variable() {
         assert!(md.contains(&format!("`{v}`")), "docs/doctor.md does not document {v}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// docs/errors.md examples: the description names the fix; description and hint are the code's
+// ---------------------------------------------------------------------------------------------
+
+/// The refusal an example shows, rebuilt: its reason, details, rule and upstream answer, with
+/// its `error_description` as the stage's text; and the context its details name.
+fn example_texts(code: &str, v: &Value, reason: Reason) -> (String, String) {
+    use dcr_gateway::error::{Refusal, RuleId, UpstreamAnswer};
+    use dcr_gateway::hints::HintCtx;
+    use dcr_gateway::route::Operation;
+    use dcr_gateway::token::TokenKind;
+    let details = v["details"].as_object().cloned().unwrap_or_default();
+    let text = |k: &str| details.get(k).and_then(Value::as_str);
+    let mut r = Refusal::new(reason, v["error_description"].as_str().unwrap_or_default());
+    for (k, val) in &details {
+        if !["realm", "operation", "provider", "token_kind", "rule"].contains(&k.as_str())
+            || k == "realm" && code.starts_with("realm_quota")
+        {
+            r = r.detail(k, val.clone());
+        }
+    }
+    if let Some(rule) = text("rule") {
+        r = r.with_rule(RuleId::new(rule));
+    }
+    if let Some(up) = v.get("upstream") {
+        r.upstream = Some(Box::new(UpstreamAnswer {
+            status: up["status"].as_u64().unwrap_or(400) as u16,
+            body: up["body"].clone(),
+        }));
+    }
+    if let Some(secs) = v["hint"]
+        .as_str()
+        .and_then(|h| h.split("Wait ").nth(1))
+        .and_then(|rest| rest.split('s').next())
+        .and_then(|n| n.parse().ok())
+    {
+        r = r.retry_after(secs);
+    }
+    let ctx = HintCtx {
+        realm: text("realm"),
+        operation: text("operation").and_then(Operation::parse),
+        provider: text("provider"),
+        kind: text("token_kind").and_then(TokenKind::parse),
+        azp: None,
+        username: None,
+        public_url: "https://sso.example.com",
+        upstream: "http://keycloak:8080",
+    };
+    let body = dcr_gateway::respond::body_json(&r, &ctx, "r");
+    (
+        body["error_description"].as_str().unwrap_or_default().to_owned(),
+        body["hint"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// Each example's `error_description` names the fix in one or two sentences, and both it and
+/// the `hint` are what the gateway writes for that refusal. `DCR_DOCS_BLESS=1` rewrites them.
+#[test]
+fn errors_md_examples_name_the_fix_and_match_the_code() {
+    use dcr_gateway::hints::{names_action, sentences};
+    let path = root().join("docs/errors.md");
+    let md = read("docs/errors.md");
+    let by_code: BTreeMap<&str, Reason> = Reason::ALL.iter().map(|r| (r.code(), *r)).collect();
+    let bless = std::env::var("DCR_DOCS_BLESS").is_ok_and(|v| v == "1");
+    let mut out = md.clone();
+    let mut failures = Vec::new();
+    for s in code_sections(&md) {
+        let Some(&reason) = by_code.get(s.code.as_str()) else {
+            continue;
+        };
+        for b in s.blocks.iter().filter(|b| b.lang == "json") {
+            let Ok(v) = serde_json::from_str::<Value>(&b.text) else {
+                continue;
+            };
+            let desc = v["error_description"].as_str().unwrap_or_default();
+            let hint = v["hint"].as_str().unwrap_or_default();
+            let (want_desc, want_hint) = example_texts(&s.code, &v, reason);
+            if bless {
+                let q = |x: &str| serde_json::to_string(x).unwrap();
+                out = out.replacen(
+                    &format!("\"error_description\": {}", q(desc)),
+                    &format!("\"error_description\": {}", q(&want_desc)),
+                    1,
+                );
+                out = out.replacen(
+                    &format!("\"hint\": {}", q(hint)),
+                    &format!("\"hint\": {}", q(&want_hint)),
+                    1,
+                );
+                continue;
+            }
+            if !names_action(desc) || sentences(desc) > 2 {
+                failures.push(format!(
+                    "{}: error_description does not name the fix in one or two sentences: {desc}",
+                    s.code
+                ));
+            }
+            if desc != want_desc {
+                failures.push(format!(
+                    "{}: error_description\n  docs: {desc}\n  code: {want_desc}",
+                    s.code
+                ));
+            }
+            if hint != want_hint {
+                failures.push(format!("{}: hint\n  docs: {hint}\n  code: {want_hint}", s.code));
+            }
+            for t in [desc, hint] {
+                if t.contains("(not known)") {
+                    failures.push(format!(
+                        "{}: a detail the text reads is missing from the example: {t}",
+                        s.code
+                    ));
+                }
+            }
+        }
+    }
+    if bless {
+        std::fs::write(&path, out).unwrap();
+        return;
+    }
+    assert!(
+        failures.is_empty(),
+        "{} (DCR_DOCS_BLESS=1 rewrites them)\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}

@@ -1631,3 +1631,137 @@ async fn anonymous_mode_registers_with_trusted_hosts_closed_and_keeps_realm_defa
     );
     gw.gw.shutdown().await;
 }
+
+/// Sends `method url` with a bearer token, raw body and extra headers.
+async fn call_with(method: &str, url: &str, token: &str, headers: &[(&str, &str)], body: &str) -> support::Answer {
+    let mut b = http::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("authorization", format!("Bearer {token}"));
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    support::send(b.body(dcr_gateway::net::full(body.to_owned())).unwrap()).await
+}
+
+#[tokio::test]
+#[ignore = "needs a real Keycloak: scripts/keycloak-suite.sh"]
+async fn issuer_through_the_gateway_with_the_default_public_url() {
+    let e = env();
+    // public_url left at its default, the upstream URL: the "normal deployment".
+    let ip = inproc_tuned(&e, PERMISSIVE, |s| s.public_url = s.upstream.clone()).await;
+    assert_eq!(ip.gw.app.settings.public_url.as_string(), e.kc);
+    let url = reg(&ip.base, "demo", "openid-connect");
+    let body = || json!({"client_name": unique("dflt-iss"), "redirect_uris": ["http://127.0.0.1:4000/cb"]});
+    // A service-account token obtained through the gateway carries the gateway's host.
+    let token = client_token(&ip.base, "demo", "registrar", "registrar-secret").await;
+    let iss = jwt_payload(&token)["iss"].as_str().unwrap().to_owned();
+    assert_eq!(
+        iss,
+        format!("{}/realms/demo", ip.base),
+        "Keycloak follows the forwarded host"
+    );
+    let a = call("POST", &url, Some(&token), Some(&body())).await;
+    assert_eq!(a.status, 201, "{}", String::from_utf8_lossy(&a.body));
+    // So does an initial access token created through the gateway.
+    let admin = Admin::login(&ip.base).await;
+    let (_, iat) = admin.create_iat("demo", 600, 1).await;
+    assert_eq!(jwt_payload(&iat)["iss"], iss);
+    let a = call("POST", &url, Some(&iat), Some(&body())).await;
+    assert_eq!(a.status, 201, "{}", String::from_utf8_lossy(&a.body));
+    // A token minted at Keycloak's own address has the configured issuer (public_url), so the
+    // gateway lets it through; Keycloak refuses it for this host, and the rewrite says why.
+    let direct = client_token(&e.kc, "demo", "registrar", "registrar-secret").await;
+    let v = refused(
+        &call("POST", &url, Some(&direct), Some(&body())).await,
+        401,
+        "issuer_mismatch",
+    );
+    assert_eq!(v["upstream"]["body"]["error_description"], "Failed decode token", "{v}");
+    assert!(v["error_description"].as_str().unwrap().contains(&iss), "{v}");
+}
+
+#[tokio::test]
+#[ignore = "needs a real Keycloak: scripts/keycloak-suite.sh"]
+async fn a_deleted_clients_registration_token_is_told_from_a_rotated_one() {
+    let e = env();
+    let admin = Admin::login(&e.gw).await;
+    let (_, iat) = admin.create_iat("demo", 600, 1).await;
+    let name = unique("gone");
+    let a = call(
+        "POST",
+        &reg(&e.gw, "demo", "openid-connect"),
+        Some(&iat),
+        Some(&json!({"client_name": name, "redirect_uris": ["http://127.0.0.1:4000/cb"]})),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", String::from_utf8_lossy(&a.body));
+    let id = a.json()["client_id"].as_str().unwrap().to_owned();
+    let rat1 = a.json()["registration_access_token"].as_str().unwrap().to_owned();
+    let url = format!("{}/{id}", reg(&e.gw, "demo", "openid-connect"));
+    let update = json!({"client_id": id, "client_name": name, "redirect_uris": ["http://127.0.0.1:4000/cb"]});
+    let a = call("PUT", &url, Some(&rat1), Some(&update)).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let rat2 = a.json()["registration_access_token"].as_str().unwrap().to_owned();
+    // Rotated: the client is there, the token is not its current one.
+    let rotated = refused(
+        &call("GET", &url, Some(&rat1), None).await,
+        401,
+        "registration_token_invalid",
+    );
+    assert!(
+        rotated["error_description"].as_str().unwrap().contains("still exists"),
+        "{rotated}"
+    );
+    assert_eq!(call("DELETE", &url, Some(&rat2), None).await.status, 204);
+    // Deleted: Keycloak answers exactly as for the rotated token; the gateway tells them apart.
+    for (method, body) in [("GET", None), ("PUT", Some(&update)), ("DELETE", None)] {
+        let v = refused(
+            &call(method, &url, Some(&rat2), body).await,
+            401,
+            "registration_client_gone",
+        );
+        let kc = v["upstream"]["body"]["error_description"].as_str().unwrap();
+        assert!(
+            kc.starts_with("Not authorized to"),
+            "{method}: Keycloak's own answer: {v}"
+        );
+        let d = v["error_description"].as_str().unwrap();
+        assert!(
+            d.contains(&id) && d.contains("no longer exists") && !d.contains("replaced"),
+            "{d}"
+        );
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs a real Keycloak: scripts/keycloak-suite.sh"]
+async fn text_plain_and_an_unknown_origin_are_explained() {
+    let e = env();
+    let admin = Admin::login(&e.gw).await;
+    let (_, iat) = admin.create_iat("demo", 600, 5).await;
+    let url = reg(&e.gw, "demo", "openid-connect");
+    let name = unique("ct");
+    let body = json!({"client_name": name, "redirect_uris": ["http://127.0.0.1:4000/cb"]}).to_string();
+    let a = call_with("POST", &url, &iat, &[("content-type", "text/plain")], &body).await;
+    let v = refused(&a, 415, "content_type_unsupported");
+    assert_eq!(v["details"]["content_type"], "text/plain", "{v}");
+    assert!(
+        v["error_description"].as_str().unwrap().contains("application/json"),
+        "{v}"
+    );
+    assert_eq!(admin.clients_named("demo", &name).await, 0);
+    // Keycloak 26.5+ checks a browser Origin against the credential's allowed web origins.
+    let name = unique("origin");
+    let body = json!({"client_name": name, "redirect_uris": ["http://127.0.0.1:4000/cb"]}).to_string();
+    let headers = [("content-type", "application/json"), ("origin", "https://evil.example")];
+    let a = call_with("POST", &url, &iat, &headers, &body).await;
+    let v = refused(&a, 403, "origin_rejected");
+    assert_eq!(v["upstream"]["body"]["error"], "Invalid origin", "{v}");
+    assert_eq!(v["details"]["origin"], "https://evil.example", "{v}");
+    assert_eq!(
+        admin.clients_named("demo", &name).await,
+        0,
+        "Keycloak refuses the origin without keeping the client"
+    );
+}

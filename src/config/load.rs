@@ -171,7 +171,7 @@ fn algorithms(raw: Option<Vec<String>>, file: Option<&Path>) -> Result<Vec<Algor
         .collect()
 }
 
-fn build(raw: FileConfig, file: Option<&Path>, over: &Overrides) -> Result<Settings, ConfigError> {
+pub(crate) fn build(raw: FileConfig, file: Option<&Path>, over: &Overrides) -> Result<Settings, ConfigError> {
     let d = |v: Option<super::Dur>, default: u64| v.map(|d| d.0).unwrap_or(Duration::from_secs(default));
     let upstream = flag::<BaseUrl>("--upstream", &over.upstream)?
         .or(raw.upstream)
@@ -362,6 +362,28 @@ mod tests {
             vec![Algorithm::RS256, Algorithm::PS256, Algorithm::ES256]
         );
         assert_eq!(s.issuer_for("demo"), "http://127.0.0.1:8080/realms/demo");
+    }
+
+    #[test]
+    fn issuer_is_one_url_or_a_list() {
+        let one = parse("[realms.demo]\nissuer = \"https://sso.example.com/realms/demo\"\n").unwrap();
+        assert_eq!(one.issuers_for("demo"), ["https://sso.example.com/realms/demo"]);
+        let two =
+            parse("[realms.demo]\nissuer = [\"https://a/realms/demo\", \"http://b:8080/realms/demo\"]\n").unwrap();
+        assert_eq!(
+            two.issuers_for("demo"),
+            ["https://a/realms/demo", "http://b:8080/realms/demo"]
+        );
+        assert_eq!(two.issuer_for("demo"), "https://a/realms/demo");
+        assert_eq!(two.issuers_for("other"), ["http://127.0.0.1:8080/realms/other"]);
+        for bad in [
+            "issuer = []",
+            "issuer = \"sso/realms/demo\"",
+            "issuer = [\"https://a/realms/demo/\"]",
+            "issuer = 3",
+        ] {
+            assert!(parse(&format!("[realms.demo]\n{bad}\n")).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -126,8 +126,10 @@ pub(crate) struct FileJwks {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RealmSettings {
-    /// Expected `iss`; default `{public_url}/realms/{realm}`.
-    pub issuer: Option<String>,
+    /// Expected `iss` values, pinned (`issuer = "…"` or `issuer = ["…", …]`); when unset, the
+    /// issuer `{public_url}/realms/{realm}` and the one Keycloak derives from each request.
+    #[serde(default, deserialize_with = "types::one_or_many")]
+    pub issuer: Option<Vec<String>>,
     /// When set, a bearer token's `aud` must contain one of these.
     #[serde(default)]
     pub audiences: Vec<String>,
@@ -276,12 +278,28 @@ pub struct Settings {
 // === impl Settings ===
 
 impl Settings {
-    /// The issuer tokens of `realm` must carry.
+    /// The first issuer tokens of `realm` may carry (the one hints and the doctor name).
     pub fn issuer_for(&self, realm: &str) -> String {
+        self.issuers_for(realm)
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| format!("{}/realms/{realm}", self.public_url))
+    }
+
+    /// The configured issuers of `realm`: its pinned `issuer` list, else `{public_url}/realms/R`.
+    pub fn issuers_for(&self, realm: &str) -> Vec<String> {
         match self.realms.get(realm).and_then(|r| r.issuer.clone()) {
-            Some(iss) => iss,
-            None => format!("{}/realms/{realm}", self.public_url),
+            Some(list) if !list.is_empty() => list,
+            _ => vec![format!("{}/realms/{realm}", self.public_url)],
         }
+    }
+
+    /// Whether `[realms.R] issuer` pins the issuers, so the request's own is not accepted too.
+    pub fn issuer_pinned(&self, realm: &str) -> bool {
+        self.realms
+            .get(realm)
+            .and_then(|r| r.issuer.as_ref())
+            .is_some_and(|l| !l.is_empty())
     }
 
     /// Where the keys of `realm` are fetched from (before discovery).

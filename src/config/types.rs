@@ -174,6 +174,34 @@ impl FromStr for Addr {
 }
 deserialize_from_str!(Addr);
 
+/// `"x"` or `["x", "y"]`, read as a list (for `[realms.NAME] issuer`). Each entry must be an
+/// absolute `http(s)` URL without a trailing slash.
+pub fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    let list = match Option::<OneOrMany>::deserialize(d)? {
+        None => return Ok(None),
+        Some(OneOrMany::One(s)) => vec![s],
+        Some(OneOrMany::Many(v)) => v,
+    };
+    if list.is_empty() {
+        return Err(de::Error::custom("issuer: give at least one issuer URL"));
+    }
+    for iss in &list {
+        let ok = (iss.starts_with("https://") || iss.starts_with("http://")) && !iss.ends_with('/');
+        if !ok {
+            return Err(de::Error::custom(format!(
+                "issuer `{iss}` must be an http(s) URL without a trailing slash, e.g. https://sso.example.com/realms/demo"
+            )));
+        }
+    }
+    Ok(Some(list))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

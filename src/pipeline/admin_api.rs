@@ -18,7 +18,7 @@ use crate::policy::metadata::{Dialect, normalise};
 use crate::route::admin::{AdminRoute, AdminTarget};
 use crate::route::{Operation, RegRoute};
 use crate::token::claims::decode;
-use crate::token::triage::{Presented, extract, issuer_mismatch};
+use crate::token::triage::{Presented, check_issuer, extract};
 use crate::token::{Identity, TokenKind};
 
 /// Headers some frameworks read as the real method; a governed write may not carry them.
@@ -101,7 +101,7 @@ async fn decide(
         }
         AdminWrites::ByCaller | AdminWrites::Govern => {}
     }
-    let identity = match caller(app, realm, req.headers()).await {
+    let identity = match caller(app, ctx, realm, &req).await {
         Ok(id) => id,
         Err(r) => return Err((r, None)),
     };
@@ -146,7 +146,10 @@ async fn decide(
 }
 
 /// Verifies the caller's bearer token against its own realm: the path's, or `master`.
-async fn caller(app: &App, realm: &str, headers: &http::HeaderMap) -> Result<Identity, Refusal> {
+async fn caller(app: &App, ctx: &Ctx, realm: &str, req: &Request<Body>) -> Result<Identity, Refusal> {
+    let headers = req.headers();
+    let accepted =
+        |r: &str| crate::pipeline::upstream::accepted_issuers(req, &app.settings, ctx.conn.peer.ip(), ctx.conn.tls, r);
     let need_bearer = |why: &str| {
         Refusal::new(
             Reason::AdminWriteRefused,
@@ -170,15 +173,18 @@ async fn caller(app: &App, realm: &str, headers: &http::HeaderMap) -> Result<Ide
     let iss = d.claims.iss.as_deref().unwrap_or("");
     let token_realm = [realm, "master"]
         .into_iter()
-        .find(|r| app.settings.issuer_for(r) == iss)
-        .ok_or_else(|| issuer_mismatch(iss, realm, &app.settings.issuer_for(realm)))?;
+        .find(|r| accepted(r).iter().any(|a| a == iss))
+        .map_or_else(|| check_issuer(Some(iss), realm, &accepted(realm)).map(|()| realm), Ok)?;
     let synthetic = RegRoute {
         realm: token_realm.to_owned(),
         provider: "admin-api".into(),
         client_id: Some("admin-api".into()),
         operation: Operation::Update,
     };
-    let identity = app.verifier.authenticate(&synthetic, headers).await?;
+    let identity = app
+        .verifier
+        .authenticate(&synthetic, headers, &accepted(token_realm))
+        .await?;
     if identity.kind != TokenKind::Bearer {
         return Err(need_bearer("the token is not a bearer access token"));
     }
@@ -216,7 +222,8 @@ async fn check_body(
         }
         Err(_) => {
             return Err((
-                Refusal::new(Reason::BodyTimeout, "The admin request body did not arrive in time."),
+                Refusal::new(Reason::BodyTimeout, "The admin request body did not arrive in time.")
+                    .detail("timeout", format!("{}ms", app.settings.timeouts.body_read.as_millis())),
                 None,
             ));
         }

@@ -52,6 +52,8 @@ pub struct Ctx {
     pub realm_label: String,
     /// `scheme://host` this request reached Keycloak as (from the forwarded headers sent).
     pub seen_origin: String,
+    /// The request's `Origin` and `Content-Type`, for explaining Keycloak's CORS and 415 answers.
+    pub sent: Sent,
     /// The client's address (the peer, or the forwarded client behind a trusted proxy).
     pub client_ip: std::net::IpAddr,
     /// Whether the request was sent upstream (a refusal after that is not a policy denial).
@@ -93,6 +95,22 @@ pub fn new_request_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Headers of the request kept for explaining Keycloak's answers.
+#[derive(Debug, Clone, Default)]
+pub struct Sent {
+    /// `Origin`, when sent.
+    pub origin: Option<String>,
+    /// `Content-Type`, when sent.
+    pub content_type: Option<String>,
+}
+
+fn header<B>(req: &Request<B>, name: http::header::HeaderName) -> Option<String> {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(200).collect())
+}
+
 // === impl Ctx ===
 
 impl Ctx {
@@ -120,6 +138,10 @@ impl Ctx {
             upstream_status: None,
             realm_label: String::new(),
             seen_origin: String::new(),
+            sent: Sent {
+                origin: header(req, http::header::ORIGIN),
+                content_type: header(req, http::header::CONTENT_TYPE),
+            },
             client_ip: conn.peer.ip(),
             forwarded: false,
             quota_slot: None,

@@ -132,7 +132,8 @@ async fn run(app: &App, ctx: &mut Ctx, req: Request<Body>) -> Result<Response<Bo
             return anonymous::preflight(realm_policy, c, &reg, req.headers()); // 1a: CORS, answered here
         }
     }
-    let identity = app.verifier.authenticate(&reg, req.headers()).await?; // 2–3
+    let issuers = upstream::accepted_issuers(&req, &app.settings, ctx.conn.peer.ip(), ctx.conn.tls, &reg.realm);
+    let identity = app.verifier.authenticate(&reg, req.headers(), &issuers).await?; // 2–3
     ctx.identity = Some(identity.clone());
     let shadow = app.settings.mode == Mode::Shadow;
     let caller = Input {
@@ -260,8 +261,18 @@ async fn rewrite(
         identity,
         metadata: ctx.metadata.as_ref(),
         seen_issuer: &seen_issuer,
+        sent: &ctx.sent,
     };
     let mut refusal = rewrite::classify(status, &kc, &known);
+    if refusal.reason == Reason::RegistrationTokenInvalid
+        && let Some(id) = reg.client_id.as_deref()
+    {
+        refusal = match rewrite::probe::client_exists(&app.client, &app.settings, &reg.realm, id).await {
+            Some(false) => rewrite::client_gone(refusal, &reg.realm),
+            Some(true) => rewrite::client_kept(refusal),
+            None => refusal,
+        };
+    }
     if refusal.reason == Reason::TokenRejected {
         let held = match (identity.kind, &identity.kid) {
             (TokenKind::Bearer, Some(kid)) => app.verifier.jwks.kid_status(&reg.realm, kid).await,

@@ -24,6 +24,8 @@ pub struct Known<'a> {
     pub metadata: Option<&'a ClientMetadata>,
     /// The issuer Keycloak derives from the host this request reached it through.
     pub seen_issuer: &'a str,
+    /// The request's `Origin` and `Content-Type`.
+    pub sent: &'a crate::pipeline::ctx::Sent,
 }
 
 /// Keycloak's `error` and `error_description` (or its plain-text body).
@@ -79,6 +81,7 @@ pub fn classify(status: u16, e: &KcError, k: &Known<'_>) -> Refusal {
     let desc = e.description.as_str();
     let op = k.route.operation.as_str();
     let r = |reason: Reason, text: String| Refusal::new(reason, text);
+    let client = k.route.client_id.as_deref().unwrap_or_default();
     match (status, desc) {
         (401, "Invalid type of token") => r(Reason::InvalidTokenType, "Keycloak does not accept this kind of token on the registration endpoint.".into()),
         (401, "Initial Access Token not found") => r(Reason::InitialTokenNotFound, "Keycloak no longer knows this initial access token: it was deleted or has been cleaned up.".into()),
@@ -87,8 +90,9 @@ pub fn classify(status: u16, e: &KcError, k: &Known<'_>) -> Refusal {
         (401, "Not initial access token allowed") => r(Reason::InitialTokenWrongOperation, format!("An initial access token cannot be used to {op} a client.")),
         (401, d) if d.starts_with("Not authorized to") && k.identity.kind == TokenKind::RegistrationAccess => r(
             Reason::RegistrationTokenInvalid,
-            "Keycloak refused this registration access token: it was replaced by a newer one (every update rotates it) or belongs to another client.".into(),
-        ),
+            format!("Keycloak refused this registration access token for client `{client}`: it was replaced by a newer one (every update rotates it), belongs to another client, or the client was deleted."),
+        )
+        .detail("client_id", client),
         (401, d) if d.starts_with("Not authorized to") || d.contains("authenticate") || d.contains("authenticated") => {
             r(Reason::NotAuthorized, format!("Keycloak found no credential that may {op} this client."))
         }
@@ -120,6 +124,16 @@ pub fn classify(status: u16, e: &KcError, k: &Known<'_>) -> Refusal {
         (404, "Client not found") => r(Reason::ClientNotFound, format!("Keycloak has no client `{}` in realm {}.", k.route.client_id.as_deref().unwrap_or_default(), k.route.realm)),
         (404, "Realm does not exist") => r(Reason::RealmNotFound, format!("Keycloak has no realm `{}`.", k.route.realm)),
         (404, d) if d.contains("provider not found") => r(Reason::ProviderNotFound, format!("Keycloak has no registration provider `{}`.", k.route.provider)),
+        (415, _) => {
+            let sent = k.sent.content_type.as_deref().unwrap_or("no Content-Type");
+            r(Reason::ContentTypeUnsupported, format!("Keycloak accepts registration bodies only as JSON, and this request sent `{sent}`."))
+                .detail("content_type", sent)
+        }
+        (403, "Invalid origin") => {
+            let origin = k.sent.origin.as_deref().unwrap_or_default();
+            r(Reason::OriginRejected, format!("Keycloak refused the browser origin `{origin}`: it is not an allowed web origin of the credential's client (or of the initial or registration access token)."))
+                .detail("origin", origin)
+        }
         (500..=599, _) => r(Reason::KeycloakServerError, format!("Keycloak failed with {status} while handling the registration.")),
         _ => {
             let said: Vec<&str> = [e.error.as_str(), desc].into_iter().filter(|s| !s.is_empty()).collect();
@@ -201,7 +215,7 @@ pub fn diagnose_decode_failure(r: Refusal, k: &Known<'_>, kid_still_held: Option
         (TokenKind::InitialAccess | TokenKind::RegistrationAccess, _) => Refusal::new(
             Reason::HmacTokenRejected,
             format!(
-                "Keycloak could not verify the signature of this {}; its issuer and expiry are right. Only Keycloak holds the HMAC key, so the gateway cannot tell which of these happened: the token was altered, realm {}'s HMAC key {kid} that signed it was rotated away or deleted, or the token was signed by another realm or Keycloak server.",
+                "Keycloak could not verify the signature of this {} although its issuer and expiry are right: it was altered, realm {}'s HMAC key {kid} was rotated away or deleted, or another realm or Keycloak signed it.",
                 k.identity.kind.noun(),
                 k.route.realm
             ),
@@ -284,6 +298,39 @@ pub async fn relocate(resp: Response<Body>, upstream: &str, public: &str) -> Res
     }
     parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(out.len()));
     Ok(Response::from_parts(parts, full(out)))
+}
+
+pub mod probe;
+
+/// The refusal of a registration access token whose client Keycloak no longer knows.
+pub fn client_gone(r: Refusal, realm: &str) -> Refusal {
+    let client = r
+        .details
+        .get("client_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let mut gone = Refusal::new(
+        Reason::RegistrationClientGone,
+        format!("Client `{client}` no longer exists in realm {realm} (it was deleted, or it is disabled), so its registration access token is void."),
+    )
+    .detail("client_id", client);
+    gone.upstream = r.upstream;
+    gone
+}
+
+/// The refusal of a registration access token whose client still exists: rotated or foreign.
+pub fn client_kept(mut r: Refusal) -> Refusal {
+    let client = r
+        .details
+        .get("client_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    r.description = format!(
+        "Keycloak refused this registration access token for client `{client}`, which still exists: the token was replaced by a newer one (every update rotates it) or belongs to another client."
+    );
+    r
 }
 
 #[cfg(test)]

@@ -237,6 +237,92 @@ pub fn prepare(settings: &Settings, hop: &Hop<'_>, mut req: Request<Body>) -> Re
     Ok(req)
 }
 
+/// The issuers realm `realm` accepts for this request: the configured ones (`[realms.R]
+/// issuer`, else `{public_url}/realms/R`) and, unless `issuer` pins them, the ones Keycloak
+/// itself derives from this request when its hostname is not pinned.
+pub fn accepted_issuers<B>(req: &Request<B>, settings: &Settings, peer: IpAddr, tls: bool, realm: &str) -> Vec<String> {
+    let mut out = settings.issuers_for(realm);
+    if !settings.issuer_pinned(realm) {
+        for iss in arrival_issuers(req, settings, peer, tls, realm) {
+            if !out.contains(&iss) {
+                out.push(iss);
+            }
+        }
+    }
+    out
+}
+
+/// What Keycloak's hostname provider (v2) makes of this request, as the gateway forwards it,
+/// when neither `hostname` nor the realm's frontend URL is set: the request's own base URI,
+/// `{scheme}://{host[:port]}{context path}`, with the default port dropped. With
+/// `proxy-headers=xforwarded` (or `forwarded`) scheme and host come from the forwarded headers
+/// the gateway sets; without it, from the connection (the upstream scheme) and `Host`.
+pub fn arrival_issuers<B>(req: &Request<B>, settings: &Settings, peer: IpAddr, tls: bool, realm: &str) -> Vec<String> {
+    let trusted = settings.trusted_proxies.iter().any(|c| c.contains(peer));
+    let first = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let client = client_host(req);
+    let path = format!("{}{}", settings.upstream.path, settings.path_prefix);
+    let mut out = Vec::new();
+    // proxy-headers: the X-Forwarded-* the gateway sends (a trusted proxy's are kept).
+    let proto = trusted
+        .then(|| first("x-forwarded-proto"))
+        .flatten()
+        .unwrap_or_else(|| if tls { "https" } else { "http" }.to_owned());
+    let mut host = trusted
+        .then(|| first("x-forwarded-host"))
+        .flatten()
+        .or_else(|| client.clone());
+    if let (Some(h), Some(port)) = (host.as_mut(), trusted.then(|| first("x-forwarded-port")).flatten()) {
+        *h = format!("{}:{port}", strip_port(h));
+    }
+    if let Some(h) = host {
+        out.push(issuer_url(&proto, &h, &path, realm));
+    }
+    // No proxy headers: the connection's scheme and the Host Keycloak receives.
+    let host = if settings.preserve_host {
+        client
+    } else {
+        Some(settings.upstream.authority.clone())
+    };
+    if let Some(h) = host {
+        let iss = issuer_url(&settings.upstream.scheme, &h, &path, realm);
+        if !out.contains(&iss) {
+            out.push(iss);
+        }
+    }
+    out
+}
+
+fn strip_port(host: &str) -> &str {
+    match host.rfind(':') {
+        Some(i) if !host[i..].contains(']') => &host[..i],
+        _ => host,
+    }
+}
+
+/// `Urls.realmIssuer`: `{base}/realms/{realm}`, where the base drops port 80 of http and 443 of
+/// https as Keycloak's `HostnameV2Provider` does.
+fn issuer_url(scheme: &str, host: &str, path: &str, realm: &str) -> String {
+    let scheme = scheme.to_ascii_lowercase();
+    let default = match scheme.as_str() {
+        "http" => ":80",
+        "https" => ":443",
+        _ => "",
+    };
+    let host = match host.strip_suffix(default) {
+        Some(h) if !default.is_empty() => h,
+        _ => host,
+    };
+    format!("{scheme}://{host}{path}/realms/{realm}")
+}
+
 /// `scheme://host` as Keycloak will see this prepared request (forwarded proto and host).
 pub fn seen_origin<B>(req: &Request<B>, settings: &Settings) -> String {
     let first = |name: &str| {

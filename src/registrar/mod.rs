@@ -8,7 +8,7 @@
 
 mod iat_file;
 mod secret;
-mod service_account;
+pub(crate) mod service_account;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -63,7 +63,7 @@ struct ErrorAnswer {
 }
 
 /// Percent-encodes a form value (`application/x-www-form-urlencoded`).
-fn form_encode(s: &str) -> String {
+pub(crate) fn form_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => (b as char).to_string(),

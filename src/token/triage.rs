@@ -89,11 +89,12 @@ pub fn extract(headers: &HeaderMap) -> Result<Presented<'_>, Refusal> {
     .detail("scheme", shown))
 }
 
-/// Decodes a presented credential and sorts it by kind. `issuer` is the realm's expected issuer.
+/// Decodes a presented credential and sorts it by kind. `issuers` are the issuers the realm
+/// accepts for this request (the first is the configured one).
 pub fn triage(
     presented: Presented<'_>,
     route: &RegRoute,
-    issuer: &str,
+    issuers: &[String],
     leeway: i64,
     now: i64,
 ) -> Result<Triaged, Refusal> {
@@ -123,7 +124,7 @@ pub fn triage(
             .detail("typ", other.unwrap_or_default()));
         }
     };
-    check_hmac(kind, &decoded, route, issuer, leeway, now)?;
+    check_hmac(kind, &decoded, route, issuers, leeway, now)?;
     Ok(Triaged::Hmac(kind, decoded))
 }
 
@@ -132,7 +133,7 @@ fn check_hmac(
     kind: TokenKind,
     d: &Decoded,
     route: &RegRoute,
-    issuer: &str,
+    issuers: &[String],
     leeway: i64,
     now: i64,
 ) -> Result<(), Refusal> {
@@ -148,10 +149,7 @@ fn check_hmac(
         .detail("alg", d.header.alg.clone())
         .detail("token_kind", kind.as_str()));
     }
-    let iss = d.claims.iss.as_deref().unwrap_or("");
-    if iss != issuer {
-        return Err(issuer_mismatch(iss, &route.realm, issuer).detail("token_kind", kind.as_str()));
-    }
+    check_issuer(d.claims.iss.as_deref(), &route.realm, issuers).map_err(|r| r.detail("token_kind", kind.as_str()))?;
     match d.claims.exp {
         Some(0) => {}
         Some(exp) if exp.saturating_add(leeway) < now => {
@@ -193,14 +191,35 @@ fn check_hmac(
     Ok(())
 }
 
-/// The refusal for a token whose `iss` is not the realm's issuer.
-pub fn issuer_mismatch(iss: &str, realm: &str, expected: &str) -> Refusal {
+/// Checks `iss` against the issuers the realm accepts: `iss_missing` without one,
+/// `issuer_mismatch` for another.
+pub fn check_issuer(iss: Option<&str>, realm: &str, accepted: &[String]) -> Result<(), Refusal> {
+    match iss {
+        Some(iss) if accepted.iter().any(|a| a == iss) => Ok(()),
+        Some(iss) if !iss.is_empty() => Err(issuer_mismatch(iss, realm, accepted)),
+        _ => Err(Refusal::new(
+            Reason::IssMissing,
+            format!("The token has no iss claim, so it cannot be a token of realm {realm}."),
+        )
+        .detail("expected_issuer", accepted.first().cloned().unwrap_or_default())
+        .detail("accepted_issuers", accepted.to_vec())),
+    }
+}
+
+/// The refusal for a token whose `iss` is none of the issuers the realm accepts.
+pub fn issuer_mismatch(iss: &str, realm: &str, accepted: &[String]) -> Refusal {
+    let shown = accepted
+        .iter()
+        .map(|a| format!("`{a}`"))
+        .collect::<Vec<_>>()
+        .join(" or ");
     Refusal::new(
         Reason::IssuerMismatch,
-        format!("The token's issuer `{iss}` is not realm {realm}'s issuer `{expected}`."),
+        format!("The token's issuer `{iss}` is not realm {realm}'s issuer at this gateway ({shown})."),
     )
     .detail("token_issuer", iss)
-    .detail("expected_issuer", expected)
+    .detail("expected_issuer", accepted.first().cloned().unwrap_or_default())
+    .detail("accepted_issuers", accepted.to_vec())
 }
 
 /// Formats Unix seconds as RFC 3339 UTC (`2026-11-28T03:46:17Z`).

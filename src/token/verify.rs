@@ -14,7 +14,7 @@ use jsonwebtoken::Algorithm;
 use super::cache::{Entry, TokenCache, digest};
 use super::claims::{Claims, Decoded, TokenKind};
 use super::jwks::{Jwks, Key};
-use super::triage::{Presented, Triaged, extract, issuer_mismatch, rfc3339, triage};
+use super::triage::{Presented, Triaged, check_issuer, extract, rfc3339, triage};
 use crate::config::{RealmSettings, Settings};
 use crate::error::{Reason, Refusal};
 use crate::metrics::Metrics;
@@ -86,15 +86,12 @@ pub fn check_alg(alg: &str, allowed: &[Algorithm]) -> Result<Algorithm, Refusal>
 pub fn check_claims(
     c: &Claims,
     realm: &str,
-    issuer: &str,
+    issuers: &[String],
     rs: &RealmSettings,
     leeway: i64,
     now: i64,
 ) -> Result<(), Refusal> {
-    let iss = c.iss.as_deref().unwrap_or("");
-    if iss != issuer {
-        return Err(issuer_mismatch(iss, realm, issuer));
-    }
+    check_issuer(c.iss.as_deref(), realm, issuers)?;
     let exp = c.exp.ok_or_else(|| {
         Refusal::new(
             Reason::ExpMissing,
@@ -141,6 +138,7 @@ pub fn check_claims(
             format!("The bearer token's aud does not include any of {:?}.", rs.audiences),
         )
         .detail("aud", serde_json::to_value(&c.aud).unwrap_or_default())
+        .detail("azp", c.azp.clone().unwrap_or_default())
         .detail("expected_audiences", rs.audiences.clone()));
     }
     if !rs.azp.is_empty() && !c.azp.as_ref().is_some_and(|azp| rs.azp.contains(azp)) {
@@ -202,18 +200,25 @@ impl Verifier {
         }
     }
 
-    /// Reads, triages and (for bearer tokens) verifies the request's credential.
-    pub async fn authenticate(&self, route: &RegRoute, headers: &HeaderMap) -> Result<Identity, Refusal> {
+    /// Reads, triages and (for bearer tokens) verifies the request's credential. `issuers` are
+    /// the issuers the realm accepts for this request (see `pipeline::upstream::accepted_issuers`).
+    pub async fn authenticate(
+        &self,
+        route: &RegRoute,
+        headers: &HeaderMap,
+        issuers: &[String],
+    ) -> Result<Identity, Refusal> {
         let presented = extract(headers)?;
         let leeway = i64::try_from(self.settings.jwt.leeway.as_secs()).unwrap_or(0);
         let now = now();
         if let Presented::Bearer(token) = presented
             && let Some(id) = self.cached(route, token, now, leeway)
+            && id.claims.iss.as_deref().is_some_and(|i| issuers.iter().any(|a| a == i))
         {
             return Ok(id);
         }
-        let issuer = self.settings.issuer_for(&route.realm);
-        match triage(presented, route, &issuer, leeway, now)? {
+        let issuer = issuers;
+        match triage(presented, route, issuer, leeway, now)? {
             Triaged::Anonymous | Triaged::Basic => Ok(Identity::anonymous()),
             Triaged::Hmac(kind, d) => Ok(Identity {
                 kind,
@@ -225,7 +230,7 @@ impl Verifier {
                 let Presented::Bearer(token) = presented else {
                     return Err(Refusal::new(Reason::Internal, "bearer without token"));
                 };
-                let result = self.verify(route, token, d, &issuer, leeway, now).await;
+                let result = self.verify(route, token, d, issuer, leeway, now).await;
                 let (label, reason) = match &result {
                     Ok(_) => ("valid", "ok"),
                     Err(r) => ("invalid", r.reason.code()),
@@ -263,7 +268,7 @@ impl Verifier {
         route: &RegRoute,
         token: &str,
         d: Decoded,
-        issuer: &str,
+        issuer: &[String],
         leeway: i64,
         now: i64,
     ) -> Result<Identity, Refusal> {

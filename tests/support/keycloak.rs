@@ -318,6 +318,11 @@ pub fn refused(a: &Answer, status: u16, reason: &str) -> Value {
     );
     let v = a.json();
     assert_eq!(v["reason"], reason, "{body}");
+    let desc = v["error_description"].as_str().unwrap_or_default();
+    assert!(
+        dcr_gateway::hints::names_action(desc) && dcr_gateway::hints::sentences(desc) <= 2,
+        "error_description must name the fix in one or two sentences: {desc}"
+    );
     for k in ["error", "error_description", "hint", "reason", "details", "request_id"] {
         assert!(v.get(k).is_some(), "missing {k} in {body}");
     }

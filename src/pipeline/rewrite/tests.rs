@@ -32,6 +32,7 @@ fn classify_kc(status: u16, body: serde_json::Value, op: Operation, identity: &I
         route: &r,
         identity,
         metadata: None,
+        sent: &crate::pipeline::ctx::Sent::default(),
         seen_issuer: SEEN,
     };
     let (e, _) = parse_error(body.to_string().as_bytes());
@@ -303,6 +304,7 @@ fn plain_text_bodies() {
         route: &r,
         identity: &who,
         metadata: None,
+        sent: &crate::pipeline::ctx::Sent::default(),
         seen_issuer: SEEN,
     };
     let out = classify(400, &e, &k);
@@ -350,6 +352,7 @@ fn failed_decode_is_told_apart() {
             route: &r,
             identity: &who,
             metadata: None,
+            sent: &crate::pipeline::ctx::Sent::default(),
             seen_issuer: SEEN,
         };
         assert_eq!(diagnose_decode_failure(base.clone(), &k, held).reason, want);

@@ -108,3 +108,79 @@ fn ipv6_is_quoted_in_forwarded() {
     assert_eq!(m["forwarded"], "for=\"[::1]\";proto=https");
     assert_eq!(m["x-forwarded-for"], "::1");
 }
+
+fn settings(text: &str) -> Settings {
+    let raw: crate::config::FileConfig = toml::from_str(text).unwrap();
+    crate::config::load::build(raw, None, &crate::config::Overrides::default()).unwrap()
+}
+
+fn request(host: &str, extra: &[(&'static str, &'static str)]) -> Request<()> {
+    let mut b = Request::post("/realms/demo/clients-registrations/openid-connect").header("host", host);
+    for (k, v) in extra {
+        b = b.header(*k, *v);
+    }
+    b.body(()).unwrap()
+}
+
+#[test]
+fn the_default_accepts_the_issuer_keycloak_derives_from_the_request() {
+    let s = settings("upstream = \"http://keycloak:8080\"\n");
+    let peer: IpAddr = "203.0.113.9".parse().unwrap();
+    let req = request("gw.example.com:8000", &[]);
+    assert_eq!(
+        accepted_issuers(&req, &s, peer, false, "demo"),
+        [
+            "http://keycloak:8080/realms/demo",       // public_url (= upstream)
+            "http://gw.example.com:8000/realms/demo"  // proxy-headers or Host: the same here
+        ]
+    );
+    // TLS towards the gateway: with proxy-headers Keycloak sees https, without it http.
+    let iss = accepted_issuers(&request("sso.example.com:443", &[]), &s, peer, true, "demo");
+    assert_eq!(
+        iss[1..],
+        [
+            "https://sso.example.com/realms/demo",
+            "http://sso.example.com:443/realms/demo"
+        ]
+    );
+    // An untrusted peer's own X-Forwarded-* are replaced, so they do not count.
+    let spoof = request(
+        "gw:80",
+        &[("x-forwarded-host", "evil.example"), ("x-forwarded-proto", "https")],
+    );
+    assert_eq!(
+        accepted_issuers(&spoof, &s, peer, false, "demo")[1..],
+        ["http://gw/realms/demo"]
+    );
+}
+
+#[test]
+fn trusted_proxies_pin_and_paths_shape_the_accepted_issuers() {
+    let s = settings(
+        "upstream = \"http://keycloak:8080/kc\"\npath_prefix = \"/auth\"\npreserve_host = false\ntrusted_proxies = [\"10.0.0.0/8\"]\n",
+    );
+    let lb: IpAddr = "10.1.2.3".parse().unwrap();
+    let req = request(
+        "gw:8000",
+        &[
+            ("x-forwarded-host", "sso.example.com"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-port", "8443"),
+        ],
+    );
+    assert_eq!(
+        accepted_issuers(&req, &s, lb, false, "demo"),
+        [
+            "http://keycloak:8080/kc/realms/demo",
+            "https://sso.example.com:8443/kc/auth/realms/demo",
+            "http://keycloak:8080/kc/auth/realms/demo"
+        ]
+    );
+    let pinned = settings("[realms.demo]\nissuer = [\"https://a/realms/demo\", \"https://b/realms/demo\"]\n");
+    let req = request("gw:8000", &[]);
+    assert_eq!(
+        accepted_issuers(&req, &pinned, lb, false, "demo"),
+        ["https://a/realms/demo", "https://b/realms/demo"]
+    );
+    assert!(pinned.issuer_pinned("demo") && !pinned.issuer_pinned("other"));
+}

@@ -51,11 +51,14 @@ impl Jwks {
         self.configured.contains(realm) || self.in_policy.read().contains(realm)
     }
 
-    fn named(&self) -> Vec<String> {
+    /// The realms named by configuration and policy, sorted, each once.
+    pub fn named(&self) -> Vec<String> {
         self.configured
             .iter()
             .chain(self.in_policy.read().iter())
             .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
             .collect()
     }
 

@@ -6,6 +6,10 @@ use serde_json::{Value, json};
 use super::*;
 
 const ISS: &str = "http://kc/realms/demo";
+
+fn accepted() -> Vec<String> {
+    vec![ISS.to_owned()]
+}
 const NOW: i64 = 1_800_000_000;
 
 fn jwt(header: Value, claims: Value) -> String {
@@ -31,7 +35,7 @@ fn hs(typ: &str, exp: i64) -> String {
 }
 
 fn run(token: &str, op: Operation) -> Result<Triaged, Refusal> {
-    triage(Presented::Bearer(token), &route(op), ISS, 30, NOW)
+    triage(Presented::Bearer(token), &route(op), &accepted(), 30, NOW)
 }
 
 fn headers(v: &'static str) -> HeaderMap {
@@ -86,7 +90,7 @@ fn kinds_by_typ() {
         );
     }
     assert!(matches!(
-        triage(Presented::Nothing, &route(Operation::Create), ISS, 30, NOW).unwrap(),
+        triage(Presented::Nothing, &route(Operation::Create), &accepted(), 30, NOW).unwrap(),
         Triaged::Anonymous
     ));
 }
@@ -140,12 +144,12 @@ fn kind_fits_operation() {
 fn basic_only_on_install() {
     let mut r = route(Operation::Read);
     assert_eq!(
-        triage(Presented::Basic, &r, ISS, 30, NOW).unwrap_err().reason,
+        triage(Presented::Basic, &r, &accepted(), 30, NOW).unwrap_err().reason,
         Reason::AuthSchemeUnsupported
     );
     r.provider = "install".into();
     assert!(matches!(
-        triage(Presented::Basic, &r, ISS, 30, NOW).unwrap(),
+        triage(Presented::Basic, &r, &accepted(), 30, NOW).unwrap(),
         Triaged::Basic
     ));
 }
@@ -165,4 +169,23 @@ fn malformed_tokens() {
 fn dates() {
     assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
     assert_eq!(rfc3339(1_795_837_643), "2026-11-28T03:47:23Z");
+}
+
+#[test]
+fn a_token_without_iss_is_told_apart_from_a_wrong_one() {
+    let accepted = vec![ISS.to_owned(), "http://gw/realms/demo".to_owned()];
+    assert!(check_issuer(Some("http://gw/realms/demo"), "demo", &accepted).is_ok());
+    for missing in [None, Some("")] {
+        let e = check_issuer(missing, "demo", &accepted).unwrap_err();
+        assert_eq!(e.reason, Reason::IssMissing);
+        assert!(!e.description.contains("``"), "{}", e.description);
+    }
+    let e = check_issuer(Some("http://other/realms/demo"), "demo", &accepted).unwrap_err();
+    assert_eq!(e.reason, Reason::IssuerMismatch);
+    assert!(
+        e.description.contains(ISS) && e.description.contains("http://gw/realms/demo"),
+        "{}",
+        e.description
+    );
+    assert_eq!(e.details["accepted_issuers"], serde_json::json!(accepted));
 }

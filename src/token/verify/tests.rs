@@ -6,6 +6,10 @@ use crate::token::claims::decode;
 use crate::token::jwks::parse_key;
 
 const ISS: &str = "http://kc/realms/demo";
+
+fn accepted() -> Vec<String> {
+    vec![ISS.to_owned()]
+}
 const ALGS: [Algorithm; 3] = [Algorithm::RS256, Algorithm::PS256, Algorithm::ES256];
 
 fn claims(v: serde_json::Value) -> Claims {
@@ -31,11 +35,11 @@ fn claim_rules() {
     let rs = RealmSettings::default();
     let t = 1_000_000;
     let ok = claims(json!({"iss": ISS, "exp": t + 60, "iat": t}));
-    assert!(check_claims(&ok, "demo", ISS, &rs, 30, t).is_ok());
+    assert!(check_claims(&ok, "demo", &accepted(), &rs, 30, t).is_ok());
     let e = check_claims(
         &claims(json!({"iss": "http://other/realms/demo", "exp": t + 60})),
         "demo",
-        ISS,
+        &accepted(),
         &rs,
         30,
         t,
@@ -43,25 +47,42 @@ fn claim_rules() {
     .unwrap_err();
     assert_eq!(e.reason, Reason::IssuerMismatch);
     assert_eq!(
-        check_claims(&claims(json!({"iss": ISS})), "demo", ISS, &rs, 30, t)
+        check_claims(&claims(json!({"iss": ISS})), "demo", &accepted(), &rs, 30, t)
             .unwrap_err()
             .reason,
         Reason::ExpMissing
     );
     // expired beyond leeway vs. within leeway
     assert_eq!(
-        check_claims(&claims(json!({"iss": ISS, "exp": t - 31})), "demo", ISS, &rs, 30, t)
-            .unwrap_err()
-            .reason,
+        check_claims(
+            &claims(json!({"iss": ISS, "exp": t - 31})),
+            "demo",
+            &accepted(),
+            &rs,
+            30,
+            t
+        )
+        .unwrap_err()
+        .reason,
         Reason::TokenExpired
     );
-    assert!(check_claims(&claims(json!({"iss": ISS, "exp": t - 29})), "demo", ISS, &rs, 30, t).is_ok());
+    assert!(
+        check_claims(
+            &claims(json!({"iss": ISS, "exp": t - 29})),
+            "demo",
+            &accepted(),
+            &rs,
+            30,
+            t
+        )
+        .is_ok()
+    );
     // nbf and iat in the future
     assert_eq!(
         check_claims(
             &claims(json!({"iss": ISS, "exp": t + 600, "nbf": t + 31})),
             "demo",
-            ISS,
+            &accepted(),
             &rs,
             30,
             t
@@ -74,7 +95,7 @@ fn claim_rules() {
         check_claims(
             &claims(json!({"iss": ISS, "exp": t + 600, "nbf": t + 29})),
             "demo",
-            ISS,
+            &accepted(),
             &rs,
             30,
             t
@@ -85,7 +106,7 @@ fn claim_rules() {
         check_claims(
             &claims(json!({"iss": ISS, "exp": t + 600, "iat": t + 120})),
             "demo",
-            ISS,
+            &accepted(),
             &rs,
             30,
             t
@@ -104,20 +125,28 @@ fn extreme_time_claims_do_not_overflow() {
         check_claims(
             &claims(json!({"iss": ISS, "exp": i64::MAX, "nbf": i64::MIN, "iat": i64::MIN})),
             "demo",
-            ISS,
+            &accepted(),
             &rs,
             30,
             t
         )
         .is_ok()
     );
-    let e = check_claims(&claims(json!({"iss": ISS, "exp": i64::MIN})), "demo", ISS, &rs, 30, t).unwrap_err();
+    let e = check_claims(
+        &claims(json!({"iss": ISS, "exp": i64::MIN})),
+        "demo",
+        &accepted(),
+        &rs,
+        30,
+        t,
+    )
+    .unwrap_err();
     assert_eq!(e.reason, Reason::TokenExpired);
     assert_eq!(
         check_claims(
             &claims(json!({"iss": ISS, "exp": i64::MAX, "nbf": i64::MAX})),
             "demo",
-            ISS,
+            &accepted(),
             &rs,
             30,
             t
@@ -137,15 +166,19 @@ fn audience_and_azp() {
     };
     let t = 1_000_000;
     let good = claims(json!({"iss": ISS, "exp": t + 60, "aud": ["x", "registrar-api"], "azp": "registrar"}));
-    assert!(check_claims(&good, "demo", ISS, &rs, 0, t).is_ok());
+    assert!(check_claims(&good, "demo", &accepted(), &rs, 0, t).is_ok());
     let bad_aud = claims(json!({"iss": ISS, "exp": t + 60, "aud": "account", "azp": "registrar"}));
     assert_eq!(
-        check_claims(&bad_aud, "demo", ISS, &rs, 0, t).unwrap_err().reason,
+        check_claims(&bad_aud, "demo", &accepted(), &rs, 0, t)
+            .unwrap_err()
+            .reason,
         Reason::AudienceMismatch
     );
     let bad_azp = claims(json!({"iss": ISS, "exp": t + 60, "aud": "registrar-api", "azp": "evil"}));
     assert_eq!(
-        check_claims(&bad_azp, "demo", ISS, &rs, 0, t).unwrap_err().reason,
+        check_claims(&bad_azp, "demo", &accepted(), &rs, 0, t)
+            .unwrap_err()
+            .reason,
         Reason::AzpMismatch
     );
 }

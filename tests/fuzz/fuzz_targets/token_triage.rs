@@ -33,5 +33,5 @@ fuzz_target!(|data: &[u8]| {
         operation: op,
     };
     let now = i64::from(sel) * 1_000_000;
-    let _ = triage(presented, &route, ISS, 30, now);
+    let _ = triage(presented, &route, &[ISS.to_owned()], 30, now);
 });
