@@ -10,16 +10,22 @@ use dcr_gateway::cli::{Cli, Command, ServeArgs};
 use dcr_gateway::config::{LogFormat, Settings, load};
 use dcr_gateway::{StartError, check, start};
 
-fn init_tracing(format: LogFormat) {
+/// Logs go to standard error through `logwriter`: a request appends its line to a buffer that a
+/// background thread writes every few milliseconds. Lines still buffered are written when the
+/// returned guard drops.
+fn init_tracing(format: LogFormat) -> dcr_gateway::logwriter::Guard {
+    let (writer, guard) = dcr_gateway::logwriter::new(std::io::stderr());
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_timer(dcr_gateway::logwriter::Clock::default())
+        .with_writer(writer);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
         LogFormat::Human => builder.init(),
     }
+    guard
 }
 
 async fn signal() {
@@ -47,7 +53,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_tracing(settings.log_format);
+    let _log = init_tracing(settings.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

@@ -90,7 +90,13 @@ pub fn new_request_id() -> String {
             .unwrap_or(0);
         bytes = t.to_le_bytes();
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = String::with_capacity(32);
+    for b in bytes {
+        id.push(char::from(HEX[usize::from(b >> 4)]));
+        id.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    id
 }
 
 // === impl Ctx ===

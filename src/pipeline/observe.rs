@@ -1,6 +1,7 @@
-//! Stage 7, observe: runs once for every request, refused or not. Records the request metrics,
-//! writes one access log line, and for registration traffic one audit line (tracing target
-//! `audit`) and the decision metric. Never a token, a secret or an Authorization header.
+//! Stage 7, observe: runs once for every request, refused or not. Records the request metrics
+//! and writes one log line: for registration traffic the audit line (tracing target `audit`,
+//! carrying the access fields too) and the decision metric, for other traffic an access line
+//! (target `dcr_gateway::access`). Never a token, a secret or an Authorization header.
 
 use http::Response;
 use http::header::HeaderValue;
@@ -8,8 +9,8 @@ use http::header::HeaderValue;
 use super::ctx::Ctx;
 use super::upstream::REQUEST_ID;
 use crate::app::App;
-use crate::metrics::status_class;
 use crate::net::Body;
+use crate::route::RegRoute;
 
 /// Records the request and stamps the request id on the response.
 pub fn finish(app: &App, ctx: &Ctx, mut resp: Response<Body>) -> Response<Body> {
@@ -18,41 +19,36 @@ pub fn finish(app: &App, ctx: &Ctx, mut resp: Response<Body>) -> Response<Body> 
     }
     let status = resp.status().as_u16();
     let elapsed = ctx.started.elapsed();
-    let (route, operation) = match &ctx.reg {
-        Some(r) => ("registration", r.operation.as_str()),
-        None => ("other", "none"),
-    };
+    let operation = ctx.reg.as_ref().map(|r| r.operation);
     let m = &app.metrics;
-    m.requests
-        .with_label_values(&[route, operation, status_class(status)])
-        .inc();
-    m.latency
-        .with_label_values(&[route, operation])
-        .observe(elapsed.as_secs_f64());
+    m.request(operation, status).inc();
+    m.latency_of(operation).observe(elapsed.as_secs_f64());
     let latency_ms = (elapsed.as_secs_f64() * 100_000.0).round() / 100.0;
     let reason = ctx.reason.map(|r| r.code()).unwrap_or("ok");
-    let realm = ctx.reg.as_ref().map(|r| r.realm.as_str()).unwrap_or("");
-    tracing::info!(
-        target: "dcr_gateway::access",
-        method = %ctx.method,
-        route,
-        realm,
-        operation,
-        status,
-        latency_ms,
-        reason,
-        dropped = %ctx.dropped,
-        request_id = %ctx.request_id,
-        "request"
-    );
-    if let Some(reg) = &ctx.reg {
-        audit(ctx, reg, status, latency_ms, reason);
-        m.decisions
-            .with_label_values(&[&ctx.realm_label, operation, ctx.decision.as_str(), reason])
-            .inc();
-        if ctx.anonymous {
-            anonymous(app, ctx, operation, reason);
+    match &ctx.reg {
+        Some(reg) => {
+            let operation = reg.operation.as_str();
+            audit(ctx, reg, status, latency_ms, reason);
+            m.decisions
+                .with_label_values(&[&ctx.realm_label, operation, ctx.decision.as_str(), reason])
+                .inc();
+            if ctx.anonymous {
+                anonymous(app, ctx, operation, reason);
+            }
         }
+        None => tracing::info!(
+            target: "dcr_gateway::access",
+            method = %ctx.method,
+            route = "other",
+            realm = "",
+            operation = "none",
+            status,
+            latency_ms,
+            reason,
+            dropped = %ctx.dropped,
+            request_id = %ctx.request_id,
+            "request"
+        ),
     }
     resp
 }
@@ -80,7 +76,8 @@ fn anonymous(app: &App, ctx: &Ctx, operation: &str, reason: &str) {
     }
 }
 
-fn audit(ctx: &Ctx, reg: &crate::route::RegRoute, status: u16, latency_ms: f64, reason: &str) {
+/// The one line of a registration request: the decision and who asked, with the access fields.
+fn audit(ctx: &Ctx, reg: &RegRoute, status: u16, latency_ms: f64, reason: &str) {
     let id = ctx.identity.as_ref();
     let claims = id.map(|i| &i.claims);
     let kind = id.map(|i| i.kind.as_str()).unwrap_or("unknown");
@@ -88,6 +85,8 @@ fn audit(ctx: &Ctx, reg: &crate::route::RegRoute, status: u16, latency_ms: f64, 
     tracing::info!(
         target: "audit",
         request_id = %ctx.request_id,
+        method = %ctx.method,
+        route = "registration",
         realm = %reg.realm,
         provider = %reg.provider,
         operation = reg.operation.as_str(),

@@ -226,11 +226,14 @@ impl Verifier {
                     return Err(Refusal::new(Reason::Internal, "bearer without token"));
                 };
                 let result = self.verify(route, token, d, &issuer, leeway, now).await;
-                let (label, reason) = match &result {
-                    Ok(_) => ("valid", "ok"),
-                    Err(r) => ("invalid", r.reason.code()),
-                };
-                self.metrics.verifications.with_label_values(&[label, reason]).inc();
+                match &result {
+                    Ok(_) => self.metrics.verified(false).inc(),
+                    Err(r) => self
+                        .metrics
+                        .verifications
+                        .with_label_values(&["invalid", r.reason.code()])
+                        .inc(),
+                }
                 result
             }
         }
@@ -249,7 +252,7 @@ impl Verifier {
             }
             return None;
         }
-        self.metrics.verifications.with_label_values(&["cached", "ok"]).inc();
+        self.metrics.verified(true).inc();
         Some(Identity {
             kind: TokenKind::Bearer,
             claims: e.claims,
