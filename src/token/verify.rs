@@ -179,7 +179,15 @@ pub fn check_signature(token: &str, d: &Decoded, key: &Key, alg: Algorithm) -> R
     }
     let (message, rest) = token.split_at(d.signed_len);
     let signature = rest.strip_prefix('.').unwrap_or("");
-    match jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key.decoding, alg) {
+    let parsed = key
+        .rsa
+        .as_ref()
+        .and_then(|k| k.verify(alg, message.as_bytes(), signature));
+    let verified = match parsed {
+        Some(ok) => Ok(ok),
+        None => jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key.decoding, alg),
+    };
+    match verified {
         Ok(true) => Ok(()),
         _ => Err(Refusal::new(
             Reason::SignatureInvalid,
