@@ -1,19 +1,29 @@
 //! Stage 7, observe: runs once for every request, refused or not. Records the request metrics
-//! and writes one log line: for registration traffic the audit line (tracing target `audit`,
-//! carrying the access fields too) and the decision metric, for other traffic an access line
-//! (target `dcr_gateway::access`). Never a token, a secret or an Authorization header.
+//! when the response head is ready, and writes one log line once its body has been sent (so
+//! the line knows the bytes out): for registration traffic the audit line (tracing target
+//! `audit`, carrying the access fields too) and the decision metric, for other traffic an access
+//! line (target `dcr_gateway::access`). Never a token, a secret or an Authorization header.
+
+mod line;
 
 use http::Response;
 use http::header::HeaderValue;
+use http_body_util::BodyExt;
 
 use super::ctx::Ctx;
 use super::upstream::REQUEST_ID;
 use crate::app::App;
 use crate::net::Body;
-use crate::route::RegRoute;
+use line::{Line, Observed};
 
-/// Records the request and stamps the request id on the response.
-pub fn finish(app: &App, ctx: &Ctx, mut resp: Response<Body>) -> Response<Body> {
+/// Records the request, stamps the request id on the response, and wraps its body so that the
+/// request's log line is written when the body is done (or dropped); `guard` is released then.
+pub fn finish<G: Send + Sync + Unpin + 'static>(
+    app: &App,
+    ctx: Ctx,
+    mut resp: Response<Body>,
+    guard: G,
+) -> Response<Body> {
     if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
         resp.headers_mut().insert(REQUEST_ID, v);
     }
@@ -25,32 +35,22 @@ pub fn finish(app: &App, ctx: &Ctx, mut resp: Response<Body>) -> Response<Body> 
     m.latency_of(operation).observe(elapsed.as_secs_f64());
     let latency_ms = (elapsed.as_secs_f64() * 100_000.0).round() / 100.0;
     let reason = ctx.reason.map(|r| r.code()).unwrap_or("ok");
-    match &ctx.reg {
-        Some(reg) => {
-            let operation = reg.operation.as_str();
-            audit(ctx, reg, status, latency_ms, reason);
-            m.decisions
-                .with_label_values(&[&ctx.realm_label, operation, ctx.decision.as_str(), reason])
-                .inc();
-            if ctx.anonymous {
-                anonymous(app, ctx, operation, reason);
-            }
+    if let Some(reg) = &ctx.reg {
+        let operation = reg.operation.as_str();
+        m.decisions
+            .with_label_values(&[&ctx.realm_label, operation, ctx.decision.as_str(), reason])
+            .inc();
+        if ctx.anonymous {
+            anonymous(app, &ctx, operation, reason);
         }
-        None => tracing::info!(
-            target: "dcr_gateway::access",
-            method = %ctx.method,
-            route = "other",
-            realm = "",
-            operation = "none",
-            status,
-            latency_ms,
-            reason,
-            dropped = %ctx.dropped,
-            request_id = %ctx.request_id,
-            "request"
-        ),
     }
-    resp
+    let line = Line {
+        ctx,
+        status,
+        latency_ms,
+        reason,
+    };
+    resp.map(|body| Observed::new(body, guard, line).boxed())
 }
 
 /// The anonymous-registration metrics: outcome, refusals by reason, realm quota in use.
@@ -74,38 +74,4 @@ fn anonymous(app: &App, ctx: &Ctx, operation: &str, reason: &str) {
             .with_label_values(&[&ctx.realm_label])
             .set(i64::from(used));
     }
-}
-
-/// The one line of a registration request: the decision and who asked, with the access fields.
-fn audit(ctx: &Ctx, reg: &RegRoute, status: u16, latency_ms: f64, reason: &str) {
-    let id = ctx.identity.as_ref();
-    let claims = id.map(|i| &i.claims);
-    let kind = id.map(|i| i.kind.as_str()).unwrap_or("unknown");
-    let md = ctx.metadata.as_ref();
-    tracing::info!(
-        target: "audit",
-        request_id = %ctx.request_id,
-        method = %ctx.method,
-        route = "registration",
-        realm = %reg.realm,
-        provider = %reg.provider,
-        operation = reg.operation.as_str(),
-        token_kind = kind,
-        token_cached = id.is_some_and(|i| i.cached),
-        azp = claims.and_then(|c| c.client()).unwrap_or(""),
-        sub = claims.and_then(|c| c.sub.as_deref()).unwrap_or(""),
-        source = %ctx.client_ip,
-        client_id = md.and_then(|m| m.client_id.as_deref()).or(reg.client_id.as_deref()).unwrap_or(""),
-        client_name = md.and_then(|m| m.client_name.as_deref()).unwrap_or(""),
-        decision = ctx.decision.as_str(),
-        anonymous = ctx.anonymous,
-        credential = ctx.lent.unwrap_or(""),
-        dropped = %ctx.dropped,
-        rule = ctx.rule.as_deref().unwrap_or(""),
-        reason,
-        upstream_status = ctx.upstream_status.unwrap_or(0),
-        status,
-        latency_ms,
-        "registration decision"
-    );
 }
