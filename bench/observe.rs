@@ -78,7 +78,7 @@ fn observe_bench(c: &mut Criterion) {
             None,
             &Overrides {
                 upstream: Some("http://127.0.0.1:8080".into()),
-                policies: Some("/nonexistent-dcr-gateway-policies".into()),
+                policies: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/policies/demo.toml").into()),
                 ..Default::default()
             },
         )
