@@ -308,7 +308,7 @@ start_gateway 1
 sleep 0.5
 RSS_IDLE=$(rss_kb "$GW_PID")
 post "dcr-gateway" 201 "$GW_URL"
-check_status "dcr-gateway without a token" 401 -X POST -H 'Content-Type: application/json' --data-binary @"$WORK/body.json" "$GW_URL$REG_PATH"
+check_status "dcr-gateway without a token (anonymous registration not enabled in demo.toml)" 403 -X POST -H 'Content-Type: application/json' --data-binary @"$WORK/body.json" "$GW_URL$REG_PATH"
 run_wrk "dcr-gateway, one token repeated" "$GW_URL" post_one
 run_wrk "dcr-gateway, $TOKENS distinct tokens" "$GW_URL" post_many
 RSS_TOKENS=$(rss_kb "$GW_PID")
@@ -397,7 +397,11 @@ echo "|---|---|---|"
 ms() { printf '%.3f ms' "$1"; }
 echo "| HAProxy plain proxy | $(ms "$P_HPLAIN")$(rate_note "HAProxy plain proxy") | |"
 echo "| HAProxy \`jwt_verify\`, one token | $(ms "$P_HJWT")$(rate_note "HAProxy jwt_verify RS256, one token") | |"
-echo "| dcr-gateway, one token | $(ms "$P_G")$(rate_note "dcr-gateway, one token") | $(jq -n --argjson g "$P_G" --argjson h "$P_HJWT" '($g - $h) * 1000 | round / 1000') ms (goal ≤ 1 ms) |"
+ADDED="$(jq -n --argjson g "$P_G" --argjson h "$P_HJWT" '($g - $h) * 1000 | round / 1000') ms (goal ≤ 1 ms)"
+if [ -n "$(rate_note "HAProxy jwt_verify RS256, one token")$(rate_note "dcr-gateway, one token")" ]; then
+    ADDED="n/a: a row saturated"
+fi
+echo "| dcr-gateway, one token | $(ms "$P_G")$(rate_note "dcr-gateway, one token") | $ADDED |"
 echo
 echo "dcr-gateway RSS: idle $((RSS_IDLE / 1024)) MB (goal ≤ 20), after $(fmt "$TOKENS") distinct tokens $((RSS_TOKENS / 1024)) MB (goal ≤ 40)"
 echo "dcr-gateway log: $LOG_LINES lines, $((LOG_BYTES / 1024 / 1024)) MB (JSON, to a file)"
