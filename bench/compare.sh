@@ -255,6 +255,7 @@ EOF
     } >"$WORK/haproxy-$mode.cfg"
     taskset -c "$cpus" haproxy -db -f "$WORK/haproxy-$mode.cfg" >"$WORK/haproxy-$mode.log" 2>&1 &
     HAPROXY_PID=$!
+    PIDS+=("$HAPROXY_PID")
     HAPROXY_URL=http://127.0.0.1:$port
     wait_port "$port"
 }
@@ -268,6 +269,7 @@ start_gateway() {
         --upstream "$UP" --policies "$ROOT/policies/demo.toml" --log-format json \
         2>"$WORK/gateway-$cpus.log" >/dev/null &
     GW_PID=$!
+    PIDS+=("$GW_PID")
     GW_URL=http://127.0.0.1:$port
     GW_ADMIN=http://127.0.0.1:$admin
     wait_port "$port"
