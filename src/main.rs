@@ -10,16 +10,30 @@ use dcr_gateway::cli::{Cli, Command, ServeArgs};
 use dcr_gateway::config::{LogFormat, Settings, load};
 use dcr_gateway::{StartError, check, start};
 
-fn init_tracing(format: LogFormat) {
+/// ANSI colours in the human format only when standard error is a terminal (never into a file,
+/// a pipe, `kubectl logs` or a log shipper), and not when `NO_COLOR` is set.
+fn colour() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Logs go to standard error through `logwriter`: a request appends its line to a buffer that a
+/// background thread writes every few milliseconds. Lines still buffered are written when the
+/// returned guard drops.
+fn init_tracing(format: LogFormat) -> dcr_gateway::logwriter::Guard {
+    let (writer, guard) = dcr_gateway::logwriter::new(std::io::stderr());
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_timer(dcr_gateway::logwriter::Clock::default())
+        .with_ansi(colour())
+        .with_writer(writer);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
         LogFormat::Human => builder.init(),
     }
+    guard
 }
 
 async fn signal() {
@@ -47,7 +61,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_tracing(settings.log_format);
+    let _log = init_tracing(settings.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

@@ -3,10 +3,16 @@
 //! Labels are bounded: route kind, operation, status class, reason codes, and realm names that the
 //! configuration or policy knows (others are counted as `other`).
 
+mod hot;
+
+use std::sync::Arc;
+
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
+
+use crate::route::Operation;
 
 /// Every metric the gateway exports.
 #[derive(Clone)]
@@ -66,6 +72,7 @@ pub struct Metrics {
     pub anonymous_quota_used: IntGaugeVec,
     /// Members dropped from anonymous registration bodies, by realm.
     pub anonymous_dropped: IntCounterVec,
+    hot: Arc<hot::Hot>,
 }
 
 fn counter(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
@@ -239,7 +246,24 @@ impl Metrics {
                 &["realm"],
             )?,
             registry: reg,
+            hot: Arc::new(hot::Hot::new()),
         })
+    }
+
+    /// `requests_total` for a request (`None`: not a registration request) answered `status`;
+    /// the child is resolved once.
+    pub fn request(&self, op: Option<Operation>, status: u16) -> &IntCounter {
+        self.hot.request(&self.requests, op, status)
+    }
+
+    /// `request_duration_seconds` for a request (`None`: not a registration request).
+    pub fn latency_of(&self, op: Option<Operation>) -> &Histogram {
+        self.hot.latency(&self.latency, op)
+    }
+
+    /// `token_verifications_total` for a valid bearer token: `cached` or `valid`, reason `ok`.
+    pub fn verified(&self, cached: bool) -> &IntCounter {
+        self.hot.verified(&self.verifications, cached)
     }
 
     /// Renders the registry in Prometheus text format.

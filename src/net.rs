@@ -165,3 +165,44 @@ impl<B: http_body::Body, G> http_body::Body for Guarded<B, G> {
 pub fn boxed(body: hyper::body::Incoming) -> Body {
     body.map_err(|e| -> BoxError { Box::new(e) }).boxed()
 }
+
+/// A body that adds the length of every data frame it yields to a shared counter (the bytes a
+/// request sent, read by the log line at the end).
+pub struct Counted {
+    inner: Body,
+    count: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Counted {
+    /// Wraps `inner`, counting into `count`.
+    pub fn new(inner: Body, count: std::sync::Arc<std::sync::atomic::AtomicU64>) -> Self {
+        Counted { inner, count }
+    }
+}
+
+impl http_body::Body for Counted {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            let n = u64::try_from(data.len()).unwrap_or(u64::MAX);
+            self.count.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,6 +1,10 @@
 //! The per-request context: what every stage learned, read once at the end by `observe`.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use http::HeaderValue;
 
 use http::{Method, Request};
 use tokio::time::Instant;
@@ -72,6 +76,12 @@ pub struct Ctx {
     pub cors_origin: Option<String>,
     /// The policy snapshot of an anonymous create (for the face of its refusals).
     pub snapshot: Option<std::sync::Arc<crate::policy::Snapshot>>,
+    /// The request's `User-Agent`.
+    pub user_agent: Option<HeaderValue>,
+    /// The trace id of a valid incoming `traceparent` (forwarded to Keycloak unchanged).
+    pub trace_id: Option<String>,
+    /// Request body bytes received so far (`None`: the request has no body).
+    pub bytes_in: Option<Arc<AtomicU64>>,
 }
 
 /// Whether a client-supplied request id is acceptable: 1–128 visible, URL-safe characters.
@@ -92,7 +102,13 @@ pub fn new_request_id() -> String {
             .unwrap_or(0);
         bytes = t.to_le_bytes();
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = String::with_capacity(32);
+    for b in bytes {
+        id.push(char::from(HEX[usize::from(b >> 4)]));
+        id.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    id
 }
 
 /// Headers of the request kept for explaining Keycloak's answers.
@@ -151,6 +167,9 @@ impl Ctx {
             dropped: String::new(),
             cors_origin: None,
             snapshot: None,
+            user_agent: req.headers().get(http::header::USER_AGENT).cloned(),
+            trace_id: None,
+            bytes_in: None,
         }
     }
 

@@ -11,11 +11,13 @@ pub mod current;
 pub mod observe;
 pub mod rewrite;
 pub mod target;
+pub mod trace;
 pub mod upstream;
 
 use std::sync::Arc;
 
 use http::{Request, Response};
+use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use prometheus::IntGauge;
@@ -24,7 +26,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::app::App;
 use crate::config::Mode;
 use crate::error::{Reason, Refusal};
-use crate::net::{Body, Guarded, boxed, read_limited};
+use crate::net::{Body, boxed, read_limited};
 use crate::policy::{self, Input, Verdict};
 use crate::route::{self, RegRoute, Route};
 use crate::token::{Identity, TokenKind};
@@ -51,11 +53,15 @@ pub fn handle(app: Arc<App>, conn: ConnInfo, req: Request<Incoming>) -> Handled 
     Box::pin(serve_one(app, conn, req))
 }
 
-async fn serve_one(app: Arc<App>, conn: ConnInfo, req: Request<Incoming>) -> Response<Body> {
+async fn serve_one(app: Arc<App>, conn: ConnInfo, mut req: Request<Incoming>) -> Response<Body> {
     let mut ctx = Ctx::new(&req, conn);
     ctx.client_ip = upstream::client_ip(conn.peer.ip(), req.headers(), &app.settings.trusted_proxies);
+    ctx.trace_id = trace::take(req.headers_mut());
     let (slot, result) = match acquire(&app, ctx.client_ip) {
-        Ok(slot) => (Some(slot), run(&app, &mut ctx, req.map(boxed)).await),
+        Ok(slot) => {
+            let req = req.map(|b| counted(boxed(b), &mut ctx));
+            (Some(slot), run(&app, &mut ctx, req).await)
+        }
         Err(refusal) => (None, Err(refusal)),
     };
     let refused = result.is_err();
@@ -79,11 +85,17 @@ async fn serve_one(app: Arc<App>, conn: ConnInfo, req: Request<Incoming>) -> Res
     };
     app.quotas.settle(ctx.quota_slot.take(), ctx.upstream_status).await; // may ask Redis
     anonymous::decorate(&ctx, &mut resp);
-    let resp = observe::finish(&app, &ctx, resp);
-    match slot {
-        Some(slot) => resp.map(|b| Guarded::new(b, slot).boxed()),
-        None => resp,
+    observe::finish(&app, ctx, resp, slot) // the slot is held until the body is sent
+}
+
+/// The request body, counting the bytes received into `ctx.bytes_in` unless it has none.
+fn counted(body: Body, ctx: &mut Ctx) -> Body {
+    if body.is_end_stream() {
+        return body;
     }
+    let n = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    ctx.bytes_in = Some(n.clone());
+    crate::net::Counted::new(body, n).boxed()
 }
 
 /// A slot in the global and in the client's own in-flight budget, or the `overloaded` refusal.

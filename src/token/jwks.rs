@@ -26,6 +26,7 @@ use crate::metrics::Metrics;
 use crate::net::{HttpClient, get_bytes};
 
 mod registry;
+pub mod rsa;
 pub use registry::Jwks;
 
 /// Keys by `kid`.
@@ -41,6 +42,8 @@ pub struct Key {
     pub alg: Option<Algorithm>,
     /// The key material.
     pub decoding: DecodingKey,
+    /// For RSA keys: the key parsed once per algorithm (what verification uses).
+    pub rsa: Option<rsa::ParsedRsa>,
 }
 
 /// A fetched key set.
@@ -106,11 +109,16 @@ pub fn parse_key(v: &Value) -> Result<Arc<Key>, String> {
         return Err(format!("key {kid}: alg does not fit its key type"));
     }
     let decoding = DecodingKey::from_jwk(&jwk).map_err(|e| format!("key {kid}: {e}"))?;
+    let rsa = match decoding.kind() {
+        jsonwebtoken::DecodingKeyKind::RsaModulusExponent { n, e } => Some(rsa::ParsedRsa::new(n.clone(), e.clone())),
+        jsonwebtoken::DecodingKeyKind::SecretOrDer(_) => None,
+    };
     Ok(Arc::new(Key {
         kid,
         family,
         alg,
         decoding,
+        rsa,
     }))
 }
 

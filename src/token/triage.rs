@@ -65,7 +65,7 @@ pub fn extract(headers: &HeaderMap) -> Result<Presented<'_>, Refusal> {
         if rest.is_empty() {
             return Err(malformed("`Authorization: Bearer` has no token after it"));
         }
-        if rest.chars().any(|c| c.is_ascii_whitespace()) {
+        if rest.bytes().any(|b| b.is_ascii_whitespace()) {
             return Err(malformed(
                 "the token contains whitespace (write exactly `Bearer <token>`, one space)",
             ));

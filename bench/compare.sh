@@ -1,0 +1,410 @@
+#!/usr/bin/env bash
+# dcr-gateway against HAProxy, side by side in one run (issue 10).
+#
+#   bench/compare.sh [--quick] [--json FILE]
+#
+# One nginx upstream stand-in (answers 201 to anything, serves the JWKS) on core 0 with the load
+# generator; the proxy under test alone on core 1 (`taskset -c 1`): HAProxy 2.6 (`nbthread 1`,
+# plain, and `jwt_verify` RS256 with alg/iss/exp ACLs), and dcr-gateway (release build,
+# policies/demo.toml, `--log-format json` to a file). Every row is wrk `-t1 -c32` for ROW_SECONDS
+# (default 7) on POST /realms/demo/clients-registrations/default with a 73-byte
+# ClientRepresentation and an RS256 (2048-bit) token, unless it says otherwise. Then a fixed-rate
+# latency row (vegeta, RATE rps, default 5000), a two-core row, and the gateway's RSS.
+# Prints the table with ratios to HAProxy and writes a JSON result (default
+# target/bench-compare.json). Tokens come from `cargo run --example bench_tokens` (the project's
+# testkit key code). Installs nothing but Debian packages (haproxy nginx wrk) and vegeta (a Go
+# module, pinned) when missing.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+
+SECS=${ROW_SECONDS:-7}
+RATE=${RATE:-5000}
+TOKENS=${TOKENS:-40000}
+VEGETA_VERSION=v12.13.0
+JSON_OUT=$ROOT/target/bench-compare.json
+while [ $# -gt 0 ]; do
+    case $1 in
+        --quick) SECS=3; TOKENS=4000 ;;
+        --json) JSON_OUT=$2; shift ;;
+        *) echo "usage: bench/compare.sh [--quick] [--json FILE]" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+say() { printf '== %s\n' "$*" >&2; }
+
+# --- tools ------------------------------------------------------------------------------------
+need_apt=()
+for tool in haproxy nginx wrk taskset jq curl; do
+    command -v "$tool" >/dev/null || need_apt+=("$tool")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+    pkgs=()
+    for t in "${need_apt[@]}"; do
+        case $t in taskset) pkgs+=(util-linux) ;; *) pkgs+=("$t") ;; esac
+    done
+    say "installing ${pkgs[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
+fi
+VEGETA=$(command -v vegeta || echo "${GOPATH:-$HOME/go}/bin/vegeta")
+if [ ! -x "$VEGETA" ]; then
+    command -v go >/dev/null || PATH=$PATH:/usr/local/go/bin
+    if ! command -v go >/dev/null; then
+        say "installing golang-go"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go >/dev/null
+    fi
+    say "installing vegeta $VEGETA_VERSION"
+    go install "github.com/tsenart/vegeta/v12@$VEGETA_VERSION"
+fi
+CORES=$(nproc)
+if [ "$CORES" -lt 2 ]; then
+    echo "bench/compare.sh needs two cores (one for the proxy, one for wrk and nginx)" >&2
+    exit 2
+fi
+
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+say "building the release binary and the token minter"
+cargo build --quiet --release --bin dcr-gateway
+cargo build --quiet --release --example bench_tokens
+GATEWAY=$CARGO_TARGET_DIR/release/dcr-gateway
+
+# --- work dir, ports, processes ---------------------------------------------------------------
+WORK=$(mktemp -d /tmp/dcr-bench.XXXXXX)
+PIDS=()
+stop() {
+    local pid
+    for pid in "$@"; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+}
+cleanup() {
+    stop "${PIDS[@]}"
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+wait_port() {
+    local i
+    for i in $(seq 1 200); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "nothing listens on $1" >&2
+    return 1
+}
+
+NGINX_PORT=$(free_port)
+UP=http://127.0.0.1:$NGINX_PORT
+ISSUER=$UP/realms/demo
+REG_PATH=/realms/demo/clients-registrations/default
+OTHER_PATH=/realms/demo/account
+BODY='{"client_name":"bench123","redirect_uris":["https://app.example.com/cb"]}'
+printf '%s' "$BODY" >"$WORK/body.json"
+
+say "minting $TOKENS tokens"
+"$CARGO_TARGET_DIR/release/examples/bench_tokens" "$WORK" "$ISSUER" "$TOKENS"
+TOKEN=$(cat "$WORK/token.txt")
+
+mkdir -p "$WORK/nginx"
+cat >"$WORK/nginx.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/nginx/body;
+    proxy_temp_path $WORK/nginx/proxy;
+    fastcgi_temp_path $WORK/nginx/fastcgi;
+    uwsgi_temp_path $WORK/nginx/uwsgi;
+    scgi_temp_path $WORK/nginx/scgi;
+    keepalive_requests 10000000;
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location = /realms/demo/protocol/openid-connect/certs {
+            default_type application/json;
+            alias $WORK/jwks.json;
+        }
+        location / {
+            default_type application/json;
+            return 201 '{"client_id":"bench"}';
+        }
+    }
+}
+EOF
+taskset -c 0 nginx -p "$WORK/nginx" -c "$WORK/nginx.conf" &
+PIDS+=($!)
+wait_port "$NGINX_PORT"
+
+# wrk script: cycles through pre-formatted requests, one per token in the file.
+cat >"$WORK/tokens.lua" <<'EOF'
+local reqs, n, i = {}, 0, 0
+function init(args)
+    local body = io.open(args[2]):read("*a")
+    for line in io.lines(args[3]) do
+        n = n + 1
+        reqs[n] = wrk.format("POST", args[1], {
+            ["Authorization"] = "Bearer " .. line,
+            ["Content-Type"] = "application/json",
+        }, body)
+    end
+end
+function request()
+    i = i % n + 1
+    return reqs[i]
+end
+EOF
+
+# --- measuring --------------------------------------------------------------------------------
+ROWS=$WORK/rows.jsonl
+: >"$ROWS"
+
+# wrk on core 0; prints requests/s. Args: label, base URL, then wrk's own (script, path...).
+# A warm-up of one second precedes every row (connections, JWKS, caches).
+run_wrk() {
+    local label=$1 url=$2 kind=$3
+    shift 3
+    local args=(-t1 -c32 --latency)
+    case $kind in
+        post_one) args+=(-s "$WORK/tokens.lua" "$url$REG_PATH" -- "$REG_PATH" "$WORK/body.json" "$WORK/token.txt") ;;
+        post_many) args+=(-s "$WORK/tokens.lua" "$url$REG_PATH" -- "$REG_PATH" "$WORK/body.json" "$WORK/tokens.txt") ;;
+        get_other) args=(-t1 -c32 --latency "$url$OTHER_PATH") ;;
+        *) return 1 ;;
+    esac
+    taskset -c 0 wrk -d1s "${args[@]}" >/dev/null 2>&1 || true
+    local out
+    out=$(taskset -c 0 wrk -d"${SECS}s" "${args[@]}" 2>&1)
+    local rps p99 errors
+    rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+    p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+    errors=$(awk '/Non-2xx or 3xx responses:/ {print $NF} /Socket errors:/ {s=$0} END {}' <<<"$out")
+    errors=${errors:-0}
+    say "$(printf '%-58s %10s rps  p99 %-8s non-2xx %s' "$label" "$rps" "$p99" "$errors")"
+    jq -nc --arg l "$label" --argjson rps "${rps:-0}" --arg p99 "$p99" --argjson non2xx "$errors" \
+        '{"label": $l, rps: $rps, wrk_p99: $p99, non_2xx: $non2xx}' >>"$ROWS"
+}
+
+# vegeta at a fixed rate on core 0; records p50/p99 in ms.
+run_rate() {
+    local label=$1 url=$2
+    local target=$WORK/target.txt
+    printf 'POST %s%s\nAuthorization: Bearer %s\nContent-Type: application/json\n@%s\n' \
+        "$url" "$REG_PATH" "$TOKEN" "$WORK/body.json" >"$target"
+    taskset -c 0 "$VEGETA" attack -rate="$RATE" -duration=1s -targets="$target" >/dev/null
+    local report
+    report=$(taskset -c 0 "$VEGETA" attack -rate="$RATE" -duration="${SECS}s" -targets="$target" |
+        "$VEGETA" report -type=json)
+    local p50 p99 success throughput
+    p50=$(jq '.latencies["50th"] / 1e6' <<<"$report")
+    p99=$(jq '.latencies["99th"] / 1e6' <<<"$report")
+    success=$(jq '.success' <<<"$report")
+    throughput=$(jq '.throughput | round' <<<"$report")
+    say "$(printf '%-58s p50 %.3f ms  p99 %.3f ms  success %s  throughput %s rps' "$label @ $RATE rps" "$p50" "$p99" "$success" "$throughput")"
+    jq -nc --arg l "$label" --argjson rate "$RATE" --argjson p50 "$p50" --argjson p99 "$p99" --argjson success "$success" \
+        --argjson throughput "$throughput" \
+        '{"label": $l, rate: $rate, p50_ms: $p50, p99_ms: $p99, success: $success, throughput: $throughput}' >>"$ROWS"
+}
+
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+# HAProxy. Args: mode (plain|jwt), cpus, threads. Sets HAPROXY_PID and HAPROXY_URL.
+start_haproxy() {
+    local mode=$1 cpus=$2 threads=$3 port
+    port=$(free_port)
+    {
+        cat <<EOF
+global
+    nbthread $threads
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    option http-keep-alive
+    http-reuse always
+frontend fe
+    bind 127.0.0.1:$port
+EOF
+        if [ "$mode" = jwt ]; then
+            cat <<EOF
+    http-request deny deny_status 401 unless { req.hdr(authorization) -m beg "Bearer " }
+    http-request set-var(txn.bearer) http_auth_bearer
+    http-request set-var(txn.jwt_alg) var(txn.bearer),jwt_header_query('\$.alg')
+    http-request set-var(txn.jwt_iss) var(txn.bearer),jwt_payload_query('\$.iss')
+    http-request set-var(txn.jwt_exp) var(txn.bearer),jwt_payload_query('\$.exp','int')
+    http-request deny deny_status 401 unless { var(txn.jwt_alg) -m str RS256 }
+    http-request deny deny_status 401 unless { var(txn.jwt_iss) -m str $ISSUER }
+    http-request deny deny_status 401 unless { var(txn.bearer),jwt_verify(txn.jwt_alg,"$WORK/pub.pem") -m int 1 }
+    http-request set-var(txn.now) date()
+    http-request deny deny_status 401 if { var(txn.jwt_exp),sub(txn.now) -m int lt 0 }
+EOF
+        fi
+        cat <<EOF
+    default_backend up
+backend up
+    server nginx 127.0.0.1:$NGINX_PORT
+EOF
+    } >"$WORK/haproxy-$mode.cfg"
+    taskset -c "$cpus" haproxy -db -f "$WORK/haproxy-$mode.cfg" >"$WORK/haproxy-$mode.log" 2>&1 &
+    HAPROXY_PID=$!
+    PIDS+=("$HAPROXY_PID")
+    HAPROXY_URL=http://127.0.0.1:$port
+    wait_port "$port"
+}
+
+# The gateway. Args: cpus. Sets GW_PID, GW_URL, GW_ADMIN.
+start_gateway() {
+    local cpus=$1 port admin
+    port=$(free_port)
+    admin=$(free_port)
+    env -u RUST_LOG taskset -c "$cpus" "$GATEWAY" serve --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
+        --upstream "$UP" --policies "$ROOT/policies/demo.toml" --log-format json \
+        2>"$WORK/gateway-$cpus.log" >/dev/null &
+    GW_PID=$!
+    PIDS+=("$GW_PID")
+    GW_URL=http://127.0.0.1:$port
+    GW_ADMIN=http://127.0.0.1:$admin
+    wait_port "$port"
+}
+
+check_status() {
+    local label=$1 want=$2 got
+    shift 2
+    got=$(curl -s -o /dev/null -w '%{http_code}' "$@")
+    if [ "$got" != "$want" ]; then
+        echo "$label answered $got, not $want: the setup is wrong" >&2
+        exit 1
+    fi
+}
+post() { check_status "$1" "$2" -X POST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' --data-binary @"$WORK/body.json" "$3$REG_PATH"; }
+
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+say "machine: $CORES cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
+
+run_wrk "nginx direct" "$UP" post_one
+
+start_haproxy plain 1 1
+post "HAProxy plain" 201 "$HAPROXY_URL"
+run_wrk "HAProxy plain proxy" "$HAPROXY_URL" post_one
+run_wrk "HAProxy plain proxy, GET non-registration path" "$HAPROXY_URL" get_other
+run_rate "HAProxy plain proxy" "$HAPROXY_URL"
+stop "$HAPROXY_PID"
+
+start_haproxy jwt 1 1
+post "HAProxy jwt_verify" 201 "$HAPROXY_URL"
+check_status "HAProxy jwt_verify without a token" 401 -X POST "$HAPROXY_URL$REG_PATH"
+run_wrk "HAProxy jwt_verify RS256, one token repeated" "$HAPROXY_URL" post_one
+run_wrk "HAProxy jwt_verify RS256, $TOKENS distinct tokens" "$HAPROXY_URL" post_many
+run_rate "HAProxy jwt_verify RS256, one token" "$HAPROXY_URL"
+stop "$HAPROXY_PID"
+
+start_gateway 1
+sleep 0.5
+RSS_IDLE=$(rss_kb "$GW_PID")
+post "dcr-gateway" 201 "$GW_URL"
+check_status "dcr-gateway without a token (anonymous registration not enabled in demo.toml)" 403 -X POST -H 'Content-Type: application/json' --data-binary @"$WORK/body.json" "$GW_URL$REG_PATH"
+run_wrk "dcr-gateway, one token repeated" "$GW_URL" post_one
+run_wrk "dcr-gateway, $TOKENS distinct tokens" "$GW_URL" post_many
+RSS_TOKENS=$(rss_kb "$GW_PID")
+run_wrk "dcr-gateway, GET non-registration path" "$GW_URL" get_other
+run_rate "dcr-gateway, one token" "$GW_URL"
+curl -s "$GW_ADMIN/metrics" | grep -E '^dcr_gateway_token_verifications_total' >"$WORK/verifications.txt" || true
+LOG_BYTES=$(stat -c %s "$WORK/gateway-1.log")
+LOG_LINES=$(wc -l <"$WORK/gateway-1.log")
+stop "$GW_PID"
+
+say "two cores to the proxy (wrk and nginx share them)"
+start_haproxy plain 0,1 2
+run_wrk "HAProxy plain proxy, nbthread 2, two cores" "$HAPROXY_URL" post_one
+stop "$HAPROXY_PID"
+start_gateway 0,1
+post "dcr-gateway (two cores)" 201 "$GW_URL"
+run_wrk "dcr-gateway, one token repeated, two cores" "$GW_URL" post_one
+stop "$GW_PID"
+
+# --- report -----------------------------------------------------------------------------------
+rps() { jq -s --arg l "$1" 'map(select(.label == $l))[0].rps // 0' "$ROWS"; }
+p99() { jq -s --arg l "$1" 'map(select(.label == $l and .rate != null))[0].p99_ms // 0' "$ROWS"; }
+# A fixed-rate row whose answers fell behind the rate measured a queue, not the proxy's latency.
+rate_note() {
+    jq -rs --arg l "$1" 'map(select(.label == $l and .rate != null))[0] // {} |
+        if (.throughput // 0) < 0.95 * (.rate // 0) or (.success // 0) < 1
+        then " — saturated: \(.throughput) rps answered, success \(.success); not a latency figure"
+        else "" end' "$ROWS"
+}
+ratio() { jq -n --argjson a "$1" --argjson b "$2" 'if $b == 0 then 0 else ($a / $b * 100 | round) / 100 end'; }
+
+H_PLAIN=$(rps "HAProxy plain proxy")
+H_GET=$(rps "HAProxy plain proxy, GET non-registration path")
+H_JWT1=$(rps "HAProxy jwt_verify RS256, one token repeated")
+H_JWTN=$(rps "HAProxy jwt_verify RS256, $TOKENS distinct tokens")
+G_ONE=$(rps "dcr-gateway, one token repeated")
+G_MANY=$(rps "dcr-gateway, $TOKENS distinct tokens")
+G_GET=$(rps "dcr-gateway, GET non-registration path")
+H_TWO=$(rps "HAProxy plain proxy, nbthread 2, two cores")
+G_TWO=$(rps "dcr-gateway, one token repeated, two cores")
+P_HJWT=$(p99 "HAProxy jwt_verify RS256, one token")
+P_HPLAIN=$(p99 "HAProxy plain proxy")
+P_G=$(p99 "dcr-gateway, one token")
+
+DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)
+jq -n --slurpfile rows "$ROWS" --arg date "$DATE" --arg cpu "$CPU" --argjson cores "$CORES" \
+    --arg load_start "$LOAD_START" --arg load_end "$LOAD_END" \
+    --argjson secs "$SECS" --argjson tokens "$TOKENS" \
+    --argjson rss_idle_kb "$RSS_IDLE" --argjson rss_tokens_kb "$RSS_TOKENS" \
+    --argjson log_bytes "$LOG_BYTES" --argjson log_lines "$LOG_LINES" \
+    --arg verifications "$(cat "$WORK/verifications.txt")" \
+    --argjson r_many "$(ratio "$G_MANY" "$H_JWTN")" --argjson r_one "$(ratio "$G_ONE" "$H_PLAIN")" \
+    --argjson r_one_jwt "$(ratio "$G_ONE" "$H_JWT1")" --argjson r_get "$(ratio "$G_GET" "$H_GET")" \
+    --argjson r_two "$(ratio "$G_TWO" "$G_ONE")" --argjson r_two_h "$(ratio "$H_TWO" "$H_PLAIN")" \
+    --argjson p99_added "$(jq -n --argjson g "$P_G" --argjson h "$P_HJWT" '$g - $h')" \
+    '{date: $date, machine: {cpu: $cpu, cores: $cores}, load_average: {start: $load_start, end: $load_end}, row_seconds: $secs, distinct_tokens: $tokens,
+      rows: $rows, rss_idle_kb: $rss_idle_kb, rss_after_tokens_kb: $rss_tokens_kb,
+      gateway_log: {bytes: $log_bytes, lines: $log_lines}, token_verifications: $verifications,
+      ratios: {distinct_vs_haproxy_jwt: $r_many, one_token_vs_haproxy_plain: $r_one,
+               one_token_vs_haproxy_jwt: $r_one_jwt, get_vs_haproxy_plain_get: $r_get,
+               two_cores_vs_one: $r_two, haproxy_two_cores_vs_one: $r_two_h},
+      p99_added_over_haproxy_jwt_ms: $p99_added}' >"$JSON_OUT"
+
+fmt() { printf "%'.0f" "$1"; }
+echo
+echo "dcr-gateway vs HAProxy $(haproxy -v | awk 'NR==1 {print $3}'), $DATE, $CORES cores ($CPU), wrk -t1 -c32, ${SECS}s per row"
+echo "load average (1, 5, 15 min) at the start: $LOAD_START; at the end: $LOAD_END"
+echo
+echo "| path | rps | vs HAProxy |"
+echo "|---|---|---|"
+echo "| nginx direct | $(fmt "$(rps "nginx direct")") | |"
+echo "| HAProxy plain proxy | $(fmt "$H_PLAIN") | |"
+echo "| HAProxy plain proxy, GET non-registration path | $(fmt "$H_GET") | |"
+echo "| HAProxy \`jwt_verify\` RS256 + alg/iss/exp ACLs, one token repeated | $(fmt "$H_JWT1") | |"
+echo "| HAProxy \`jwt_verify\`, $(fmt "$TOKENS") distinct tokens | $(fmt "$H_JWTN") | |"
+echo "| dcr-gateway, one token repeated (verified-token cache hit) | $(fmt "$G_ONE") | $(ratio "$G_ONE" "$H_JWT1")× jwt, $(ratio "$G_ONE" "$H_PLAIN")× plain (goal ≥ 0.9× plain) |"
+echo "| dcr-gateway, $(fmt "$TOKENS") distinct tokens | $(fmt "$G_MANY") | $(ratio "$G_MANY" "$H_JWTN")× jwt (goal ≥ 1.0×) |"
+echo "| dcr-gateway, GET on a non-registration path | $(fmt "$G_GET") | $(ratio "$G_GET" "$H_GET")× plain GET (goal ≥ 0.9×) |"
+echo "| HAProxy plain, nbthread 2 on two cores (shared with wrk, nginx) | $(fmt "$H_TWO") | $(ratio "$H_TWO" "$H_PLAIN")× its one-core figure |"
+echo "| dcr-gateway, one token, two cores (shared with wrk, nginx) | $(fmt "$G_TWO") | $(ratio "$G_TWO" "$G_ONE")× its one-core figure (goal ≥ 1.8×) |"
+echo
+echo "| fixed rate $RATE rps (vegeta) | p99 | added over HAProxy jwt |"
+echo "|---|---|---|"
+ms() { printf '%.3f ms' "$1"; }
+echo "| HAProxy plain proxy | $(ms "$P_HPLAIN")$(rate_note "HAProxy plain proxy") | |"
+echo "| HAProxy \`jwt_verify\`, one token | $(ms "$P_HJWT")$(rate_note "HAProxy jwt_verify RS256, one token") | |"
+ADDED="$(jq -n --argjson g "$P_G" --argjson h "$P_HJWT" '($g - $h) * 1000 | round / 1000') ms (goal ≤ 1 ms)"
+if [ -n "$(rate_note "HAProxy jwt_verify RS256, one token")$(rate_note "dcr-gateway, one token")" ]; then
+    ADDED="n/a: a row saturated"
+fi
+echo "| dcr-gateway, one token | $(ms "$P_G")$(rate_note "dcr-gateway, one token") | $ADDED |"
+echo
+echo "dcr-gateway RSS: idle $((RSS_IDLE / 1024)) MB (goal ≤ 20), after $(fmt "$TOKENS") distinct tokens $((RSS_TOKENS / 1024)) MB (goal ≤ 40)"
+echo "dcr-gateway log: $LOG_LINES lines, $((LOG_BYTES / 1024 / 1024)) MB (JSON, to a file)"
+echo "JSON result: $JSON_OUT"

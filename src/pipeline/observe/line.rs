@@ -1,0 +1,159 @@
+//! The request's one log line, written when its response body is done: [`Observed`] wraps the
+//! response body, counts the bytes sent, and writes the line (and releases its guard, the
+//! in-flight slot) at the end of the body or when the body is dropped unfinished, e.g. because
+//! the client went away; `bytes_out` is then what was sent until then.
+
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::Frame;
+
+use super::Ctx;
+use crate::net::{Body, BoxError};
+use crate::route::RegRoute;
+
+/// What the line needs once the body is done.
+pub(super) struct Line {
+    pub(super) ctx: Ctx,
+    pub(super) status: u16,
+    pub(super) latency_ms: f64,
+    pub(super) reason: &'static str,
+}
+
+/// A response body that writes the request's log line when it is done.
+pub(super) struct Observed<G> {
+    inner: Body,
+    sent: u64,
+    guard: Option<G>,
+    line: Option<Line>,
+}
+
+impl<G> Observed<G> {
+    pub(super) fn new(inner: Body, guard: G, line: Line) -> Self {
+        Observed {
+            inner,
+            sent: 0,
+            guard: Some(guard),
+            line: Some(line),
+        }
+    }
+
+    fn done(&mut self) {
+        self.guard.take();
+        if let Some(line) = self.line.take() {
+            line.write(self.sent);
+        }
+    }
+}
+
+impl<G: Unpin> http_body::Body for Observed<G> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.sent += u64::try_from(data.len()).unwrap_or(u64::MAX);
+                }
+            }
+            Poll::Ready(None) => self.done(),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<G> Drop for Observed<G> {
+    fn drop(&mut self) {
+        self.done();
+    }
+}
+
+// === impl Line ===
+
+impl Line {
+    fn write(self, bytes_out: u64) {
+        let ctx = &self.ctx;
+        let bytes_in = ctx.bytes_in.as_ref().map_or(0, |n| n.load(Ordering::Relaxed));
+        let user_agent = ctx
+            .user_agent
+            .as_ref()
+            .map_or("", |v| v.to_str().unwrap_or("(not ASCII)"));
+        let trace_id = ctx.trace_id.as_deref().unwrap_or("");
+        match &ctx.reg {
+            Some(reg) => self.audit(reg, user_agent, trace_id, bytes_in, bytes_out),
+            None => tracing::info!(
+                target: "dcr_gateway::access",
+                method = %ctx.method,
+                route = "other",
+                realm = "",
+                operation = "none",
+                status = self.status,
+                latency_ms = self.latency_ms,
+                reason = self.reason,
+                dropped = %ctx.dropped,
+                request_id = %ctx.request_id,
+                azp = ctx.identity.as_ref().and_then(|i| i.claims.client()).unwrap_or(""),
+                source = %ctx.client_ip,
+                peer = %ctx.conn.peer,
+                user_agent,
+                bytes_in,
+                bytes_out,
+                trace_id,
+                "request"
+            ),
+        }
+    }
+
+    /// The line of a registration request: the decision and who asked, with the access fields.
+    fn audit(&self, reg: &RegRoute, user_agent: &str, trace_id: &str, bytes_in: u64, bytes_out: u64) {
+        let ctx = &self.ctx;
+        let id = ctx.identity.as_ref();
+        let claims = id.map(|i| &i.claims);
+        let kind = id.map(|i| i.kind.as_str()).unwrap_or("unknown");
+        let md = ctx.metadata.as_ref();
+        tracing::info!(
+            target: "audit",
+            request_id = %ctx.request_id,
+            method = %ctx.method,
+            route = "registration",
+            realm = %reg.realm,
+            provider = %reg.provider,
+            operation = reg.operation.as_str(),
+            token_kind = kind,
+            token_cached = id.is_some_and(|i| i.cached),
+            azp = claims.and_then(|c| c.client()).unwrap_or(""),
+            sub = claims.and_then(|c| c.sub.as_deref()).unwrap_or(""),
+            source = %ctx.client_ip,
+            peer = %ctx.conn.peer,
+            user_agent,
+            client_id = md.and_then(|m| m.client_id.as_deref()).or(reg.client_id.as_deref()).unwrap_or(""),
+            client_name = md.and_then(|m| m.client_name.as_deref()).unwrap_or(""),
+            decision = ctx.decision.as_str(),
+            anonymous = ctx.anonymous,
+            credential = ctx.lent.unwrap_or(""),
+            dropped = %ctx.dropped,
+            rule = ctx.rule.as_deref().unwrap_or(""),
+            reason = self.reason,
+            upstream_status = ctx.upstream_status.unwrap_or(0),
+            status = self.status,
+            latency_ms = self.latency_ms,
+            bytes_in,
+            bytes_out,
+            trace_id,
+            "registration decision"
+        );
+    }
+}
