@@ -8,7 +8,7 @@ use http::header::HeaderValue;
 use super::ctx::Ctx;
 use super::upstream::REQUEST_ID;
 use crate::app::App;
-use crate::metrics::status_class;
+use crate::metrics::{method_label, status_class};
 use crate::net::Body;
 
 /// Records the request and stamps the request id on the response.
@@ -25,6 +25,9 @@ pub fn finish(app: &App, ctx: &Ctx, mut resp: Response<Body>) -> Response<Body> 
     let m = &app.metrics;
     m.requests
         .with_label_values(&[route, operation, status_class(status)])
+        .inc();
+    m.http_requests
+        .with_label_values(&[method_label(&ctx.method), &status.to_string()])
         .inc();
     m.latency
         .with_label_values(&[route, operation])
@@ -48,7 +51,7 @@ pub fn finish(app: &App, ctx: &Ctx, mut resp: Response<Body>) -> Response<Body> 
     if let Some(reg) = &ctx.reg {
         audit(ctx, reg, status, latency_ms, reason);
         m.decisions
-            .with_label_values(&[&ctx.realm_label, operation, ctx.decision.as_str(), reason])
+            .with_label_values(&[&ctx.realm_label, operation, ctx.decision.as_str(), ctx.outcome, reason])
             .inc();
         if ctx.anonymous {
             anonymous(app, ctx, operation, reason);
