@@ -239,7 +239,7 @@ image() {
     buildah rmi -f "$IMAGE" >/dev/null 2>&1 || true # the last run's image
     buildah bud --quiet --layers=false -f "$ROOT/deploy/Containerfile" \
         --build-arg BINARY=context --build-arg RUNTIME_IMAGE=scratch --build-arg CONTEXT_ROOT=rootfs \
-        --build-arg REVISION="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+        --build-arg REVISION="$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)" \
         -t "$IMAGE" "$stage/context" >/dev/null
     local user described old
     # Earlier runs' images and this build's intermediate stage, now untagged.

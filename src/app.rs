@@ -21,8 +21,10 @@ pub enum StartError {
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
     Policy(Vec<crate::config::ConfigError>),
     /// A listener could not be bound.
-    #[error("cannot listen on {addr}: {error}")]
+    #[error("cannot open the {} on {addr}: {error}{}", .listener.what(), .listener.advice(.error))]
     Bind {
+        /// Which listener.
+        listener: Listener,
         /// The address.
         addr: std::net::SocketAddr,
         /// The error.
@@ -34,6 +36,45 @@ pub enum StartError {
     /// Metrics could not be registered (a bug).
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+}
+
+/// The gateway's two listeners, named in bind errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// The proxy (`listen`).
+    Proxy,
+    /// The admin listener (`admin_listen`: /metrics, /healthz, /readyz).
+    Admin,
+}
+
+impl Listener {
+    /// `proxy listener (listen)` / `admin listener (admin_listen)`.
+    pub fn what(self) -> &'static str {
+        match self {
+            Listener::Proxy => "proxy listener (listen)",
+            Listener::Admin => "admin listener (admin_listen)",
+        }
+    }
+
+    /// What to do about a port in use or a forbidden port, else nothing.
+    pub fn advice(self, e: &std::io::Error) -> String {
+        let (flag, var) = match self {
+            Listener::Proxy => ("--listen", "DCR_GATEWAY_LISTEN"),
+            Listener::Admin => ("--admin-listen", "DCR_GATEWAY_ADMIN_LISTEN"),
+        };
+        match e.kind() {
+            std::io::ErrorKind::AddrInUse => format!(
+                "; another process holds this port (`ss -ltnp` names it): stop it, or choose another address with {flag}, {var} or the settings file"
+            ),
+            std::io::ErrorKind::PermissionDenied => {
+                format!("; ports below 1024 need privileges: choose another with {flag} or {var}")
+            }
+            std::io::ErrorKind::AddrNotAvailable => {
+                format!("; no interface of this machine has that address: choose another with {flag} or {var}")
+            }
+            _ => String::new(),
+        }
+    }
 }
 
 /// Everything a request needs.

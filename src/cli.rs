@@ -1,14 +1,17 @@
-//! The command line: `serve`, `check`, `explain` and `doctor`.
+//! The command line: `serve`, `check`, `explain` and `doctor`; which values came from
+//! `DCR_GATEWAY_*` variables, and which such variables nothing reads (misspelt).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, Parser, Subcommand};
 
 use crate::config::Overrides;
 
 /// A policy gateway in front of Keycloak's client-registration endpoint.
 #[derive(Debug, Parser)]
-#[command(name = "dcr-gateway", version, about, long_about = None)]
+#[command(name = "dcr-gateway", version = crate::LONG_VERSION, about, long_about = None)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -61,9 +64,11 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    /// The flag and environment overrides.
-    pub fn overrides(&self) -> Overrides {
+    /// The flag and environment overrides; `from_env` maps the flags whose value came from
+    /// their environment variable to that variable (see [`env_sourced`]), so errors name it.
+    pub fn overrides(&self, from_env: BTreeMap<String, String>) -> Overrides {
         Overrides {
+            from_env,
             listen: self.listen.clone(),
             admin_listen: self.admin_listen.clone(),
             upstream: self.upstream.clone(),
@@ -85,4 +90,113 @@ pub struct CheckArgs {
     /// Settings file to validate as well.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+}
+
+/// Variables read by the build or by tools around the gateway, not by a flag.
+const OTHER_KNOWN: &[&str] = &["DCR_GATEWAY_BUILD_COMMIT"];
+
+/// Every `DCR_GATEWAY_*` variable a flag of any subcommand reads.
+pub fn known_variables() -> BTreeSet<String> {
+    let cmd = Cli::command();
+    let mut out: BTreeSet<String> = OTHER_KNOWN.iter().map(|s| (*s).to_owned()).collect();
+    for sub in cmd.get_subcommands() {
+        for arg in sub.get_arguments() {
+            if let Some(env) = arg.get_env().and_then(|e| e.to_str()) {
+                out.insert(env.to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// The flags of a subcommand whose value came from their environment variable, as
+/// `--flag` → `VARIABLE`; `sub` is that subcommand's matches, `name` its name.
+pub fn env_sourced(name: &str, sub: &ArgMatches) -> BTreeMap<String, String> {
+    let cmd = Cli::command();
+    let Some(def) = cmd.find_subcommand(name) else {
+        return BTreeMap::new();
+    };
+    def.get_arguments()
+        .filter(|a| sub.value_source(a.get_id().as_str()) == Some(ValueSource::EnvVariable))
+        .filter_map(|a| {
+            let env = a.get_env()?.to_str()?.to_owned();
+            Some((format!("--{}", a.get_long()?), env))
+        })
+        .collect()
+}
+
+/// `DCR_GATEWAY_*` names among `names` that nothing reads, each with the known variable it is
+/// probably a misspelling of (at most two edits away). `also_known`: variables the settings
+/// file names (a registrar's `secret_env`), which are read too.
+pub fn unknown_variables<I: IntoIterator<Item = String>>(
+    names: I,
+    also_known: &BTreeSet<String>,
+) -> Vec<(String, Option<String>)> {
+    let known = known_variables();
+    names
+        .into_iter()
+        .filter(|n| n.starts_with("DCR_GATEWAY_") && !known.contains(n) && !also_known.contains(n))
+        .map(|n| {
+            let near = known
+                .iter()
+                .map(|k| (edits(&n, k), k))
+                .filter(|(d, _)| *d <= 2)
+                .min()
+                .map(|(_, k)| k.clone());
+            (n, near)
+        })
+        .collect()
+}
+
+/// Levenshtein distance (names are short ASCII).
+fn edits(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_variables_with_suggestions() {
+        let known = known_variables();
+        assert!(known.contains("DCR_GATEWAY_LISTEN") && known.contains("DCR_GATEWAY_POLICIES"));
+        let names = [
+            "DCR_GATEWAY_LISTN",
+            "DCR_GATEWAY_LISTEN",
+            "DCR_GATEWAY_SOMETHING_ELSE",
+            "HOME",
+            "DCR_GATEWAY_S",
+        ];
+        let extra = BTreeSet::from(["DCR_GATEWAY_S".to_owned()]);
+        let got = unknown_variables(names.iter().map(|s| (*s).to_owned()), &extra);
+        assert_eq!(
+            got,
+            vec![
+                ("DCR_GATEWAY_LISTN".to_owned(), Some("DCR_GATEWAY_LISTEN".to_owned())),
+                ("DCR_GATEWAY_SOMETHING_ELSE".to_owned(), None),
+            ]
+        );
+        assert_eq!(edits("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn env_sourced_names_the_variable() {
+        let m = Cli::command()
+            .try_get_matches_from(["dcr-gateway", "serve", "--listen", "127.0.0.1:1"])
+            .unwrap();
+        let (name, sub) = m.subcommand().unwrap();
+        assert!(env_sourced(name, sub).is_empty(), "a flag is not from the environment");
+    }
 }

@@ -32,7 +32,7 @@ pub struct ExplainArgs {
     /// create, read, update or delete.
     #[arg(long)]
     pub operation: String,
-    /// Provider [default: openid-connect].
+    /// Provider (openid-connect or default).
     #[arg(long, default_value = "openid-connect")]
     pub provider: String,
     /// Client id in the path (read, update, delete) [default: from the body, else "client"].

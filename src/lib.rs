@@ -38,8 +38,15 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-pub use app::{App, StartError};
+pub use app::{App, Listener, StartError};
 pub use config::Settings;
+
+/// The gateway's version (Cargo.toml).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The commit the binary was built from (build.rs: `DCR_GATEWAY_BUILD_COMMIT`, else git, else `unknown`).
+pub const COMMIT: &str = env!("DCR_GATEWAY_COMMIT");
+/// `--version`'s text: the version and the commit.
+pub const LONG_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("DCR_GATEWAY_COMMIT"), ")");
 
 /// A running gateway.
 pub struct Gateway {
@@ -55,10 +62,10 @@ pub struct Gateway {
     admin_done: tokio::sync::oneshot::Receiver<()>,
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+async fn bind(listener: Listener, addr: SocketAddr) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr)
         .await
-        .map_err(|error| StartError::Bind { addr, error })
+        .map_err(|error| StartError::Bind { listener, addr, error })
 }
 
 /// Loads policy, binds both listeners and starts serving. Policy errors come before binding.
@@ -66,11 +73,17 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
 pub async fn start(settings: Settings) -> Result<Gateway, StartError> {
     let fds = server::raise_fd_limit();
     let app = App::new(settings)?;
-    let listener = bind(app.settings.listen).await?;
-    let admin = bind(app.settings.admin_listen).await?;
-    let local = |l: &TcpListener, addr: SocketAddr| l.local_addr().map_err(|error| StartError::Bind { addr, error });
-    let addr = local(&listener, app.settings.listen)?;
-    let admin_addr = local(&admin, app.settings.admin_listen)?;
+    let listener = bind(Listener::Proxy, app.settings.listen).await?;
+    let admin = bind(Listener::Admin, app.settings.admin_listen).await?;
+    let local = |l: &TcpListener, which, addr| {
+        l.local_addr().map_err(|error| StartError::Bind {
+            listener: which,
+            addr,
+            error,
+        })
+    };
+    let addr = local(&listener, Listener::Proxy, app.settings.listen)?;
+    let admin_addr = local(&admin, Listener::Admin, app.settings.admin_listen)?;
     policy::watch::spawn(app.policy.clone(), app.settings.timeouts.policy_poll);
     let (stop, rx) = watch::channel(false);
     let tls = app.settings.tls.as_ref().map(|t| TlsAcceptor::from(t.0.clone()));
@@ -83,6 +96,7 @@ pub async fn start(settings: Settings) -> Result<Gateway, StartError> {
     };
     let (admin_stop, admin_rx) = watch::channel(false);
     let admin_done = server::admin::spawn(app.clone(), admin, admin_rx).map_err(|error| StartError::Bind {
+        listener: Listener::Admin,
         addr: admin_addr,
         error,
     })?;

@@ -5,8 +5,8 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use dcr_gateway::cli::{Cli, Command, ServeArgs};
+use clap::{CommandFactory, FromArgMatches};
+use dcr_gateway::cli::{Cli, Command, ServeArgs, env_sourced, unknown_variables};
 use dcr_gateway::config::{LogFormat, Settings, load};
 use dcr_gateway::{StartError, check, start};
 
@@ -53,8 +53,30 @@ async fn signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-fn serve(args: &ServeArgs) -> ExitCode {
-    let settings: Settings = match load(args.config.as_deref(), &args.overrides()) {
+/// Warns about `DCR_GATEWAY_*` variables nothing reads (a misspelt one would be ignored).
+fn warn_unknown_variables(settings: &Settings) {
+    let named = settings
+        .realms
+        .values()
+        .filter_map(|r| r.registrar.as_ref()?.secret_env.clone())
+        .collect();
+    let names = std::env::vars_os().filter_map(|(k, _)| k.into_string().ok());
+    for (name, near) in unknown_variables(names, &named) {
+        match near {
+            Some(near) => {
+                tracing::warn!("unknown environment variable ignored: {name} (did you mean {near}?)")
+            }
+            None => {
+                tracing::warn!(
+                    "unknown environment variable ignored: {name} (`dcr-gateway serve --help` lists the DCR_GATEWAY_* variables)"
+                )
+            }
+        }
+    }
+}
+
+fn serve(args: &ServeArgs, from_env: std::collections::BTreeMap<String, String>) -> ExitCode {
+    let settings: Settings = match load(args.config.as_deref(), &args.overrides(from_env)) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("dcr-gateway: configuration error: {e}");
@@ -62,6 +84,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
         }
     };
     let _log = init_tracing(settings.log_format);
+    warn_unknown_variables(&settings);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -92,9 +115,19 @@ fn serve(args: &ServeArgs) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     match &cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => {
+            let from_env = match matches.subcommand() {
+                Some((name, sub)) => env_sourced(name, sub),
+                None => Default::default(),
+            };
+            serve(args, from_env)
+        }
         Command::Check(args) => {
             let code = check::run(args, &mut std::io::stdout(), &mut std::io::stderr());
             ExitCode::from(u8::try_from(code).unwrap_or(1))

@@ -1,7 +1,14 @@
 //! Prometheus metrics over an owned `Registry` (no globals), served on the admin listener.
 //!
-//! Labels are bounded: route kind, operation, status class, reason codes, and realm names that the
-//! configuration or policy knows (others are counted as `other`).
+//! Labels are bounded: route kind, operation, status class and code, methods from a fixed list
+//! (others are `OTHER`), reason codes, outcomes, and realm names that the configuration or policy
+//! knows (others are counted as `other`). Every series is listed in docs/metrics.md.
+
+mod labels;
+mod process;
+
+pub use labels::{method_label, outcome, status_class};
+pub use process::Process;
 
 mod hot;
 
@@ -20,6 +27,12 @@ pub struct Metrics {
     registry: Registry,
     /// Requests by route kind, operation and status class.
     pub requests: IntCounterVec,
+    /// Requests by HTTP method (bounded, see [`method_label`]) and status code.
+    pub http_requests: IntCounterVec,
+    /// Time from sending a request to Keycloak to its response head, by route and operation.
+    pub upstream_latency: HistogramVec,
+    /// JWKS fetch duration by realm and result.
+    pub jwks_fetch_duration: HistogramVec,
     /// Request latency by route kind and operation.
     pub latency: HistogramVec,
     /// Requests being served now.
@@ -34,7 +47,8 @@ pub struct Metrics {
     pub jwks_age: GaugeVec,
     /// Bearer-token verifications by result and reason code.
     pub verifications: IntCounterVec,
-    /// Registration decisions by realm, operation, decision and reason code.
+    /// Registration decisions by realm, operation, decision (the gateway's verdict), outcome
+    /// (what became of the request, see [`outcome`]) and reason code.
     pub decisions: IntCounterVec,
     /// Keycloak answers rewritten, by reason code.
     pub rewrites: IntCounterVec,
@@ -42,6 +56,8 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     /// Unix time of the last successful policy load.
     pub reload_last_success: Gauge,
+    /// 1 when the last policy load succeeded, 0 when it failed.
+    pub reload_ok: IntGauge,
     /// Generation of the active policy (1 = first load).
     pub policy_generation: IntGauge,
     /// Active policy checksum, as a label on a constant 1.
@@ -73,12 +89,33 @@ pub struct Metrics {
     /// Members dropped from anonymous registration bodies, by realm.
     pub anonymous_dropped: IntCounterVec,
     hot: Arc<hot::Hot>,
+    /// Process metrics (`process_*`), sampled at each render.
+    process: Process,
 }
 
 fn counter(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
     let c = IntCounterVec::new(Opts::new(name, help), labels)?;
     reg.register(Box::new(c.clone()))?;
     Ok(c)
+}
+
+fn hist(
+    reg: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: Vec<f64>,
+) -> prometheus::Result<HistogramVec> {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)?;
+    reg.register(Box::new(h.clone()))?;
+    Ok(h)
+}
+
+/// Buckets for calls that take milliseconds to seconds (Keycloak, JWKS fetches).
+fn call_buckets() -> Vec<f64> {
+    vec![
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ]
 }
 
 fn gauge_vec(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntGaugeVec> {
@@ -142,7 +179,41 @@ impl Metrics {
         reg.register(Box::new(quota_store_up.clone()))?;
         let open_connections = IntGauge::new("open_connections", "Proxy connections open now.")?;
         reg.register(Box::new(open_connections.clone()))?;
+        let reload_ok = IntGauge::new(
+            "policy_last_reload_success",
+            "1 when the last policy load succeeded, 0 when it failed (the previous policy is still enforced).",
+        )?;
+        reg.register(Box::new(reload_ok.clone()))?;
+        let build_info = gauge_vec(
+            &reg,
+            "build_info",
+            "The gateway's version and the commit it was built from (constant 1).",
+            &["version", "commit"],
+        )?;
+        build_info.with_label_values(&[crate::VERSION, crate::COMMIT]).set(1);
         Ok(Metrics {
+            process: Process::new()?,
+            reload_ok,
+            http_requests: counter(
+                &reg,
+                "http_requests_total",
+                "Requests by HTTP method (GET, POST, PUT, DELETE, OPTIONS, HEAD, PATCH, else OTHER) and status code.",
+                &["method", "code"],
+            )?,
+            upstream_latency: hist(
+                &reg,
+                "upstream_duration_seconds",
+                "Time from sending a request to Keycloak to its response head, by route and operation.",
+                &["route", "operation"],
+                call_buckets(),
+            )?,
+            jwks_fetch_duration: hist(
+                &reg,
+                "jwks_fetch_duration_seconds",
+                "JWKS fetch duration (discovery included), by realm and result.",
+                &["realm", "result"],
+                call_buckets(),
+            )?,
             open_connections,
             connections_refused: counter(
                 &reg,
@@ -182,8 +253,8 @@ impl Metrics {
             decisions: counter(
                 &reg,
                 "decisions_total",
-                "Registration decisions by realm, operation, decision and reason code.",
-                &["realm", "operation", "decision", "reason"],
+                "Registration requests by realm, operation, the gateway's decision (allow, deny, shadow_deny), outcome (succeeded, refused_by_gateway, refused_by_keycloak, upstream_error, answered_by_gateway) and reason code.",
+                &["realm", "operation", "decision", "outcome", "reason"],
             )?,
             rewrites: counter(
                 &reg,
@@ -266,25 +337,17 @@ impl Metrics {
         self.hot.verified(&self.verifications, cached)
     }
 
-    /// Renders the registry in Prometheus text format.
+    /// Renders the registry and the process metrics in Prometheus text format.
     pub fn render(&self) -> String {
+        self.process.sample();
+        let mut families = self.registry.gather();
+        families.extend(self.process.registry().gather());
         let mut buf = Vec::new();
         let enc = TextEncoder::new();
-        if let Err(e) = enc.encode(&self.registry.gather(), &mut buf) {
+        if let Err(e) = enc.encode(&families, &mut buf) {
             tracing::error!(error = %e, "could not encode metrics");
         }
         String::from_utf8(buf).unwrap_or_default()
-    }
-}
-
-/// `2xx`, `4xx`, ... for a status code.
-pub fn status_class(status: u16) -> &'static str {
-    match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
     }
 }
 
@@ -306,5 +369,19 @@ mod tests {
         // A second registry is independent (no globals).
         let other = Metrics::new().unwrap();
         assert!(!other.render().contains("status_class=\"2xx\""));
+        let build = format!(
+            "dcr_gateway_build_info{{commit=\"{}\",version=\"{}\"}} 1",
+            crate::COMMIT,
+            crate::VERSION
+        );
+        assert!(text.contains(&build), "{text}");
+        #[cfg(target_os = "linux")]
+        for name in [
+            "process_resident_memory_bytes ",
+            "process_open_fds ",
+            "process_start_time_seconds ",
+        ] {
+            assert!(text.lines().any(|l| l.starts_with(name)), "{name}: {text}");
+        }
     }
 }

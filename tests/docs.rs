@@ -813,4 +813,48 @@ fn errors_md_examples_name_the_fix_and_match_the_code() {
         failures.len(),
         failures.join("\n")
     );
+/// The series `src/metrics.rs` (prefixed `dcr_gateway_`) and `src/metrics/process.rs` register.
+fn registered_metrics() -> std::collections::BTreeSet<String> {
+    let own = read("src/metrics.rs");
+    let re = regex::Regex::new(
+        r#"(?:(?:counter|gauge_vec|hist)\(\s*&reg,|(?:Opts|IntGauge|Gauge|IntCounter)::new\()\s*"([a-z0-9_]+)""#,
+    )
+    .unwrap();
+    let mut out: std::collections::BTreeSet<String> = re
+        .captures_iter(&own)
+        .map(|c| format!("dcr_gateway_{}", &c[1]))
+        .collect();
+    let process = read("src/metrics/process.rs");
+    let re = regex::Regex::new(r#""(process_[a-z0-9_]+)""#).unwrap();
+    out.extend(re.captures_iter(&process).map(|c| c[1].to_owned()));
+    assert!(out.len() >= 35, "src/metrics.rs parsed badly: {out:?}");
+    out
+}
+
+#[test]
+fn metrics_md_lists_every_series_and_no_other() {
+    let md = read("docs/metrics.md");
+    let registered = registered_metrics();
+    let re = regex::Regex::new(r"(?m)^\| `((?:dcr_gateway|process)_[a-z0-9_]+)` \|").unwrap();
+    let documented: std::collections::BTreeSet<String> = re.captures_iter(&md).map(|c| c[1].to_owned()).collect();
+    let missing: Vec<_> = registered.difference(&documented).collect();
+    let stale: Vec<_> = documented.difference(&registered).collect();
+    assert!(missing.is_empty(), "docs/metrics.md has no table row for: {missing:?}");
+    assert!(
+        stale.is_empty(),
+        "docs/metrics.md lists series the code does not register: {stale:?}"
+    );
+    // Every `outcome` value the code can give is explained.
+    for outcome in [
+        "succeeded",
+        "refused_by_keycloak",
+        "upstream_error",
+        "refused_by_gateway",
+        "answered_by_gateway",
+    ] {
+        assert!(
+            md.contains(&format!("| `{outcome}` |")),
+            "docs/metrics.md does not explain outcome {outcome}"
+        );
+    }
 }

@@ -765,6 +765,15 @@ async fn zz_prometheus_scrapes_the_gateway() {
         "dcr_gateway_policy_reloads_total{result=\"success\"}".to_owned(),
         "dcr_gateway_token_verifications_total{result=\"valid\"}".to_owned(),
         "dcr_gateway_request_duration_seconds_bucket".to_owned(),
+        "dcr_gateway_decisions_total{realm=\"demo\",decision=\"allow\",outcome=\"succeeded\"}".to_owned(),
+        "dcr_gateway_decisions_total{realm=\"demo\",decision=\"deny\",outcome=\"refused_by_gateway\"}".to_owned(),
+        "dcr_gateway_http_requests_total{method=\"POST\"}".to_owned(),
+        "dcr_gateway_upstream_duration_seconds_bucket{route=\"registration\"}".to_owned(),
+        "dcr_gateway_jwks_fetch_duration_seconds_count{realm=\"demo\",result=\"success\"}".to_owned(),
+        "dcr_gateway_build_info".to_owned(),
+        "dcr_gateway_policy_last_reload_success".to_owned(),
+        "process_resident_memory_bytes{job=\"dcr-gateway\"}".to_owned(),
+        "process_open_fds{job=\"dcr-gateway\"}".to_owned(),
     ];
     for q in wanted {
         let mut found = Vec::new();

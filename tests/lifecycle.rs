@@ -118,7 +118,11 @@ fn help_and_version_exit_0() {
     assert_eq!(o.status.code(), Some(0));
     assert_eq!(
         String::from_utf8_lossy(&o.stdout).trim(),
-        format!("dcr-gateway {}", env!("CARGO_PKG_VERSION"))
+        format!(
+            "dcr-gateway {} (commit {})",
+            env!("CARGO_PKG_VERSION"),
+            dcr_gateway::COMMIT
+        )
     );
 }
 

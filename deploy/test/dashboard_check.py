@@ -33,6 +33,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DASHBOARD = os.path.join(ROOT, "deploy", "grafana", "dcr-gateway.json")
 ALERTS = os.path.join(ROOT, "deploy", "prometheus", "alerts.yaml")
 METRICS_RS = os.path.join(ROOT, "src", "metrics.rs")
+PROCESS_RS = os.path.join(ROOT, "src", "metrics", "process.rs")
 PUBLIC = "https://sso.example.com"
 ISSUER = PUBLIC + "/realms/demo"
 MAX_IN_FLIGHT = 4
@@ -49,12 +50,15 @@ def fail(msg):
 
 
 def defined_metrics():
-    """Metric names registered in src/metrics.rs (prefix dcr_gateway_), with histogram series."""
+    """Metric names registered in src/metrics.rs (prefix dcr_gateway_), with histogram series,
+    and the process metrics of src/metrics/process.rs (process_*, unprefixed)."""
     src = open(METRICS_RS, encoding="utf-8").read()
     names = set(re.findall(r'(?:counter|gauge_vec)\(\s*&reg,\s*"([a-z0-9_]+)"', src))
     names |= set(re.findall(r'(?:Opts|IntGauge|Gauge)::new\(\s*"([a-z0-9_]+)"', src))
-    hist = set(re.findall(r'HistogramOpts::new\(\s*"([a-z0-9_]+)"', src))
+    hist = set(re.findall(r'(?:HistogramOpts::new\(|hist\(\s*&reg,)\s*"([a-z0-9_]+)"', src))
     out = {"dcr_gateway_" + n for n in names}
+    process = open(PROCESS_RS, encoding="utf-8").read()
+    out |= set(re.findall(r'"(process_[a-z0-9_]+)"', process))
     for h in hist:
         out |= {f"dcr_gateway_{h}_{s}" for s in ("bucket", "sum", "count")}
     if len(out) < 10:
@@ -63,7 +67,7 @@ def defined_metrics():
 
 
 def used_metrics(text):
-    return set(re.findall(r"\b(dcr_gateway_[a-z0-9_]+)", text))
+    return set(re.findall(r"\b((?:dcr_gateway|process)_[a-z0-9_]+)", text))
 
 
 def free_port():

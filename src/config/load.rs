@@ -57,6 +57,19 @@ pub struct Overrides {
     pub log_format: Option<String>,
     /// `--path-prefix`.
     pub path_prefix: Option<String>,
+    /// Flags whose value came from their environment variable: `--listen` → `DCR_GATEWAY_LISTEN`.
+    pub from_env: std::collections::BTreeMap<String, String>,
+}
+
+impl Overrides {
+    /// How an error names a flag's value: `--listen`, or `DCR_GATEWAY_LISTEN (--listen)` when
+    /// the value came from the environment.
+    pub fn name(&self, flag: &str) -> String {
+        match self.from_env.get(flag) {
+            Some(var) => format!("{var} (--{})", flag.trim_start_matches('-')),
+            None => flag.to_owned(),
+        }
+    }
 }
 
 /// Turns a byte offset into a 1-based (line, column).
@@ -87,19 +100,19 @@ pub fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, file: &Path) -> Re
         ConfigError {
             file: Some(file.to_owned()),
             position,
+            message: super::words::in_words(e.message().trim(), &key),
             key,
-            message: e.message().trim().to_owned(),
         }
     })
 }
 
-fn flag<T: FromStr<Err = String>>(name: &str, v: &Option<String>) -> Result<Option<T>, ConfigError> {
+fn flag<T: FromStr<Err = String>>(name: String, v: &Option<String>) -> Result<Option<T>, ConfigError> {
     v.as_deref()
         .map(|s| {
             s.parse().map_err(|m| ConfigError {
                 file: None,
                 position: None,
-                key: name.to_owned(),
+                key: name.clone(),
                 message: m,
             })
         })
@@ -107,7 +120,7 @@ fn flag<T: FromStr<Err = String>>(name: &str, v: &Option<String>) -> Result<Opti
 }
 
 fn enum_flag<T: serde::de::DeserializeOwned>(
-    name: &str,
+    name: String,
     v: &Option<String>,
     allowed: &str,
 ) -> Result<Option<T>, ConfigError> {
@@ -116,7 +129,7 @@ fn enum_flag<T: serde::de::DeserializeOwned>(
             serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| ConfigError {
                 file: None,
                 position: None,
-                key: name.to_owned(),
+                key: name.clone(),
                 message: format!("`{s}` is not one of {allowed}"),
             })
         })
@@ -130,10 +143,17 @@ pub fn load(file: Option<&Path>, over: &Overrides) -> Result<Settings, ConfigErr
             let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
                 file: Some(path.to_owned()),
                 position: None,
-                key: "--config".to_owned(),
+                key: over.name("--config"),
                 message: format!("cannot read the file: {e}"),
             })?;
-            parse_toml(&text, path)?
+            let raw = parse_toml(&text, path)?;
+            // A semantic error names a key: say where in the file it is written.
+            return build(raw, file, over).map_err(|mut e| {
+                if e.file.is_some() && e.position.is_none() {
+                    e.position = super::words::key_position(&text, &e.key);
+                }
+                e
+            });
         }
         None => FileConfig::default(),
     };
@@ -173,26 +193,26 @@ fn algorithms(raw: Option<Vec<String>>, file: Option<&Path>) -> Result<Vec<Algor
 
 pub(crate) fn build(raw: FileConfig, file: Option<&Path>, over: &Overrides) -> Result<Settings, ConfigError> {
     let d = |v: Option<super::Dur>, default: u64| v.map(|d| d.0).unwrap_or(Duration::from_secs(default));
-    let upstream = flag::<BaseUrl>("--upstream", &over.upstream)?
+    let upstream = flag::<BaseUrl>(over.name("--upstream"), &over.upstream)?
         .or(raw.upstream)
         .unwrap_or_else(|| BaseUrl {
             scheme: "http".into(),
             authority: "127.0.0.1:8080".into(),
             path: String::new(),
         });
-    let public_url = flag::<BaseUrl>("--public-url", &over.public_url)?
+    let public_url = flag::<BaseUrl>(over.name("--public-url"), &over.public_url)?
         .or(raw.public_url)
         .unwrap_or_else(|| upstream.clone());
     let (prefix_source, prefix_key) = match over.path_prefix {
-        Some(_) => (None, "--path-prefix"),
-        None => (file, "path_prefix"),
+        Some(_) => (None, over.name("--path-prefix")),
+        None => (file, "path_prefix".to_owned()),
     };
     let prefix = over.path_prefix.clone().or(raw.path_prefix).unwrap_or_default();
     let prefix = prefix.trim_end_matches('/').to_owned();
     if !prefix.is_empty() && (!prefix.starts_with('/') || prefix.contains("//")) {
         return Err(file_err(
             prefix_source,
-            prefix_key,
+            &prefix_key,
             format!("`{prefix}` must start with / (e.g. /auth)"),
         ));
     }
@@ -218,11 +238,11 @@ pub(crate) fn build(raw: FileConfig, file: Option<&Path>, over: &Overrides) -> R
     let max_connections_per_peer = positive("max_connections_per_peer", raw.max_connections_per_peer, 256)?;
     let settings = Settings {
         source: file.map(Path::to_owned),
-        listen: flag::<Addr>("--listen", &over.listen)?
+        listen: flag::<Addr>(over.name("--listen"), &over.listen)?
             .or(raw.listen)
             .map(|a| a.0)
             .unwrap_or(([127, 0, 0, 1], 8000).into()),
-        admin_listen: flag::<Addr>("--admin-listen", &over.admin_listen)?
+        admin_listen: flag::<Addr>(over.name("--admin-listen"), &over.admin_listen)?
             .or(raw.admin_listen)
             .map(|a| a.0)
             .unwrap_or(([127, 0, 0, 1], 9100).into()),
@@ -236,10 +256,10 @@ pub(crate) fn build(raw: FileConfig, file: Option<&Path>, over: &Overrides) -> R
             .unwrap_or_else(|| PathBuf::from("./policies")),
         path_prefix: prefix,
         other_paths: raw.other_paths.unwrap_or(OtherPaths::Forward),
-        mode: enum_flag("--mode", &over.mode, "enforce, shadow")?
+        mode: enum_flag(over.name("--mode"), &over.mode, "enforce, shadow")?
             .or(raw.mode)
             .unwrap_or(Mode::Enforce),
-        log_format: enum_flag("--log-format", &over.log_format, "human, json")?
+        log_format: enum_flag(over.name("--log-format"), &over.log_format, "human, json")?
             .or(raw.log_format)
             .unwrap_or(LogFormat::Human),
         preserve_host: raw.preserve_host.unwrap_or(true),

@@ -5,6 +5,7 @@ pub mod load;
 pub mod store;
 pub mod tls;
 pub mod types;
+pub mod words;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -44,6 +44,8 @@ pub struct Ctx {
     pub metadata: Option<ClientMetadata>,
     /// `allow`, `deny` or `shadow_deny` (registration traffic); set once, at the end.
     pub decision: Verdict,
+    /// What became of the request (`outcome` label: succeeded, refused_by_gateway, …); set at the end.
+    pub outcome: &'static str,
     /// Whether a shadowed rule would have refused the request.
     pub shadowed: bool,
     /// The rule that decided.
@@ -148,6 +150,7 @@ impl Ctx {
             identity: None,
             metadata: None,
             decision: Verdict::Allow,
+            outcome: "answered_by_gateway",
             shadowed: false,
             rule: None,
             reason: None,

@@ -83,6 +83,7 @@ async fn serve_one(app: Arc<App>, conn: ConnInfo, mut req: Request<Incoming>) ->
         _ if ctx.shadowed => Verdict::ShadowDeny,
         _ => Verdict::Allow,
     };
+    ctx.outcome = crate::metrics::outcome(refused, ctx.forwarded, ctx.upstream_status);
     app.quotas.settle(ctx.quota_slot.take(), ctx.upstream_status).await; // may ask Redis
     anonymous::decorate(&ctx, &mut resp);
     observe::finish(&app, ctx, resp, slot) // the slot is held until the body is sent
@@ -240,12 +241,21 @@ async fn forward(app: &App, ctx: &mut Ctx, req: Request<Body>) -> Result<Respons
     let req = upstream::prepare(&app.settings, &hop, req)?;
     ctx.seen_origin = upstream::seen_origin(&req, &app.settings);
     ctx.forwarded = true;
+    let sent = tokio::time::Instant::now();
     let resp = upstream::send(&app.client, &app.settings, req)
         .await
         .map_err(|(r, kind)| {
             app.metrics.upstream_errors.with_label_values(&[kind.as_str()]).inc();
             r
         })?;
+    let (route, operation) = match &ctx.reg {
+        Some(r) => ("registration", r.operation.as_str()),
+        None => ("other", "none"),
+    };
+    app.metrics
+        .upstream_latency
+        .with_label_values(&[route, operation])
+        .observe(sent.elapsed().as_secs_f64());
     ctx.upstream_status = Some(resp.status().as_u16());
     let (mut parts, body) = resp.into_parts();
     upstream::strip_hop_by_hop(&mut parts.headers);

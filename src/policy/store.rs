@@ -182,6 +182,7 @@ impl PolicyStore {
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
         self.metrics.reload_last_success.set(now);
+        self.metrics.reload_ok.set(1);
     }
 
     /// Re-reads the files; swaps in a new snapshot only if they changed and are valid.
@@ -216,6 +217,7 @@ impl PolicyStore {
     fn fail(&self, seen: &mut String, sum: String, errors: Vec<ConfigError>, trigger: &str) -> Reloaded {
         *seen = sum;
         self.metrics.reloads.with_label_values(&["error"]).inc();
+        self.metrics.reload_ok.set(0);
         let active = self.current.load();
         for e in &errors {
             tracing::error!(trigger, error = %e, active_generation = active.generation, "policy reload failed; keeping the last good policy");

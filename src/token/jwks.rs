@@ -328,7 +328,9 @@ impl RealmKeys {
     }
 
     async fn fetch_locked(&self) -> Result<(), String> {
+        let started = Instant::now();
         let outcome = self.fetch().await;
+        let took = started.elapsed().as_secs_f64();
         self.attempts.fetch_add(1, Ordering::AcqRel);
         let result = match outcome {
             Ok((keys, skipped)) => {
@@ -351,6 +353,10 @@ impl RealmKeys {
             .jwks_fetches
             .with_label_values(&[&self.label(), label])
             .inc();
+        self.metrics
+            .jwks_fetch_duration
+            .with_label_values(&[&self.label(), label])
+            .observe(took);
         result
     }
 
