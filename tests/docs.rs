@@ -813,6 +813,8 @@ fn errors_md_examples_name_the_fix_and_match_the_code() {
         failures.len(),
         failures.join("\n")
     );
+}
+
 /// The series `src/metrics.rs` (prefixed `dcr_gateway_`) and `src/metrics/process.rs` register.
 fn registered_metrics() -> std::collections::BTreeSet<String> {
     let own = read("src/metrics.rs");
