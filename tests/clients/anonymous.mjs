@@ -156,3 +156,33 @@ test('the same calls straight to Keycloak are refused by its Trusted Hosts polic
   assert.equal(direct.status, 400, await direct.clone().text());
   assert.match(await direct.text(), /Unrecognized field/);
 });
+
+test("the forum's case: service account norole without create-client, through the gateway", async (t) => {
+  // A client_credentials token of `norole` (provisioned without realm-management/create-client),
+  // minted through the gateway, as the forum's user did.
+  const form = new URLSearchParams({ grant_type: 'client_credentials', client_id: 'norole', client_secret: 'norole-secret' });
+  const tr = await fetch(`${GW}/realms/${REALM}/protocol/openid-connect/token`, { method: 'POST', body: form });
+  assert.equal(tr.status, 200, await tr.clone().text());
+  const { access_token: token } = await tr.json();
+  let err;
+  try {
+    await oidc.dynamicClientRegistration(new URL(`${GW}/realms/${REALM}`), { ...oidcMetadata(1), token_endpoint_auth_method: 'client_secret_basic' }, undefined, {
+      initialAccessToken: token,
+      execute: [oidc.allowInsecureRequests],
+    });
+  } catch (e) {
+    err = e;
+  }
+  assert.ok(err, 'the registration was accepted');
+  // RFC 6750: a 403 with a WWW-Authenticate challenge makes openid-client throw the challenge
+  // error; the gateway's description is in the challenge's parameters, the body stays readable.
+  assert.equal(err.constructor?.name, 'WWWAuthenticateChallengeError', String(err));
+  const described = err.cause?.[0]?.parameters?.error_description ?? '';
+  const body = await err.response.json();
+  t.diagnostic(`openid-client shows: ${err.constructor.name}: ${err.message}`);
+  t.diagnostic(`openid-client err.cause[0].parameters.error_description: ${described}`);
+  t.diagnostic(`openid-client err.response body: reason=${body.reason} error_description=${body.error_description}`);
+  assert.equal(body.reason, 'missing_role', JSON.stringify(body));
+  assert.match(body.error_description, /create-client.*Service account roles/s, body.error_description);
+  assert.match(described, /create-client/, described);
+});
