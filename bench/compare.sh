@@ -265,7 +265,13 @@ start_gateway() {
     local cpus=$1 port admin
     port=$(free_port)
     admin=$(free_port)
-    env -u RUST_LOG taskset -c "$cpus" "$GATEWAY" serve --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
+    # The load generator is one address: the gateway's per-client caps (256 connections, 256
+    # requests in flight) are raised to HAProxy's maxconn, as a load balancer in
+    # trusted_proxies would be exempt from them.
+    printf '%s\n' 'max_connections = 4096' 'max_connections_per_peer = 4096' \
+        'max_in_flight = 4096' 'max_in_flight_per_peer = 4096' >"$WORK/gateway.toml"
+    env -u RUST_LOG taskset -c "$cpus" "$GATEWAY" serve --config "$WORK/gateway.toml" \
+        --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
         --upstream "$UP" --policies "$ROOT/policies/demo.toml" --log-format json \
         2>"$WORK/gateway-$cpus.log" >/dev/null &
     GW_PID=$!
