@@ -92,8 +92,9 @@ pub struct CheckArgs {
     pub config: Option<PathBuf>,
 }
 
-/// Variables read by the build or by tools around the gateway, not by a flag.
-const OTHER_KNOWN: &[&str] = &["DCR_GATEWAY_BUILD_COMMIT"];
+/// Variables read by the build or by tools around the gateway, not by a flag (`cargo run` and
+/// `cargo test` also put build.rs's `DCR_GATEWAY_COMMIT` in the binary's environment).
+const OTHER_KNOWN: &[&str] = &["DCR_GATEWAY_BUILD_COMMIT", "DCR_GATEWAY_COMMIT"];
 
 /// Every `DCR_GATEWAY_*` variable a flag of any subcommand reads.
 pub fn known_variables() -> BTreeSet<String> {

@@ -487,6 +487,13 @@ async fn doctor_signing_algorithm_and_jwks() {
         d.realm
     ));
     d.expect(&["jwks.unreachable"]);
+    // A key set that answers but is another realm's: the realm's active key is not in it.
+    d.settings(&format!(
+        "[realms.{}]\njwks_uri = \"{}/realms/master/protocol/openid-connect/certs\"\n",
+        d.realm, d.e.kc
+    ));
+    let f = d.expect(&["jwks.signing_key_missing"]);
+    assert!(f[0]["problem"].as_str().unwrap().contains("master"), "{}", f[0]);
     d.settings("");
     d.clean();
 }
@@ -593,4 +600,21 @@ async fn doctor_logs_in_with_a_service_account() {
     );
     d.admin.grant(&d.realm, &reader, "realm-management", "view-users").await;
     d.expect(&["client.missing_role"]);
+}
+
+/// The reverse of `client_policy.redirect_uris`: Keycloak's executor admits loopback redirect
+/// URIs that the gateway's policy refuses; fixed by allowing loopback at the gateway.
+#[tokio::test]
+#[ignore = "needs a real Keycloak: scripts/keycloak-suite.sh"]
+async fn doctor_client_policy_gateway_stricter() {
+    let d = Doctor::new("doc-strict").await;
+    d.policy("\"bearer\", \"initial_access\"", "");
+    d.admin.create_iat(&d.realm, 86400 * 7, 10).await;
+    let profile = json!({"profiles": [{"name": "loose", "executors": [{"executor": "secure-redirect-uris-enforcer", "configuration": {"allow-ipv4-loopback-address": true, "allow-http-scheme": true}}]}]});
+    d.ok("PUT", "/client-policies/profiles", Some(&profile)).await;
+    d.ok("PUT", "/client-policies/policies", Some(&json!({"policies": [{"name": "dcr", "enabled": true, "conditions": [{"condition": "client-updater-context", "configuration": {"update-client-source": ["ByInitialAccessToken"]}}], "profiles": ["loose"]}]}))).await;
+    let f = d.expect(&["client_policy.gateway_stricter"]);
+    assert!(f[0]["problem"].as_str().unwrap().contains("loopback"), "{}", f[0]);
+    d.policy("\"bearer\", \"initial_access\"", "loopback = true\n");
+    d.clean();
 }
