@@ -302,14 +302,18 @@ pub async fn relocate(resp: Response<Body>, upstream: &str, public: &str) -> Res
 
 pub mod probe;
 
-/// The refusal of a registration access token whose client Keycloak no longer knows.
-pub fn client_gone(r: Refusal, realm: &str) -> Refusal {
-    let client = r
-        .details
+/// The `client_id` detail of a registration-access-token refusal.
+fn client_of(r: &Refusal) -> String {
+    r.details
         .get("client_id")
         .and_then(Value::as_str)
         .unwrap_or_default()
-        .to_owned();
+        .to_owned()
+}
+
+/// The refusal of a registration access token whose client Keycloak no longer knows.
+pub fn client_gone(r: Refusal, realm: &str) -> Refusal {
+    let client = client_of(&r);
     let mut gone = Refusal::new(
         Reason::RegistrationClientGone,
         format!("Client `{client}` no longer exists in realm {realm} (it was deleted, or it is disabled), so its registration access token is void."),
@@ -321,12 +325,7 @@ pub fn client_gone(r: Refusal, realm: &str) -> Refusal {
 
 /// The refusal of a registration access token whose client still exists: rotated or foreign.
 pub fn client_kept(mut r: Refusal) -> Refusal {
-    let client = r
-        .details
-        .get("client_id")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
+    let client = client_of(&r);
     r.description = format!(
         "Keycloak refused this registration access token for client `{client}`, which still exists: the token was replaced by a newer one (every update rotates it) or belongs to another client."
     );

@@ -259,14 +259,7 @@ pub fn accepted_issuers<B>(req: &Request<B>, settings: &Settings, peer: IpAddr, 
 /// the gateway sets; without it, from the connection (the upstream scheme) and `Host`.
 pub fn arrival_issuers<B>(req: &Request<B>, settings: &Settings, peer: IpAddr, tls: bool, realm: &str) -> Vec<String> {
     let trusted = settings.trusted_proxies.iter().any(|c| c.contains(peer));
-    let first = |name: &str| {
-        req.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    };
+    let first = |name: &str| first_value(req.headers(), name).filter(|v| !v.is_empty());
     let client = client_host(req);
     let path = format!("{}{}", settings.upstream.path, settings.path_prefix);
     let mut out = Vec::new();
@@ -323,15 +316,18 @@ fn issuer_url(scheme: &str, host: &str, path: &str, realm: &str) -> String {
     format!("{scheme}://{host}{path}/realms/{realm}")
 }
 
+/// The first comma-separated element of header `name`, trimmed.
+fn first_value(headers: &http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(|v| v.trim().to_owned())
+}
+
 /// `scheme://host` as Keycloak will see this prepared request (forwarded proto and host).
 pub fn seen_origin<B>(req: &Request<B>, settings: &Settings) -> String {
-    let first = |name: &str| {
-        req.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(|v| v.trim().to_owned())
-    };
+    let first = |name: &str| first_value(req.headers(), name);
     let proto = first("x-forwarded-proto").unwrap_or_else(|| settings.upstream.scheme.clone());
     let host = first("x-forwarded-host")
         .or_else(|| first("host"))
