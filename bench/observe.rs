@@ -6,9 +6,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+#[allow(dead_code)]
+#[path = "../tests/support/testkit.rs"]
+mod testkit;
+
 use std::hint::black_box;
 use std::sync::Arc;
 
+use crate::testkit::{TestKey, service_account_claims};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use dcr_gateway::config::{Overrides, load};
 use dcr_gateway::metrics::Metrics;
@@ -16,7 +21,6 @@ use dcr_gateway::net::empty;
 use dcr_gateway::pipeline::ctx::{ConnInfo, Ctx, new_request_id};
 use dcr_gateway::pipeline::observe;
 use dcr_gateway::route::{Operation, RegRoute};
-use dcr_gateway::testkit::{TestKey, service_account_claims};
 use dcr_gateway::token::cache::digest;
 use dcr_gateway::token::{Claims, Identity, TokenKind};
 use http::{Request, Response};

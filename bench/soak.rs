@@ -9,15 +9,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+#[allow(dead_code)]
+#[path = "../tests/support/testkit.rs"]
+mod testkit;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::testkit::TestKey;
 use bytes::Bytes;
 use dcr_gateway::net::{Body, empty, full};
-use dcr_gateway::testkit::{self, TestKey};
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::service::service_fn;

@@ -5,14 +5,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+#[allow(dead_code)]
+#[path = "../tests/support/testkit.rs"]
+mod testkit;
+
 use std::hint::black_box;
 use std::sync::Arc;
 
+use crate::testkit::{TestKey, hmac_token, internal_claims, jwks, now, service_account_claims};
 use criterion::{Criterion, criterion_group, criterion_main};
 use dcr_gateway::config::{Overrides, load};
 use dcr_gateway::metrics::Metrics;
 use dcr_gateway::route::{Operation, RegRoute};
-use dcr_gateway::testkit::{TestKey, hmac_token, internal_claims, jwks, now, service_account_claims};
 use dcr_gateway::token::Verifier;
 use dcr_gateway::token::cache::TokenCache;
 use dcr_gateway::token::claims::decode;
@@ -73,13 +77,15 @@ fn signature_bench(c: &mut Criterion) {
     }
 }
 
-/// A verifier whose realm `demo` holds `key`, with a token cache of `capacity` entries.
+/// A verifier whose realm `demo` holds `key` (fetched once from a loopback JWKS server), with a
+/// token cache of `capacity` entries.
 fn verifier(rt: &tokio::runtime::Runtime, key: &TestKey, capacity: usize) -> Verifier {
     rt.block_on(async {
+        let url = serve_jwks(jwks_doc(key)).await;
         let mut s = load(
             None,
             &Overrides {
-                upstream: Some("http://127.0.0.1:8080".into()),
+                upstream: Some(url),
                 ..Default::default()
             },
         )
@@ -92,10 +98,7 @@ fn verifier(rt: &tokio::runtime::Runtime, key: &TestKey, capacity: usize) -> Ver
         let client = dcr_gateway::net::client(&s);
         let cache = Arc::new(TokenCache::new(capacity));
         let jwks = Arc::new(Jwks::new(s.clone(), client, metrics.clone(), cache.clone()));
-        jwks.realm("demo")
-            .unwrap()
-            .install_document(jwks_doc(key).as_bytes())
-            .unwrap();
+        jwks.realm("demo").unwrap().fetch_now().await.unwrap();
         Verifier::new(s, jwks, cache, metrics)
     })
 }
@@ -144,11 +147,6 @@ fn jwks_bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let v = verifier(&rt, &keys[0], 0);
-    let realm = v.jwks.realm("demo").unwrap();
-    c.bench_function("jwks/parse_and_swap_4_keys", |b| {
-        b.iter(|| realm.install_document(black_box(body.as_bytes())).unwrap())
-    });
     let url = rt.block_on(serve_jwks(body.clone()));
     let s = load(
         None,

@@ -11,7 +11,11 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use base64::Engine;
-use dcr_gateway::testkit::{TestKey, jwks, service_account_claims};
+use testkit::{TestKey, jwks, service_account_claims};
+
+#[allow(dead_code)]
+#[path = "../tests/support/testkit.rs"]
+mod testkit;
 
 fn claims(issuer: &str, i: usize) -> serde_json::Value {
     let mut c = service_account_claims(issuer, "registrar", &["create-client"], 4 * 3600);

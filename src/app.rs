@@ -100,7 +100,7 @@ pub struct App {
     /// The public base URL, as a string.
     pub public_url: String,
     /// Requests in flight per client address.
-    pub peer_in_flight: crate::server::peers::PeerCounts,
+    pub peer_in_flight: crate::net::peers::PeerCounts,
     /// Set on SIGTERM: `/readyz` answers 503 from then on.
     pub draining: AtomicBool,
 }
@@ -135,7 +135,7 @@ impl App {
         let public_url = settings.public_url.as_string();
         Ok(Arc::new(App {
             limiter: Arc::new(Semaphore::new(settings.max_in_flight)),
-            peer_in_flight: crate::server::peers::PeerCounts::new(settings.max_in_flight_per_peer),
+            peer_in_flight: crate::net::peers::PeerCounts::new(settings.max_in_flight_per_peer),
             draining: AtomicBool::new(false),
             settings,
             client,

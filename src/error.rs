@@ -7,141 +7,167 @@ use http::StatusCode;
 use serde_json::{Map, Value};
 
 macro_rules! reasons {
-    ($( $variant:ident => ($code:literal, $status:literal, $error:literal) ),* $(,)?) => {
+    ($( $group:ident $title:literal {
+        $( $variant:ident => ($code:literal, $status:literal, $error:literal) ),* $(,)?
+    } )*) => {
         /// A stable, documented machine code for why a request was refused or rewritten.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum Reason { $( #[doc = $code] $variant ),* }
+        pub enum Reason { $( $( #[doc = $code] $variant, )* )* }
+
+        /// Which part of the gateway a reason comes from: the groups of `docs/errors.md`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Stage { $( #[doc = $title] $group, )* }
+
+        impl Stage {
+            /// Every stage, in declaration order.
+            pub const ALL: &'static [Stage] = &[$(Stage::$group),*];
+
+            /// The stage's title, as `docs/errors.md` heads its group.
+            pub fn title(self) -> &'static str {
+                match self { $(Stage::$group => $title),* }
+            }
+        }
 
         impl Reason {
             /// Every reason, in declaration order (used by docs and tests).
-            pub const ALL: &'static [Reason] = &[$(Reason::$variant),*];
+            pub const ALL: &'static [Reason] = &[$( $( Reason::$variant, )* )*];
 
             /// The stable code, e.g. `missing_role`.
             pub fn code(self) -> &'static str {
-                match self { $(Reason::$variant => $code),* }
+                match self { $( $( Reason::$variant => $code, )* )* }
+            }
+
+            /// The stage the reason belongs to.
+            pub fn stage(self) -> Stage {
+                match self { $( $( Reason::$variant => Stage::$group, )* )* }
             }
 
             /// The usual HTTP status (an upstream answer keeps Keycloak's own status).
             pub fn status(self) -> StatusCode {
-                let code: u16 = match self { $(Reason::$variant => $status),* };
+                let code: u16 = match self { $( $( Reason::$variant => $status, )* )* };
                 StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
 
             /// The RFC 6749 / 6750 / 7591 `error` value.
             pub fn oauth_error(self) -> &'static str {
-                match self { $(Reason::$variant => $error),* }
+                match self { $( $( Reason::$variant => $error, )* )* }
             }
         }
     };
 }
 
 reasons! {
-    // --- routing and request shape (gateway) ---
-    PathMalformed => ("path_malformed", 400, "invalid_request"),
-    RouteRefused => ("route_refused", 404, "invalid_request"),
-    MethodNotAllowed => ("method_not_allowed", 405, "invalid_request"),
-    ConnectionHeaderInvalid => ("connection_header_invalid", 400, "invalid_request"),
-    RequestTargetInvalid => ("request_target_invalid", 400, "invalid_request"),
-    RequestUnparseable => ("request_unparseable", 400, "invalid_request"),
-    RequestHeadTooLarge => ("request_head_too_large", 431, "invalid_request"),
-    BodyTooLarge => ("body_too_large", 413, "invalid_request"),
-    BodyTimeout => ("body_timeout", 408, "invalid_request"),
-    BodyNotJson => ("body_not_json", 400, "invalid_client_metadata"),
-    BodyDuplicateKey => ("body_duplicate_key", 400, "invalid_client_metadata"),
-    BodyTooDeep => ("body_too_deep", 400, "invalid_client_metadata"),
-    BodyWrongType => ("body_wrong_type", 400, "invalid_client_metadata"),
-    ClientIdMismatch => ("client_id_mismatch", 400, "invalid_client_metadata"),
-    // --- token triage and verification (gateway) ---
-    AuthSchemeUnsupported => ("auth_scheme_unsupported", 401, "invalid_request"),
-    TokenMalformed => ("token_malformed", 401, "invalid_token"),
-    TokenTypeUnsupported => ("token_type_unsupported", 401, "invalid_token"),
-    TokenKindMismatch => ("token_kind_mismatch", 401, "invalid_token"),
-    HmacAlgorithmExpected => ("hmac_algorithm_expected", 401, "invalid_token"),
-    IssuerMismatch => ("issuer_mismatch", 401, "invalid_token"),
-    TokenExpired => ("token_expired", 401, "invalid_token"),
-    TokenNotYetValid => ("token_not_yet_valid", 401, "invalid_token"),
-    TokenIssuedInFuture => ("token_issued_in_future", 401, "invalid_token"),
-    ExpMissing => ("exp_missing", 401, "invalid_token"),
-    IssMissing => ("iss_missing", 401, "invalid_token"),
-    AlgorithmNotAllowed => ("algorithm_not_allowed", 401, "invalid_token"),
-    KidMissing => ("kid_missing", 401, "invalid_token"),
-    KidUnknown => ("kid_unknown", 401, "invalid_token"),
-    KeyUnusable => ("key_unusable", 401, "invalid_token"),
-    SignatureInvalid => ("signature_invalid", 401, "invalid_token"),
-    AudienceMismatch => ("audience_mismatch", 401, "invalid_token"),
-    AzpMismatch => ("azp_mismatch", 401, "invalid_token"),
-    JwksUnavailable => ("jwks_unavailable", 503, "temporarily_unavailable"),
-    // --- policy (gateway) ---
-    ProviderNotAllowed => ("provider_not_allowed", 403, "access_denied"),
-    AnonymousNotAllowed => ("anonymous_not_allowed", 403, "insufficient_scope"),
-    TokenKindNotAllowed => ("token_kind_not_allowed", 403, "access_denied"),
-    MissingRole => ("missing_role", 403, "insufficient_scope"),
-    RolesNotInToken => ("roles_not_in_token", 403, "insufficient_scope"),
-    MissingScope => ("missing_scope", 403, "insufficient_scope"),
-    AzpNotAllowed => ("azp_not_allowed", 403, "insufficient_scope"),
-    RedirectUriNotAllowed => ("redirect_uri_not_allowed", 400, "invalid_redirect_uri"),
-    RedirectUriFragment => ("redirect_uri_fragment", 400, "invalid_redirect_uri"),
-    RedirectUriMalformed => ("redirect_uri_malformed", 400, "invalid_redirect_uri"),
-    TooManyRedirectUris => ("too_many_redirect_uris", 400, "invalid_redirect_uri"),
-    BrowserUrlNotAllowed => ("browser_url_not_allowed", 400, "invalid_client_metadata"),
-    ServerUrlNotAllowed => ("server_url_not_allowed", 400, "invalid_client_metadata"),
-    GrantTypeNotAllowed => ("grant_type_not_allowed", 400, "invalid_client_metadata"),
-    ResponseTypeNotAllowed => ("response_type_not_allowed", 400, "invalid_client_metadata"),
-    AuthMethodNotAllowed => ("auth_method_not_allowed", 400, "invalid_client_metadata"),
-    ScopeNotAllowed => ("scope_not_allowed", 400, "invalid_client_metadata"),
-    ClientTypeNotAllowed => ("client_type_not_allowed", 400, "invalid_client_metadata"),
-    FieldForbidden => ("field_forbidden", 400, "invalid_client_metadata"),
-    ClientIdPattern => ("client_id_pattern", 400, "invalid_client_metadata"),
-    ClientNamePattern => ("client_name_pattern", 400, "invalid_client_metadata"),
-    QuotaExceeded => ("quota_exceeded", 429, "temporarily_unavailable"),
-    AdminWriteRefused => ("admin_write_refused", 403, "access_denied"),
-    RealmQuotaExceeded => ("realm_quota_exceeded", 429, "temporarily_unavailable"),
-    ScopeMemberRefused => ("scope_member_refused", 400, "invalid_client_metadata"),
-    CorsOriginNotAllowed => ("cors_origin_not_allowed", 403, "access_denied"),
-    // --- the gateway itself and the upstream connection ---
-    NotReady => ("not_ready", 503, "temporarily_unavailable"),
-    Overloaded => ("overloaded", 503, "temporarily_unavailable"),
-    QuotaStoreUnavailable => ("quota_store_unavailable", 503, "temporarily_unavailable"),
-    RegistrarUnavailable => ("registrar_unavailable", 503, "temporarily_unavailable"),
-    UpstreamUnreachable => ("upstream_unreachable", 502, "temporarily_unavailable"),
-    UpstreamConnectTimeout => ("upstream_connect_timeout", 504, "temporarily_unavailable"),
-    UpstreamTimeout => ("upstream_timeout", 504, "temporarily_unavailable"),
-    UpstreamProtocol => ("upstream_protocol", 502, "temporarily_unavailable"),
-    Internal => ("internal_error", 500, "server_error"),
-    // --- Keycloak's own answers, rewritten ---
-    TokenRevoked => ("token_revoked", 401, "invalid_token"),
-    HmacTokenRejected => ("hmac_token_rejected", 401, "invalid_token"),
-    TokenRejected => ("token_rejected", 401, "invalid_token"),
-    InvalidTokenType => ("invalid_token_type", 401, "invalid_token"),
-    InitialTokenNotFound => ("initial_token_not_found", 401, "invalid_token"),
-    InitialTokenExhausted => ("initial_token_exhausted", 401, "invalid_token"),
-    InitialTokenExpired => ("initial_token_expired", 401, "invalid_token"),
-    InitialTokenWrongOperation => ("initial_token_wrong_operation", 401, "invalid_token"),
-    RegistrationTokenInvalid => ("registration_token_invalid", 401, "invalid_token"),
-    RegistrationClientGone => ("registration_client_gone", 401, "invalid_token"),
-    NotAuthorized => ("not_authorized", 401, "invalid_token"),
-    TrustedHostRejected => ("trusted_host_rejected", 403, "insufficient_scope"),
-    TrustedUriRejected => ("trusted_uri_rejected", 403, "insufficient_scope"),
-    ClientScopeRejected => ("client_scope_rejected", 403, "insufficient_scope"),
-    MaxClientsReached => ("max_clients_reached", 403, "insufficient_scope"),
-    ProtocolMapperRejected => ("protocol_mapper_rejected", 403, "insufficient_scope"),
-    RegistrationPolicyRejected => ("registration_policy_rejected", 403, "insufficient_scope"),
-    ClientPolicyRejected => ("client_policy_rejected", 403, "insufficient_scope"),
-    InvalidRedirectUri => ("invalid_redirect_uri", 400, "invalid_redirect_uri"),
-    ClientIdInUse => ("client_id_in_use", 400, "invalid_client_metadata"),
-    ClientIdModified => ("client_id_modified", 400, "invalid_client_metadata"),
-    ClientIdIncluded => ("client_id_included", 400, "invalid_client_metadata"),
-    ClientMetadataInvalid => ("client_metadata_invalid", 400, "invalid_client_metadata"),
-    UnrecognizedField => ("unrecognized_field", 400, "invalid_client_metadata"),
-    ClientNotFound => ("client_not_found", 404, "invalid_request"),
-    HttpsRequired => ("https_required", 403, "invalid_request"),
-    ProviderNotFound => ("provider_not_found", 404, "invalid_request"),
-    RealmNotFound => ("realm_not_found", 404, "invalid_request"),
-    WrongClientProtocol => ("wrong_client_protocol", 400, "invalid_client"),
-    ContentTypeUnsupported => ("content_type_unsupported", 415, "invalid_request"),
-    OriginRejected => ("origin_rejected", 403, "access_denied"),
-    KeycloakServerError => ("keycloak_server_error", 500, "server_error"),
-    KeycloakError => ("keycloak_error", 400, "invalid_request"),
+    Request "routing and request shape (gateway)" {
+        PathMalformed => ("path_malformed", 400, "invalid_request"),
+        RouteRefused => ("route_refused", 404, "invalid_request"),
+        MethodNotAllowed => ("method_not_allowed", 405, "invalid_request"),
+        ConnectionHeaderInvalid => ("connection_header_invalid", 400, "invalid_request"),
+        RequestTargetInvalid => ("request_target_invalid", 400, "invalid_request"),
+        RequestUnparseable => ("request_unparseable", 400, "invalid_request"),
+        RequestHeadTooLarge => ("request_head_too_large", 431, "invalid_request"),
+        BodyTooLarge => ("body_too_large", 413, "invalid_request"),
+        BodyTimeout => ("body_timeout", 408, "invalid_request"),
+        BodyNotJson => ("body_not_json", 400, "invalid_client_metadata"),
+        BodyDuplicateKey => ("body_duplicate_key", 400, "invalid_client_metadata"),
+        BodyTooDeep => ("body_too_deep", 400, "invalid_client_metadata"),
+        BodyWrongType => ("body_wrong_type", 400, "invalid_client_metadata"),
+        ClientIdMismatch => ("client_id_mismatch", 400, "invalid_client_metadata"),
+    }
+    Token "token triage and verification (gateway)" {
+        AuthSchemeUnsupported => ("auth_scheme_unsupported", 401, "invalid_request"),
+        TokenMalformed => ("token_malformed", 401, "invalid_token"),
+        TokenTypeUnsupported => ("token_type_unsupported", 401, "invalid_token"),
+        TokenKindMismatch => ("token_kind_mismatch", 401, "invalid_token"),
+        HmacAlgorithmExpected => ("hmac_algorithm_expected", 401, "invalid_token"),
+        IssuerMismatch => ("issuer_mismatch", 401, "invalid_token"),
+        TokenExpired => ("token_expired", 401, "invalid_token"),
+        TokenNotYetValid => ("token_not_yet_valid", 401, "invalid_token"),
+        TokenIssuedInFuture => ("token_issued_in_future", 401, "invalid_token"),
+        ExpMissing => ("exp_missing", 401, "invalid_token"),
+        IssMissing => ("iss_missing", 401, "invalid_token"),
+        AlgorithmNotAllowed => ("algorithm_not_allowed", 401, "invalid_token"),
+        KidMissing => ("kid_missing", 401, "invalid_token"),
+        KidUnknown => ("kid_unknown", 401, "invalid_token"),
+        KeyUnusable => ("key_unusable", 401, "invalid_token"),
+        SignatureInvalid => ("signature_invalid", 401, "invalid_token"),
+        AudienceMismatch => ("audience_mismatch", 401, "invalid_token"),
+        AzpMismatch => ("azp_mismatch", 401, "invalid_token"),
+        JwksUnavailable => ("jwks_unavailable", 503, "temporarily_unavailable"),
+    }
+    Policy "policy (gateway)" {
+        ProviderNotAllowed => ("provider_not_allowed", 403, "access_denied"),
+        AnonymousNotAllowed => ("anonymous_not_allowed", 403, "insufficient_scope"),
+        TokenKindNotAllowed => ("token_kind_not_allowed", 403, "access_denied"),
+        MissingRole => ("missing_role", 403, "insufficient_scope"),
+        RolesNotInToken => ("roles_not_in_token", 403, "insufficient_scope"),
+        MissingScope => ("missing_scope", 403, "insufficient_scope"),
+        AzpNotAllowed => ("azp_not_allowed", 403, "insufficient_scope"),
+        RedirectUriNotAllowed => ("redirect_uri_not_allowed", 400, "invalid_redirect_uri"),
+        RedirectUriFragment => ("redirect_uri_fragment", 400, "invalid_redirect_uri"),
+        RedirectUriMalformed => ("redirect_uri_malformed", 400, "invalid_redirect_uri"),
+        TooManyRedirectUris => ("too_many_redirect_uris", 400, "invalid_redirect_uri"),
+        BrowserUrlNotAllowed => ("browser_url_not_allowed", 400, "invalid_client_metadata"),
+        ServerUrlNotAllowed => ("server_url_not_allowed", 400, "invalid_client_metadata"),
+        GrantTypeNotAllowed => ("grant_type_not_allowed", 400, "invalid_client_metadata"),
+        ResponseTypeNotAllowed => ("response_type_not_allowed", 400, "invalid_client_metadata"),
+        AuthMethodNotAllowed => ("auth_method_not_allowed", 400, "invalid_client_metadata"),
+        ScopeNotAllowed => ("scope_not_allowed", 400, "invalid_client_metadata"),
+        ClientTypeNotAllowed => ("client_type_not_allowed", 400, "invalid_client_metadata"),
+        FieldForbidden => ("field_forbidden", 400, "invalid_client_metadata"),
+        ClientIdPattern => ("client_id_pattern", 400, "invalid_client_metadata"),
+        ClientNamePattern => ("client_name_pattern", 400, "invalid_client_metadata"),
+        QuotaExceeded => ("quota_exceeded", 429, "temporarily_unavailable"),
+        AdminWriteRefused => ("admin_write_refused", 403, "access_denied"),
+        RealmQuotaExceeded => ("realm_quota_exceeded", 429, "temporarily_unavailable"),
+        ScopeMemberRefused => ("scope_member_refused", 400, "invalid_client_metadata"),
+        CorsOriginNotAllowed => ("cors_origin_not_allowed", 403, "access_denied"),
+    }
+    Gateway "the gateway itself and the upstream connection" {
+        NotReady => ("not_ready", 503, "temporarily_unavailable"),
+        Overloaded => ("overloaded", 503, "temporarily_unavailable"),
+        QuotaStoreUnavailable => ("quota_store_unavailable", 503, "temporarily_unavailable"),
+        RegistrarUnavailable => ("registrar_unavailable", 503, "temporarily_unavailable"),
+        UpstreamUnreachable => ("upstream_unreachable", 502, "temporarily_unavailable"),
+        UpstreamConnectTimeout => ("upstream_connect_timeout", 504, "temporarily_unavailable"),
+        UpstreamTimeout => ("upstream_timeout", 504, "temporarily_unavailable"),
+        UpstreamProtocol => ("upstream_protocol", 502, "temporarily_unavailable"),
+        Internal => ("internal_error", 500, "server_error"),
+    }
+    Keycloak "Keycloak's own answers, rewritten" {
+        TokenRevoked => ("token_revoked", 401, "invalid_token"),
+        HmacTokenRejected => ("hmac_token_rejected", 401, "invalid_token"),
+        TokenRejected => ("token_rejected", 401, "invalid_token"),
+        InvalidTokenType => ("invalid_token_type", 401, "invalid_token"),
+        InitialTokenNotFound => ("initial_token_not_found", 401, "invalid_token"),
+        InitialTokenExhausted => ("initial_token_exhausted", 401, "invalid_token"),
+        InitialTokenExpired => ("initial_token_expired", 401, "invalid_token"),
+        InitialTokenWrongOperation => ("initial_token_wrong_operation", 401, "invalid_token"),
+        RegistrationTokenInvalid => ("registration_token_invalid", 401, "invalid_token"),
+        RegistrationClientGone => ("registration_client_gone", 401, "invalid_token"),
+        NotAuthorized => ("not_authorized", 401, "invalid_token"),
+        TrustedHostRejected => ("trusted_host_rejected", 403, "insufficient_scope"),
+        TrustedUriRejected => ("trusted_uri_rejected", 403, "insufficient_scope"),
+        ClientScopeRejected => ("client_scope_rejected", 403, "insufficient_scope"),
+        MaxClientsReached => ("max_clients_reached", 403, "insufficient_scope"),
+        ProtocolMapperRejected => ("protocol_mapper_rejected", 403, "insufficient_scope"),
+        RegistrationPolicyRejected => ("registration_policy_rejected", 403, "insufficient_scope"),
+        ClientPolicyRejected => ("client_policy_rejected", 403, "insufficient_scope"),
+        InvalidRedirectUri => ("invalid_redirect_uri", 400, "invalid_redirect_uri"),
+        ClientIdInUse => ("client_id_in_use", 400, "invalid_client_metadata"),
+        ClientIdModified => ("client_id_modified", 400, "invalid_client_metadata"),
+        ClientIdIncluded => ("client_id_included", 400, "invalid_client_metadata"),
+        ClientMetadataInvalid => ("client_metadata_invalid", 400, "invalid_client_metadata"),
+        UnrecognizedField => ("unrecognized_field", 400, "invalid_client_metadata"),
+        ClientNotFound => ("client_not_found", 404, "invalid_request"),
+        HttpsRequired => ("https_required", 403, "invalid_request"),
+        ProviderNotFound => ("provider_not_found", 404, "invalid_request"),
+        RealmNotFound => ("realm_not_found", 404, "invalid_request"),
+        WrongClientProtocol => ("wrong_client_protocol", 400, "invalid_client"),
+        ContentTypeUnsupported => ("content_type_unsupported", 415, "invalid_request"),
+        OriginRejected => ("origin_rejected", 403, "access_denied"),
+        KeycloakServerError => ("keycloak_server_error", 500, "server_error"),
+        KeycloakError => ("keycloak_error", 400, "invalid_request"),
+    }
 }
 
 /// Keycloak's own answer, kept verbatim beside the rewritten one.

@@ -26,9 +26,13 @@ pub mod registrar;
 pub mod respond;
 pub mod route;
 pub mod server;
-#[cfg(any(test, feature = "testkit"))]
-pub mod testkit;
 pub mod token;
+
+/// Key and token minting for unit tests: the same file the integration tests and benches use.
+#[cfg(test)]
+#[allow(dead_code)]
+#[path = "../tests/support/testkit.rs"]
+mod testkit;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -54,8 +58,7 @@ pub struct Gateway {
     pub addr: SocketAddr,
     /// The admin listener's address.
     pub admin_addr: SocketAddr,
-    /// The shared state (for tests).
-    pub app: Arc<App>,
+    app: Arc<App>,
     stop: watch::Sender<bool>,
     proxy: JoinHandle<()>,
     admin_stop: watch::Sender<bool>,
@@ -92,7 +95,7 @@ pub async fn start(settings: Settings) -> Result<Gateway, StartError> {
             app.settings.max_connections,
             fds,
         ))),
-        per_peer: server::peers::PeerCounts::new(app.settings.max_connections_per_peer),
+        per_peer: net::peers::PeerCounts::new(app.settings.max_connections_per_peer),
     };
     let (admin_stop, admin_rx) = watch::channel(false);
     let admin_done = server::admin::spawn(app.clone(), admin, admin_rx).map_err(|error| StartError::Bind {
@@ -124,6 +127,16 @@ pub async fn start(settings: Settings) -> Result<Gateway, StartError> {
 // === impl Gateway ===
 
 impl Gateway {
+    /// The settings the gateway runs with (defaults and overrides applied).
+    pub fn settings(&self) -> &Settings {
+        &self.app.settings
+    }
+
+    /// The policy store: the current snapshot, and `reload` (as SIGHUP does).
+    pub fn policy(&self) -> Arc<policy::PolicyStore> {
+        self.app.policy.clone()
+    }
+
     /// Drains, then stops: `/readyz` turns 503 at once, the proxy keeps accepting for
     /// `drain_delay` (so a load balancer can notice), then stops accepting and gives in-flight
     /// requests `shutdown_grace` to finish; the admin listener closes last.

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::support::testkit::{self, TestKey};
 use dcr_gateway::config::{RealmSettings, RegistrarSettings};
-use dcr_gateway::testkit::{self, TestKey};
 use http::Request;
 use serde_json::{Value, json};
 use support::policy_kit::{metric, metrics_text, readyz, until};

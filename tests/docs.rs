@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use dcr_gateway::config::{FileConfig, Overrides, load};
-use dcr_gateway::error::Reason;
+use dcr_gateway::error::{Reason, Stage};
 use dcr_gateway::policy::compile::{Source, compile};
 use serde_json::Value;
 
@@ -155,23 +155,15 @@ fn fields_of<'a>(all: &'a BTreeMap<String, Vec<String>>, name: &str) -> &'a [Str
 // docs/errors.md
 // ---------------------------------------------------------------------------------------------
 
-/// The groups of reason codes in `src/error.rs`: each `// --- title ---` comment and the codes
-/// declared under it.
+/// The groups of reason codes: each `Stage`'s title and its codes, in declaration order.
 fn error_groups() -> Vec<(String, Vec<String>)> {
-    let src = read("src/error.rs");
-    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
-    for line in src.lines() {
-        let t = line.trim();
-        if let Some(title) = t.strip_prefix("// --- ").and_then(|r| r.strip_suffix(" ---")) {
-            groups.push((title.to_owned(), Vec::new()));
-        } else if let Some((_, rest)) = t.split_once(" => (\"")
-            && let Some((code, _)) = rest.split_once('"')
-            && let Some((_, codes)) = groups.last_mut()
-        {
-            codes.push(code.to_owned());
-        }
-    }
-    groups
+    Stage::ALL
+        .iter()
+        .map(|stage| {
+            let codes = Reason::ALL.iter().filter(|r| r.stage() == *stage);
+            (stage.title().to_owned(), codes.map(|r| r.code().to_owned()).collect())
+        })
+        .collect()
 }
 
 /// One `### \`code\`` section of errors.md: its lines, and the blocks inside it.
@@ -303,11 +295,11 @@ fn errors_md_sections_match_the_code() {
     let md = read("docs/errors.md");
     let sections = code_sections(&md);
     let by_code: BTreeMap<&str, Reason> = Reason::ALL.iter().map(|r| (r.code(), *r)).collect();
-    let rewrites = error_groups()
-        .into_iter()
-        .find(|(title, _)| title.to_lowercase().contains("rewritten"))
-        .map(|(_, codes)| codes)
-        .expect("a group of rewritten Keycloak answers in src/error.rs");
+    let rewrites: Vec<String> = Reason::ALL
+        .iter()
+        .filter(|r| r.stage() == Stage::Keycloak)
+        .map(|r| r.code().to_owned())
+        .collect();
     for s in &sections {
         let code = s.code.as_str();
         let Some(reason) = by_code.get(code) else {

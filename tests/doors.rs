@@ -439,7 +439,7 @@ mod admin_doors {
 
     /// A user session in the admin console of realm `realm` (no `client_id`, a person's name).
     fn console_token(kc: &Kc, realm: &str) -> String {
-        let mut c = dcr_gateway::testkit::service_account_claims(
+        let mut c = crate::support::testkit::service_account_claims(
             &kc.issuer(realm),
             "security-admin-console",
             &["manage-clients"],
@@ -679,7 +679,7 @@ mod admin_doors {
             assert!(a.status.as_u16() < 300, "{}", String::from_utf8_lossy(&a.body));
         }
         // kcadm.sh's admin-cli session, as Keycloak 26 mints it (a lightweight token).
-        let t = dcr_gateway::testkit::now();
+        let t = crate::support::testkit::now();
         let kcadm = kc.key.token(
             &json!({"exp": t + 60, "iat": t, "jti": "onltro:1", "iss": kc.issuer("master"),
             "typ": "Bearer", "azp": "admin-cli", "sid": "s", "scope": "email profile"}),

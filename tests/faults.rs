@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::support::testkit::{self, TestKey};
 use bytes::Bytes;
 use dcr_gateway::net::{Body, full};
-use dcr_gateway::testkit::{self, TestKey};
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;

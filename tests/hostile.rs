@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::support::testkit::{self, TestKey};
 use bytes::Bytes;
-use dcr_gateway::testkit::{self, TestKey};
 use serde_json::json;
 use support::token_kit::*;
 use support::*;
@@ -91,10 +91,10 @@ async fn h2_streams_held_at_a_zero_window_cannot_starve_other_clients() {
         "only {} response heads",
         heads.load(Ordering::SeqCst)
     );
-    let held = gw.app.metrics.in_flight.get();
+    let held = gauge(&gw, "in_flight_requests").await.expect("the in-flight gauge");
     assert!(held > 0, "the attack holds slots");
     assert!(
-        held <= gw.app.settings.max_in_flight_per_peer as i64,
+        held <= gw.settings().max_in_flight_per_peer as i64,
         "{held} slots held by one peer"
     );
 
@@ -118,9 +118,12 @@ async fn h2_streams_held_at_a_zero_window_cannot_starve_other_clients() {
             .unwrap();
     }
     assert!(
-        until(Duration::from_secs(10), || gw.app.metrics.in_flight.get() == 0).await,
-        "{} slots still held",
-        gw.app.metrics.in_flight.get()
+        support::policy_kit::until(Duration::from_secs(10), || async {
+            gauge(&gw, "in_flight_requests").await == Some(0)
+        })
+        .await,
+        "{:?} slots still held",
+        gauge(&gw, "in_flight_requests").await
     );
     let text = admin(&gw, "/metrics").await.1;
     assert!(
@@ -182,11 +185,10 @@ async fn silent_connections_are_capped_per_peer_and_closed_after_header_read() {
     .expect("another client is served");
     assert_eq!(a.status, 201);
     assert_eq!(admin(&gw, "/healthz").await.0, 200);
-    assert!(
-        gw.app.metrics.open_connections.get() <= 21,
-        "{} open",
-        gw.app.metrics.open_connections.get()
-    );
+    let open = gauge(&gw, "open_connections")
+        .await
+        .expect("the open-connections gauge");
+    assert!(open <= 21, "{open} open");
     // Every silent socket is closed by the gateway: past the cap at once, the others after
     // header_read.
     for (i, s) in idle.iter_mut().enumerate() {

@@ -8,7 +8,7 @@ mod support;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use dcr_gateway::testkit::{self, TestKey};
+use crate::support::testkit::{self, TestKey};
 use serde_json::json;
 use support::token_kit::*;
 use support::*;

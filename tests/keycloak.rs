@@ -1659,7 +1659,7 @@ async fn issuer_through_the_gateway_with_the_default_public_url() {
     let e = env();
     // public_url left at its default, the upstream URL: the "normal deployment".
     let ip = inproc_tuned(&e, PERMISSIVE, |s| s.public_url = s.upstream.clone()).await;
-    assert_eq!(ip.gw.app.settings.public_url.as_string(), e.kc);
+    assert_eq!(ip.gw.settings().public_url.as_string(), e.kc);
     let url = reg(&ip.base, "demo", "openid-connect");
     let body = || json!({"client_name": unique("dflt-iss"), "redirect_uris": ["http://127.0.0.1:4000/cb"]});
     // A service-account token obtained through the gateway carries the gateway's host.

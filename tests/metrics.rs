@@ -9,7 +9,7 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use dcr_gateway::testkit::{self, TestKey};
+use crate::support::testkit::{self, TestKey};
 use serde_json::json;
 use support::policy_kit::{metric, metrics_text, write_policy};
 use support::*;

@@ -8,8 +8,8 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::support::testkit::TestKey;
 use dcr_gateway::config::Mode;
-use dcr_gateway::testkit::TestKey;
 use http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
 use parking_lot::Mutex;
 use serde_json::json;
@@ -417,7 +417,7 @@ async fn token_failures_are_never_shadowed() {
     let gw = gateway(s).await;
     // Same kid as the published key, signed by another key.
     let forger = TestKey::rsa("k1", "RS256").unwrap();
-    let forged = forger.token(&dcr_gateway::testkit::service_account_claims(
+    let forged = forger.token(&crate::support::testkit::service_account_claims(
         &kc.issuer("demo"),
         "app-a",
         CREATE,
@@ -506,8 +506,8 @@ async fn quota_counts_only_creates_keycloak_accepts() {
     std::fs::write(dir.path().join("p.toml"), policy).unwrap();
     let gw = gateway(settings(&up.url(), Some(dir.path()))).await;
     let iss = format!("{}/realms/demo", up.url());
-    let claims = dcr_gateway::testkit::internal_claims(&iss, "InitialAccessToken", 0);
-    let iat = dcr_gateway::testkit::hmac_token(b"s", &json!({"alg": "HS512", "typ": "JWT"}), &claims);
+    let claims = crate::support::testkit::internal_claims(&iss, "InitialAccessToken", 0);
+    let iat = crate::support::testkit::hmac_token(b"s", &json!({"alg": "HS512", "typ": "JWT"}), &claims);
     let body = json!({"redirect_uris": ["https://app.example.com/cb"]});
     let first = send(req("POST", gw.addr, OIDC, Some(&iat), Some(&body))).await;
     assert_eq!(first.status, 400, "Keycloak refused the first create");

@@ -242,7 +242,7 @@ fn with_host(addr: std::net::SocketAddr) -> Request<Body> {
 async fn host_is_preserved_by_default() {
     let up = upstream(|_| async move { ok_text("ok") }).await;
     let gw = gateway(settings(&up.url(), None)).await;
-    assert!(gw.app.settings.preserve_host);
+    assert!(gw.settings().preserve_host);
     assert_eq!(send(with_host(gw.addr)).await.status, 200);
     let h = up.seen.lock()[0].headers.clone();
     assert_eq!(header(&h, "host"), Some("public.example:8443"));
@@ -355,7 +355,7 @@ async fn registration_body_over_the_limit_is_413_and_never_forwarded() {
 
 /// A Keycloak-shaped initial access token for realm `demo` of the stand-in upstream.
 fn initial_access_token(upstream: &str) -> String {
-    use dcr_gateway::testkit::{hmac_token, internal_claims};
+    use crate::support::testkit::{hmac_token, internal_claims};
     let iss = format!("{upstream}/realms/demo");
     hmac_token(
         b"kc-secret",

@@ -187,8 +187,8 @@ async fn refunds_are_shared() {
     let policy = "version = 1\n[default.create]\ntoken_kinds = [\"initial_access\"]\n[default.quota]\ncreates = 1\nwindow = \"1h\"\n";
     let (_dir, a, b) = replicas(&up.url(), &redis, policy, "").await;
     let iss = format!("{}/realms/demo", up.url());
-    let claims = dcr_gateway::testkit::internal_claims(&iss, "InitialAccessToken", 0);
-    let iat = dcr_gateway::testkit::hmac_token(b"s", &json!({"alg": "HS512", "typ": "JWT"}), &claims);
+    let claims = crate::support::testkit::internal_claims(&iss, "InitialAccessToken", 0);
+    let iat = crate::support::testkit::hmac_token(b"s", &json!({"alg": "HS512", "typ": "JWT"}), &claims);
     let first = send(req("POST", a.addr, OIDC, Some(&iat), Some(&body()))).await;
     assert_eq!(first.status, 400, "Keycloak refused the first create");
     let second = send(req("POST", b.addr, OIDC, Some(&iat), Some(&body()))).await;

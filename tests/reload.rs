@@ -272,7 +272,7 @@ async fn requests_see_one_whole_policy_during_reloads() {
     // Flip the file FLIPS times, applying each version at once (the watcher and the poller
     // may apply some first; every version is applied before the next is written).
     let done = Arc::new(AtomicBool::new(false));
-    let store = gw.app.policy.clone();
+    let store = gw.policy();
     let flipper = {
         let done = done.clone();
         let file = file.clone();

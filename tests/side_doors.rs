@@ -6,7 +6,7 @@
 
 mod support;
 
-use dcr_gateway::testkit;
+use crate::support::testkit;
 use serde_json::{Value, json};
 use support::policy_kit::*;
 use support::*;

@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use dcr_gateway::testkit::{self, TestKey, now};
+use crate::support::testkit::{self, TestKey, now};
 use serde_json::json;
 use support::token_kit::*;
 use support::*;

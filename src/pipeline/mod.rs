@@ -35,7 +35,7 @@ use ctx::{ConnInfo, Ctx};
 /// Holds a concurrency slot and the in-flight gauge until the response body is done.
 struct InFlight {
     _permit: OwnedSemaphorePermit,
-    _peer: crate::server::peers::PeerSlot,
+    _peer: crate::net::peers::PeerSlot,
     gauge: IntGauge,
 }
 

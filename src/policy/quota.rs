@@ -185,8 +185,9 @@ impl Quotas {
         }
     }
 
-    /// Counters held in this process's memory.
-    pub fn local_len(&self) -> usize {
+    /// Counters held in this process's memory (for unit tests).
+    #[cfg(test)]
+    pub(crate) fn local_len(&self) -> usize {
         self.local.len()
     }
 }

@@ -1,11 +1,10 @@
 //! Listeners: the proxy (HTTP/1.1 and HTTP/2, optional TLS) and the admin endpoint. Each
 //! connection is bounded in time ([`conn`]); the proxy bounds connections in total and per
-//! peer ([`peers`]); on stop it stops accepting and lets in-flight requests finish within a bound.
+//! peer ([`crate::net::peers`]); on stop it stops accepting and lets in-flight requests finish within a bound.
 
 pub mod admin;
 pub mod conn;
 pub mod parse_errors;
-pub mod peers;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -22,11 +21,11 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::app::App;
 use crate::net::Guarded;
+use crate::net::peers::{self, PeerCounts};
 use crate::pipeline::ctx::ConnInfo;
 use crate::pipeline::handle;
 use conn::{Bounds, ConnState, End};
 use parse_errors::JsonParseErrors;
-use peers::PeerCounts;
 
 /// HTTP/2 streams one connection may have open at once.
 pub const MAX_STREAMS_PER_CONNECTION: u32 = 100;

@@ -360,14 +360,6 @@ impl RealmKeys {
         result
     }
 
-    /// Installs a key set from a JWKS document (e.g. read from a file); returns the key count.
-    pub fn install_document(&self, body: &[u8]) -> Result<usize, String> {
-        let (keys, _) = parse_set(body)?;
-        let n = keys.len();
-        self.install(keys);
-        Ok(n)
-    }
-
     fn install(&self, keys: HashMap<String, Arc<Key>>) {
         let count = i64::try_from(keys.len()).unwrap_or(i64::MAX);
         let new = Arc::new(KeySet {

@@ -37,6 +37,8 @@ pub mod redis_kit;
 
 pub mod tls;
 
+/// Key and token minting (also compiled into the crate's unit tests and the benches by path).
+pub mod testkit;
 pub mod token_kit;
 
 /// Settings for a test gateway: both listeners on port 0, the given upstream, built-in policy
@@ -277,6 +279,17 @@ pub async fn admin(gw: &Gateway, path: &str) -> (StatusCode, String) {
     )
     .await;
     (a.status, String::from_utf8_lossy(&a.body).into_owned())
+}
+
+/// The value of an unlabelled gauge or counter on the admin listener's `/metrics`
+/// (`dcr_gateway_` is prefixed); `None` when the series is absent.
+pub async fn gauge(gw: &Gateway, name: &str) -> Option<i64> {
+    let text = admin(gw, "/metrics").await.1;
+    let series = format!("dcr_gateway_{name} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as i64)
 }
 
 /// Polls `f` every 50 ms until it is true or `limit` passes.

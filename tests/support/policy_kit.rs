@@ -6,10 +6,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use super::testkit::{self, TestKey};
 use bytes::Bytes;
 use dcr_gateway::Gateway;
 use dcr_gateway::net::{Body, full};
-use dcr_gateway::testkit::{self, TestKey};
 use http::Request;
 use serde_json::{Value, json};
 

@@ -4,9 +4,9 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::testkit::{self, TestKey};
 use dcr_gateway::Gateway;
 use dcr_gateway::config::Settings;
-use dcr_gateway::testkit::{self, TestKey};
 use serde_json::{Value, json};
 
 use super::{Answer, JwksServer, admin, eventually, gateway, req, send, settings};

@@ -120,14 +120,10 @@ impl Local {
         })
     }
 
-    /// Keys tracked now.
-    pub fn len(&self) -> usize {
+    /// Keys tracked now (for the tests of the key bound).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.logs.lock().len()
-    }
-
-    /// Whether no key is tracked.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

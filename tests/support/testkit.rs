@@ -33,7 +33,9 @@ fn b64(bytes: &[u8]) -> String {
 
 /// The current Unix time in seconds.
 pub fn now() -> i64 {
-    crate::token::now()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 // === impl TestKey ===
