@@ -3,6 +3,8 @@
 //! placed in the table, and an import that runs upwards fails the test with the file and line.
 //! Unit tests (`tests.rs` files and `mod tests` blocks) may use anything.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
