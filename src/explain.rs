@@ -390,7 +390,7 @@ fn rules(out: &mut String, snap: &Snapshot, route: &RegRoute, kind: TokenKind, b
     for id in ids {
         match failed
             .iter()
-            .find(|r| r.rule.as_ref().is_some_and(|rule| rule.as_str() == id))
+            .find(|r| r.rule.as_ref() == Some(&id))
         {
             Some(r) => {
                 let _ = writeln!(out, "  FAIL  {id:<44} {}", r.description);

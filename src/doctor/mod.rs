@@ -116,7 +116,7 @@ pub fn registrars(snap: &Snapshot, s: &Settings, realm: &str, extra: &[String]) 
         && op.kinds.value.contains(&TokenKind::Bearer)
     {
         for a in &op.azp.value {
-            add(a, op.azp.origin.clone());
+            add(a, op.azp.origin.to_string());
         }
     }
     for a in &s.realm(realm).azp {

@@ -65,7 +65,7 @@ pub async fn handle(
             req
         }
         Err((refusal, _)) => {
-            ctx.rule = refusal.rule.as_ref().map(|r| r.as_str().to_owned());
+            ctx.rule = refusal.rule.clone();
             return Err(refusal);
         }
     };
@@ -97,7 +97,7 @@ async fn decide(
         AdminWrites::Forward => return Ok(req),
         AdminWrites::Refuse => {
             let why = "this realm's policy refuses every admin write to clients through the gateway".to_owned();
-            return Err((refused(route, &writes.origin, why), Some(req)));
+            return Err((refused(route, writes.origin.as_str(), why), Some(req)));
         }
         AdminWrites::ByCaller | AdminWrites::Govern => {}
     }
@@ -113,7 +113,7 @@ async fn decide(
         return Err((
             refused(
                 route,
-                &writes.origin,
+                writes.origin.as_str(),
                 format!("it carries `{h}`, which could change the method Keycloak sees"),
             ),
             None,
@@ -124,7 +124,7 @@ async fn decide(
             "`{}` is not a method Keycloak's admin API writes clients with (POST, PUT, DELETE)",
             route.method
         );
-        return Err((refused(route, &writes.origin, why), None));
+        return Err((refused(route, writes.origin.as_str(), why), None));
     }
     let wrap = match &route.target {
         AdminTarget::ClientCreate | AdminTarget::ClientUpdate => false,
@@ -139,7 +139,7 @@ async fn decide(
                 route.target.name(),
                 allow.value.iter().cloned().collect::<Vec<_>>().join(", ")
             );
-            return Err((refused(route, &allow.origin, why), Some(req)));
+            return Err((refused(route, allow.origin.as_str(), why), Some(req)));
         }
     };
     check_body(app, ctx, route, realm, policy, req, wrap).await

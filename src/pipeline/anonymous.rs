@@ -50,7 +50,7 @@ pub fn preflight(
         )
         .detail("provider", reg.provider.clone())
         .detail("allowed_providers", allowed)
-        .with_rule(crate::error::RuleId::new(policy.providers.origin.clone())));
+        .with_rule(policy.providers.origin.clone()));
     }
     super::cors::preflight(cors, reg, headers)
 }

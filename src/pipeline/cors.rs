@@ -43,7 +43,7 @@ pub fn preflight(cors: &CorsPolicy, route: &RegRoute, headers: &HeaderMap) -> Re
         )
         .detail("origin", shown)
         .detail("allowed_origins", allowed)
-        .with_rule(crate::error::RuleId::new(cors.origins.origin.clone())));
+        .with_rule(cors.origins.origin.clone()));
     };
     let mut resp = Response::new(empty());
     *resp.status_mut() = StatusCode::NO_CONTENT;
@@ -89,7 +89,7 @@ mod tests {
         CorsPolicy {
             origins: Rule::new(
                 BTreeSet::from(["https://app.example.com".to_owned()]),
-                "realms.demo.cors.origins".into(),
+                "realms.demo.cors.origins",
             ),
             max_age: Duration::from_secs(600),
         }

@@ -49,7 +49,7 @@ pub struct Ctx {
     /// Whether a shadowed rule would have refused the request.
     pub shadowed: bool,
     /// The rule that decided.
-    pub rule: Option<String>,
+    pub rule: Option<crate::error::RuleId>,
     /// Why the request was refused, or what Keycloak's refusal was rewritten as, or shadowed.
     pub reason: Option<Reason>,
     /// Keycloak's status, when it answered.

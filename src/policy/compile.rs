@@ -212,7 +212,7 @@ impl Ctx {
             }
             None => Rule::new(
                 ["openid-connect", "default"].map(String::from).into(),
-                "built-in.providers".into(),
+                "built-in.providers",
             ),
         }
         .shadow(self.mode_for(layers, |_| None));

@@ -39,7 +39,7 @@ pub struct Decision {
     /// Refusals that shadowed rules would have made.
     pub shadowed: Vec<Refusal>,
     /// The rule that decided (the refusing one, else the first shadowed one).
-    pub rule: Option<String>,
+    pub rule: Option<RuleId>,
     /// The create to count against quotas (by `quota::count`), when quotas apply.
     pub quota: Option<QuotaAsk>,
     /// The create counted against a quota; refund it if Keycloak does not accept the create.
@@ -98,7 +98,7 @@ struct Eval<'a> {
 impl Eval<'_> {
     /// Records a failed rule; returns true when evaluation must stop (an enforced refusal).
     fn fail<T>(&mut self, rule: &Rule<T>, refusal: Refusal) -> bool {
-        let refusal = refusal.with_rule(RuleId::new(rule.origin.clone()));
+        let refusal = refusal.with_rule(rule.origin.clone());
         if self.decision.rule.is_none() {
             self.decision.rule = Some(rule.origin.clone());
         }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use regex::Regex;
 
+use crate::error::RuleId;
 use crate::route::Operation;
 use crate::token::TokenKind;
 
@@ -16,17 +17,17 @@ pub struct Rule<T> {
     /// The value.
     pub value: T,
     /// Rule id, e.g. `realms.demo.create.roles_any` or `built-in.create.roles_any`.
-    pub origin: String,
+    pub origin: RuleId,
     /// Shadow mode: evaluated and recorded, not enforced.
     pub shadow: bool,
 }
 
 impl<T> Rule<T> {
     /// An enforced rule.
-    pub fn new(value: T, origin: String) -> Self {
+    pub fn new(value: T, origin: impl Into<String>) -> Self {
         Rule {
             value,
-            origin,
+            origin: RuleId::new(origin),
             shadow: false,
         }
     }

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http_body::Frame;
 
 use super::Ctx;
+use crate::error::RuleId;
 use crate::net::{Body, BoxError};
 use crate::route::RegRoute;
 
@@ -145,7 +146,7 @@ impl Line {
             anonymous = ctx.anonymous,
             credential = ctx.lent.unwrap_or(""),
             dropped = %ctx.dropped,
-            rule = ctx.rule.as_deref().unwrap_or(""),
+            rule = ctx.rule.as_ref().map_or("", RuleId::as_str),
             reason = self.reason,
             upstream_status = ctx.upstream_status.unwrap_or(0),
             status = self.status,

@@ -201,7 +201,7 @@ async fn unsafe_metadata_refused_by_default_rules() {
         let refusal = d.refusal.unwrap_or_else(|| panic!("{body} passed"));
         assert_eq!(refusal.reason, reason, "{body}");
         assert!(
-            d.rule.as_deref().unwrap_or_default().ends_with(rule),
+            d.rule.as_ref().map(crate::error::RuleId::as_str).unwrap_or_default().ends_with(rule),
             "{body}: {:?}",
             d.rule
         );

@@ -42,7 +42,7 @@ impl Ctx {
                 });
                 Rule::new(v, format!("{}.admin_api.writes", l.origin))
             }
-            None => Rule::new(AdminWrites::ByCaller, "built-in.admin_api.writes".into()),
+            None => Rule::new(AdminWrites::ByCaller, "built-in.admin_api.writes"),
         }
         .shadow(shadow);
         let console_clients = match first(layers, |r| {
@@ -54,7 +54,7 @@ impl Ctx {
             ),
             None => Rule::new(
                 vec!["security-admin-console".into(), "admin-cli".into()],
-                "built-in.admin_api.console_clients".into(),
+                "built-in.admin_api.console_clients",
             ),
         };
         let allow = match first(layers, |r| r.admin_api.as_ref().and_then(|a| a.allow.as_ref())) {
@@ -64,7 +64,7 @@ impl Ctx {
                 }
                 Rule::new(list.get_ref().iter().cloned().collect(), format!("{}.admin_api.allow", l.origin))
             }
-            None => Rule::new(DEFAULT_ALLOW.iter().map(|s| (*s).to_owned()).collect(), "built-in.admin_api.allow".into()),
+            None => Rule::new(DEFAULT_ALLOW.iter().map(|s| (*s).to_owned()).collect(), "built-in.admin_api.allow"),
         }
         .shadow(shadow);
         AdminPolicy {

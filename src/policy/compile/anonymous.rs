@@ -114,14 +114,14 @@ impl Ctx {
         let redirect_origin = if a.redirect_hosts.is_some() || a.loopback.is_some() {
             format!("{origin}.redirect_hosts")
         } else {
-            "built-in.anonymous.redirect_hosts".into()
+            "built-in.anonymous.redirect_hosts".to_owned()
         };
         let metadata = MetadataPolicy {
             redirect: Rule::new(redirect, redirect_origin),
             // Forbidden outright below (forbidden_fields); the realm's own rule still applies.
             server_urls: Rule::new(
                 crate::policy::snapshot::ServerUrlPolicy::default(),
-                "built-in.anonymous.server_urls".into(),
+                "built-in.anonymous.server_urls",
             ),
             grant_types: Some(grant_types),
             response_types: Some(response_types),

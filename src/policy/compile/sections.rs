@@ -129,7 +129,7 @@ impl Ctx {
 
     fn server_urls(&mut self, layers: &[&Layer<'_>], shadow: bool) -> Rule<ServerUrlPolicy> {
         let Some((_, l)) = first(layers, su) else {
-            return Rule::new(ServerUrlPolicy::default(), "built-in.metadata.server_urls".into()).shadow(shadow);
+            return Rule::new(ServerUrlPolicy::default(), "built-in.metadata.server_urls").shadow(shadow);
         };
         let origin = format!("{}.metadata.server_urls", l.origin);
         let mut policy = ServerUrlPolicy::default();
@@ -159,7 +159,7 @@ impl Ctx {
 
     fn redirect(&mut self, layers: &[&Layer<'_>], shadow: bool) -> Rule<RedirectPolicy> {
         let Some((_, l)) = first(layers, rd) else {
-            return Rule::new(RedirectPolicy::default(), "built-in.metadata.redirect_uris".into()).shadow(shadow);
+            return Rule::new(RedirectPolicy::default(), "built-in.metadata.redirect_uris").shadow(shadow);
         };
         let origin = format!("{}.metadata.redirect_uris", l.origin);
         let schemes = first(layers, |r| rd(r).and_then(|x| x.schemes.as_ref()));

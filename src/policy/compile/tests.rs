@@ -62,7 +62,7 @@ fn built_in_defaults_match_keycloak() {
         p.op(Operation::Delete).unwrap().kinds.value,
         vec![TokenKind::Bearer, TokenKind::RegistrationAccess]
     );
-    assert!(create.kinds.origin.starts_with("built-in"));
+    assert!(create.kinds.origin.as_str().starts_with("built-in"));
 }
 
 #[test]
