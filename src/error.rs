@@ -170,6 +170,108 @@ reasons! {
     }
 }
 
+macro_rules! details {
+    ($( $variant:ident => $key:literal ),* $(,)?) => {
+        /// A key of a refusal's `details`: the facts the gateway records, which descriptions and
+        /// hints read back. A closed set, so a misspelt key is a compile error.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Detail { $( #[doc = $key] $variant ),* }
+
+        impl Detail {
+            /// Every key, alphabetically.
+            pub const ALL: &'static [Detail] = &[$(Detail::$variant),*];
+
+            /// The key as written under `details` in the response body.
+            pub fn key(self) -> &'static str {
+                match self { $(Detail::$variant => $key),* }
+            }
+
+            /// The key named `key`, if it is one.
+            pub fn from_key(key: &str) -> Option<Detail> {
+                Detail::ALL.iter().copied().find(|d| d.key() == key)
+            }
+        }
+    };
+}
+
+details! {
+    AcceptedIssuers => "accepted_issuers",
+    AdminWrite => "admin_write",
+    Alg => "alg",
+    Allowed => "allowed",
+    AllowedAzp => "allowed_azp",
+    AllowedHosts => "allowed_hosts",
+    AllowedOrigins => "allowed_origins",
+    AllowedProviders => "allowed_providers",
+    AllowedSchemes => "allowed_schemes",
+    AllowedTokenKinds => "allowed_token_kinds",
+    Area => "area",
+    Aud => "aud",
+    Azp => "azp",
+    Caller => "caller",
+    ClientId => "client_id",
+    ClientPolicyError => "client_policy_error",
+    Column => "column",
+    ContentType => "content_type",
+    Creates => "creates",
+    Error => "error",
+    Exp => "exp",
+    Expected => "expected",
+    ExpectedAudiences => "expected_audiences",
+    ExpectedAzp => "expected_azp",
+    ExpectedIssuer => "expected_issuer",
+    Field => "field",
+    Form => "form",
+    Header => "header",
+    Host => "host",
+    Iat => "iat",
+    JwksUri => "jwks_uri",
+    Kid => "kid",
+    KnownKids => "known_kids",
+    LastError => "last_error",
+    LeewaySeconds => "leeway_seconds",
+    Limit => "limit",
+    LimitBytes => "limit_bytes",
+    Line => "line",
+    Max => "max",
+    Method => "method",
+    Nbf => "nbf",
+    Operation => "operation",
+    Origin => "origin",
+    Path => "path",
+    PathClientId => "path_client_id",
+    Pattern => "pattern",
+    Policy => "policy",
+    PolicyDetails => "policy_details",
+    Provider => "provider",
+    Quota => "quota",
+    Realm => "realm",
+    RealmCreates => "realm_creates",
+    RegistrationAuth => "registration_auth",
+    RequestedScopes => "requested_scopes",
+    RolesNeededAll => "roles_needed_all",
+    RolesNeededAny => "roles_needed_any",
+    Scheme => "scheme",
+    ScopesNeeded => "scopes_needed",
+    Status => "status",
+    StoreError => "store_error",
+    Target => "target",
+    Timeout => "timeout",
+    TokenIssuer => "token_issuer",
+    TokenKind => "token_kind",
+    TokenRoles => "token_roles",
+    TokenScopes => "token_scopes",
+    Typ => "typ",
+    Value => "value",
+    WindowSeconds => "window_seconds",
+}
+
+impl std::fmt::Display for Detail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
 /// Keycloak's own answer, kept verbatim beside the rewritten one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamAnswer {
@@ -281,9 +383,14 @@ impl Refusal {
     }
 
     /// Adds one detail.
-    pub fn detail(mut self, key: &str, value: impl Into<Value>) -> Self {
-        self.details.insert(key.to_owned(), value.into());
+    pub fn detail(mut self, key: Detail, value: impl Into<Value>) -> Self {
+        self.details.insert(key.key().to_owned(), value.into());
         self
+    }
+
+    /// A detail recorded with [`Refusal::detail`].
+    pub fn get(&self, key: Detail) -> Option<&Value> {
+        self.details.get(key.key())
     }
 
     /// Sets the `scope` of an `insufficient_scope` challenge.
@@ -330,6 +437,22 @@ mod tests {
             assert!(seen.insert(r.code()), "duplicate code {}", r.code());
             assert!(r.code().chars().all(|c| c.is_ascii_lowercase() || c == '_'));
         }
+    }
+
+    #[test]
+    fn detail_keys_are_unique_sorted_and_snake_case() {
+        let keys: Vec<&str> = Detail::ALL.iter().map(|d| d.key()).collect();
+        let mut sorted = keys.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(keys, sorted);
+        assert!(
+            keys.iter()
+                .all(|k| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        );
+        let r = Refusal::new(Reason::KidUnknown, "x").detail(Detail::Kid, "k1");
+        assert_eq!(r.get(Detail::Kid), Some(&Value::from("k1")));
+        assert_eq!(r.details.get("kid"), Some(&Value::from("k1")));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use clap::Args;
 
 use crate::config::{Overrides, load};
-use crate::error::{Refusal, RuleId};
+use crate::error::{Detail, Refusal, RuleId};
 use crate::hints::{HintCtx, hint};
 use crate::policy::metadata::{Dialect, normalise};
 use crate::policy::{Input, Snapshot, decide, json::parse_object, store};
@@ -316,8 +316,8 @@ fn signature(
             crate::error::Reason::KidUnknown,
             format!("Key {kid} is not in realm {}'s JWKS ({source}).", a.realm),
         )
-        .detail("kid", kid)
-        .detail("jwks_uri", source));
+        .detail(Detail::Kid, kid)
+        .detail(Detail::JwksUri, source));
     };
     check_signature(token, d, key, alg)?;
     let _ = writeln!(out, "signature:  valid (key {kid} from {source})");
@@ -388,10 +388,7 @@ fn rules(out: &mut String, snap: &Snapshot, route: &RegRoute, kind: TokenKind, b
         }
     }
     for id in ids {
-        match failed
-            .iter()
-            .find(|r| r.rule.as_ref() == Some(&id))
-        {
+        match failed.iter().find(|r| r.rule.as_ref() == Some(&id)) {
             Some(r) => {
                 let _ = writeln!(out, "  FAIL  {id:<44} {}", r.description);
             }

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::error::{Reason, Refusal, RuleId};
+use crate::error::{Detail, Reason, Refusal, RuleId};
 use crate::route::Operation;
 use crate::token::TokenKind;
 
@@ -13,11 +13,11 @@ pub use fix::{ACTION_VERBS, describe, fix, names_action, required_details, sente
 thread_local! {
     /// Detail keys a hint or description asked for that the refusal lacked (checked by tests
     /// and, in debug builds, by `respond` for each reason's required keys).
-    static MISSING: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+    static MISSING: std::cell::RefCell<Vec<Detail>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Takes the detail keys read since the last call that the refusal did not have.
-pub fn take_missing() -> Vec<String> {
+pub fn take_missing() -> Vec<Detail> {
     MISSING.with(|m| std::mem::take(&mut *m.borrow_mut()))
 }
 
@@ -42,11 +42,11 @@ pub struct HintCtx<'a> {
     pub upstream: &'a str,
 }
 
-fn d<'a>(r: &'a Refusal, key: &str) -> Option<&'a Value> {
-    r.details.get(key)
+fn d<'a>(r: &'a Refusal, key: Detail) -> Option<&'a Value> {
+    r.get(key)
 }
 
-fn ds(r: &Refusal, key: &str) -> String {
+fn ds(r: &Refusal, key: Detail) -> String {
     match d(r, key) {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Array(a)) => a
@@ -56,7 +56,7 @@ fn ds(r: &Refusal, key: &str) -> String {
             .join(", "),
         Some(v) => v.to_string(),
         None => {
-            MISSING.with(|m| m.borrow_mut().push(key.to_owned()));
+            MISSING.with(|m| m.borrow_mut().push(key));
             "(not known)".to_owned()
         }
     }
@@ -86,7 +86,7 @@ pub fn hint(r: &Refusal, c: &HintCtx<'_>) -> String {
             .and_then(Value::as_str)
             .and_then(TokenKind::parse)
     });
-    let azp_detail = r.details.get("azp").and_then(Value::as_str).filter(|s| !s.is_empty());
+    let azp_detail = r.get(Detail::Azp).and_then(Value::as_str).filter(|s| !s.is_empty());
     let c = &HintCtx {
         kind,
         azp: c.azp.or(azp_detail),
@@ -100,26 +100,26 @@ pub fn hint(r: &Refusal, c: &HintCtx<'_>) -> String {
     let m = mgmt(realm);
     let role = role_for(c.operation);
     match r.reason {
-        Reason::PathMalformed if d(r, "area").and_then(Value::as_str) == Some("admin") => format!("Write the admin API path plainly{} (literal lower-case segments, no encoded or doubled slashes, dot segments, ;parameters or trailing slash).", d(r, "expected").and_then(Value::as_str).map(|e| format!(", as {e}")).unwrap_or_default()),
+        Reason::PathMalformed if d(r, Detail::Area).and_then(Value::as_str) == Some("admin") => format!("Write the admin API path plainly{} (literal lower-case segments, no encoded or doubled slashes, dot segments, ;parameters or trailing slash).", d(r, Detail::Expected).and_then(Value::as_str).map(|e| format!(", as {e}")).unwrap_or_default()),
         Reason::PathMalformed => format!("Send registration requests to {public}/realms/<realm>/clients-registrations/<provider>[/<clientId>] written plainly: no encoded slashes, dot segments, empty segments, backslashes or ;parameters."),
         Reason::RouteRefused => "This gateway serves only Keycloak's client-registration endpoint (other_paths = \"refuse\"); send other Keycloak traffic to Keycloak's own address.".into(),
-        Reason::MethodNotAllowed => format!("Create with POST on …/clients-registrations/<provider>; read, update and delete with GET, PUT and DELETE on …/clients-registrations/<provider>/<clientId>. Allowed here: {}.", ds(r, "allowed")),
+        Reason::MethodNotAllowed => format!("Create with POST on …/clients-registrations/<provider>; read, update and delete with GET, PUT and DELETE on …/clients-registrations/<provider>/<clientId>. Allowed here: {}.", ds(r, Detail::Allowed)),
         Reason::RequestTargetInvalid => format!("Send the path alone as the request target (origin-form), e.g. `POST /realms/<realm>/clients-registrations/<provider> HTTP/1.1` with `Host: {}`; `OPTIONS *` is the only asterisk-form request the gateway answers, and it does not tunnel CONNECT.", public.trim_start_matches("https://").trim_start_matches("http://")),
         Reason::RequestUnparseable => "Send a well-formed HTTP/1.1 request: one request line `METHOD /path HTTP/1.1`, `Name: value` header lines, at most one Content-Length (and not together with Transfer-Encoding). The connection was closed; open a new one.".into(),
         Reason::RequestHeadTooLarge => "Send fewer or smaller headers (a big Cookie or several large tokens are the usual cause) or a shorter URI; the gateway reads at most about 100 headers and 400 KiB of header section. The connection was closed; open a new one.".into(),
         Reason::ConnectionHeaderInvalid => format!(
             "Remove `{}` from the Connection header: it names hop-by-hop headers only (e.g. `Connection: keep-alive`), and the gateway forwards the credential and addressing headers it checked.",
-            ds(r, "header")
+            ds(r, Detail::Header)
         ),
-        Reason::BodyTooLarge => format!("Send a smaller registration body (at most {} bytes); the operator can raise max_body_bytes in the gateway config.", ds(r, "limit_bytes")),
+        Reason::BodyTooLarge => format!("Send a smaller registration body (at most {} bytes); the operator can raise max_body_bytes in the gateway config.", ds(r, Detail::LimitBytes)),
         Reason::BodyTimeout => format!(
             "Send the whole registration body promptly (within {}); the operator sets the limit with [timeouts] body_read.",
-            ds(r, "timeout")
+            ds(r, Detail::Timeout)
         ),
         Reason::BodyNotJson | Reason::BodyDuplicateKey | Reason::BodyTooDeep | Reason::BodyWrongType => {
             "Send one JSON object in UTF-8 with Content-Type: application/json, each key once, values of the documented types (redirect URIs as an array of strings), nested at most 32 levels.".into()
         }
-        Reason::ClientIdMismatch => format!("Repeat the client id of the path in the body ({}: \"{}\") and change nothing else about it: Keycloak does not rename clients through registration.", ds(r, "field"), ds(r, "path_client_id")),
+        Reason::ClientIdMismatch => format!("Repeat the client id of the path in the body ({}: \"{}\") and change nothing else about it: Keycloak does not rename clients through registration.", ds(r, Detail::Field), ds(r, Detail::PathClientId)),
         Reason::AuthSchemeUnsupported => format!("Send `Authorization: Bearer <token>` with a service-account access token ({public}/realms/{realm}/protocol/openid-connect/token, grant_type=client_credentials), an initial access token, or the registration access token returned when the client was created."),
         Reason::TokenMalformed => "Send exactly `Authorization: Bearer <token>`: one space, then the whole token as Keycloak returned it (three base64url parts joined by dots), with no quotes or line breaks.".into(),
         Reason::TokenTypeUnsupported => format!("Use an access token from {public}/realms/{realm}/protocol/openid-connect/token (typ Bearer), an initial access token, or a registration access token. ID tokens and refresh tokens are not accepted."),
@@ -128,8 +128,8 @@ pub fn hint(r: &Refusal, c: &HintCtx<'_>) -> String {
         Reason::HmacAlgorithmExpected => format!("Send the token exactly as Keycloak issued it. If in doubt: {}", new_iat(realm, public)),
         Reason::IssuerMismatch => format!(
             "The token was issued as `{}` but realm {realm} at this gateway accepts {}. Keycloak writes the scheme and host it was reached through into each token, and the gateway accepts the issuer Keycloak derives from the scheme and host this request arrived with: request the token (or the initial access token) through the same gateway URL you register through, or pin Keycloak's hostname (KC_HOSTNAME) so every token carries one issuer. Operators: list every issuer clients may present under [realms.{realm}] issuer = [\"…\"] in the gateway config, or set --public-url.",
-            ds(r, "token_issuer"),
-            d(r, "accepted_issuers").map_or_else(|| format!("`{}`", ds(r, "expected_issuer")), |_| ds(r, "accepted_issuers"))
+            ds(r, Detail::TokenIssuer),
+            d(r, Detail::AcceptedIssuers).map_or_else(|| format!("`{}`", ds(r, Detail::ExpectedIssuer)), |_| ds(r, Detail::AcceptedIssuers))
         ),
         Reason::IssMissing => format!("Keycloak sets iss on every token it issues, so this token was not issued by realm {realm}'s token endpoint ({public}/realms/{realm}/protocol/openid-connect/token) or was edited. Request a token there and send it unchanged."),
         Reason::TokenExpired if matches!(c.kind, Some(TokenKind::InitialAccess)) => new_iat(realm, public),
@@ -138,61 +138,61 @@ pub fn hint(r: &Refusal, c: &HintCtx<'_>) -> String {
         Reason::ExpMissing | Reason::KidMissing => format!("Use an access token issued by {public}/realms/{realm}/protocol/openid-connect/token; Keycloak always sets exp and kid."),
         Reason::AlgorithmNotAllowed => format!(
             "Bearer tokens must be signed with one of {}. In Keycloak: Realm settings → Tokens → Default signature algorithm, with an active key provider for it under Realm settings → Keys. Initial and registration access tokens are HMAC-signed and pass as they are: the gateway recognises them by their typ claim, so send them unchanged.",
-            ds(r, "allowed")
+            ds(r, Detail::Allowed)
         ),
         Reason::KidUnknown => format!(
             "The key that signed this token ({}) is not in realm {realm}'s keys ({}). If the realm's keys were rotated and the old key provider deleted or disabled (Realm settings → Keys → Providers), request a new token: it will carry the new kid. If the token is from another realm or Keycloak, use one from realm {realm}.",
-            ds(r, "kid"),
-            d(r, "jwks_uri").and_then(Value::as_str).unwrap_or("Realm settings → Keys")
+            ds(r, Detail::Kid),
+            d(r, Detail::JwksUri).and_then(Value::as_str).unwrap_or("Realm settings → Keys")
         ),
         Reason::KeyUnusable | Reason::SignatureInvalid => format!("The token was altered or signed by another key. Request a new token from {public}/realms/{realm}/protocol/openid-connect/token and send it unchanged."),
-        Reason::AudienceMismatch => format!("Add an audience mapper: admin console → Clients → {azp} → Client scopes → {azp}-dedicated → Add mapper → By configuration → Audience → Included Client Audience = {}. Then request a new token.", ds(r, "expected_audiences")),
-        Reason::AzpMismatch => format!("Use a token issued to one of {}, or add '{azp}' to azp under [realms.{realm}] in the gateway config.", ds(r, "expected_azp")),
-        Reason::JwksUnavailable => format!("Check that Keycloak answers at {} from the gateway (last error: {}). The gateway retries in the background, and /readyz on its admin port lists realms whose keys are missing.", ds(r, "jwks_uri"), ds(r, "last_error")),
-        Reason::ProviderNotAllowed => format!("Use one of the allowed providers ({}), e.g. POST {public}/realms/{realm}/clients-registrations/openid-connect. To allow `{}`, add it to `providers` in {rule} of the policy.", ds(r, "allowed_providers"), c.provider.unwrap_or("that provider")),
+        Reason::AudienceMismatch => format!("Add an audience mapper: admin console → Clients → {azp} → Client scopes → {azp}-dedicated → Add mapper → By configuration → Audience → Included Client Audience = {}. Then request a new token.", ds(r, Detail::ExpectedAudiences)),
+        Reason::AzpMismatch => format!("Use a token issued to one of {}, or add '{azp}' to azp under [realms.{realm}] in the gateway config.", ds(r, Detail::ExpectedAzp)),
+        Reason::JwksUnavailable => format!("Check that Keycloak answers at {} from the gateway (last error: {}). The gateway retries in the background, and /readyz on its admin port lists realms whose keys are missing.", ds(r, Detail::JwksUri), ds(r, Detail::LastError)),
+        Reason::ProviderNotAllowed => format!("Use one of the allowed providers ({}), e.g. POST {public}/realms/{realm}/clients-registrations/openid-connect. To allow `{}`, add it to `providers` in {rule} of the policy.", ds(r, Detail::AllowedProviders), c.provider.unwrap_or("that provider")),
         Reason::AnonymousNotAllowed => format!("Authenticate the request. Either: 1. {} 2. Or use a service account: Clients → <client> → Service account roles → Assign role → filter by clients → {m} → {role}, then send its client_credentials token. To let RFC 7591 and MCP clients register without a credential, enable the gateway's anonymous mode: [realms.{realm}.anonymous] in the policy and a [realms.{realm}.registrar] credential in the gateway config (Keycloak's Trusted Hosts stays closed).", new_iat(realm, public)),
-        Reason::TokenKindNotAllowed => format!("The policy allows {} to {op} clients in realm {realm} ({rule}); use one of those, or change that rule.", ds(r, "allowed_token_kinds")),
+        Reason::TokenKindNotAllowed => format!("The policy allows {} to {op} clients in realm {realm} ({rule}); use one of those, or change that rule.", ds(r, Detail::AllowedTokenKinds)),
         Reason::MissingRole => missing_role(r, c, realm, m),
         Reason::RolesNotInToken => format!(
             "The token carries no resource_access claim, so no client role is visible in it even if the service account holds {m}/{role}. This happens when the client has Full scope allowed off and no scope mapping for {m} roles (fix: Clients → {azp} → Client scopes → {azp}-dedicated → Scope → turn Full scope allowed on, or assign role {m}/{role} there), or when the `roles` client scope was removed from the client (fix: Clients → {azp} → Client scopes → Add client scope → roles, as Default). Then request a new token."
         ),
-        Reason::MissingScope => format!("Request the token with scope=\"{}\"; the client needs those client scopes assigned (Clients → {azp} → Client scopes → Add client scope).", ds(r, "scopes_needed")),
-        Reason::AzpNotAllowed => format!("Use a token issued to one of {} (rule {rule}), or ask the operator to add '{azp}' there.", ds(r, "allowed_azp")),
+        Reason::MissingScope => format!("Request the token with scope=\"{}\"; the client needs those client scopes assigned (Clients → {azp} → Client scopes → Add client scope).", ds(r, Detail::ScopesNeeded)),
+        Reason::AzpNotAllowed => format!("Use a token issued to one of {} (rule {rule}), or ask the operator to add '{azp}' there.", ds(r, Detail::AllowedAzp)),
         Reason::RedirectUriNotAllowed | Reason::RedirectUriFragment | Reason::RedirectUriMalformed | Reason::TooManyRedirectUris => redirect_hint(r, rule),
         Reason::GrantTypeNotAllowed => format!(
             "Ask only for allowed grant types ({}; rule {rule}). Keycloak switches grants on in several ways, all counted here: {}",
-            ds(r, "allowed"),
+            ds(r, Detail::Allowed),
             match c.provider {
                 Some("default") => "the flags standardFlowEnabled, implicitFlowEnabled, directAccessGrantsEnabled, serviceAccountsEnabled and authorizationServicesEnabled (true, \"true\" in any of Jackson's spellings, or a non-zero number), and the attributes oauth2.device.authorization.grant.enabled, oidc.ciba.grant.enabled, standard.token.exchange.enabled, oauth2.jwt.authorization.grant.enabled, use.refresh.tokens (on unless \"false\") and client_credentials.use_refresh_token (\"true\" in any case). Set the flag false, or leave the attribute out.",
                 _ => "grant_types, and response_types: code or none switch on authorization_code, token or id_token (alone or combined, e.g. \"code id_token\") the implicit flow. Leaving grant_types out keeps refresh tokens on. Use response_types [\"code\"] and list the grants you need.",
             }
         ),
         Reason::ResponseTypeNotAllowed | Reason::AuthMethodNotAllowed | Reason::ScopeNotAllowed | Reason::ClientTypeNotAllowed => {
-            format!("Set {} to allowed values only ({}); the operator sets them in {rule}.", ds(r, "field"), ds(r, "allowed"))
+            format!("Set {} to allowed values only ({}); the operator sets them in {rule}.", ds(r, Detail::Field), ds(r, Detail::Allowed))
         }
         Reason::FieldForbidden => forbidden_hint(r, c, rule),
         Reason::BrowserUrlNotAllowed => format!(
             "Keycloak sends users' browsers to `{}` (or the browser loads it), so it follows the redirect URI rules of {rule}: an absolute URL on an allowed scheme and host, without #fragment or wildcard (a path such as /app is resolved against rootUrl). Change or remove that value.",
-            ds(r, "field")
+            ds(r, Detail::Field)
         ),
         Reason::ServerUrlNotAllowed => format!(
             "Keycloak itself calls `{}`, so it must be a URL on a public host{}: loopback, private, link-local and cloud-metadata addresses (in any spelling) and local names (localhost, single-label names, .local, .internal) are refused by {rule}. The operator can list the hosts Keycloak may call ([*.metadata.server_urls] hosts) or, for an internal deployment, set private_addresses = true there.",
-            ds(r, "field"),
-            match d(r, "allowed_hosts") { Some(_) => format!(" among {}", ds(r, "allowed_hosts")), None => String::new() }
+            ds(r, Detail::Field),
+            match d(r, Detail::AllowedHosts) { Some(_) => format!(" among {}", ds(r, Detail::AllowedHosts)), None => String::new() }
         ),
-        Reason::ClientIdPattern | Reason::ClientNamePattern => format!("Choose a {} that matches {} (rule {rule}).", ds(r, "field"), ds(r, "pattern")),
-        Reason::AdminWriteRefused => format!("Make this change in the admin console (its user sessions are forwarded), through the registration endpoint (…/clients-registrations/default, under the same rules), or have the policy allow it: `{}` in the realm's [admin_api] (`allow = [\"{}\"]`, or `writes = \"forward\"`).", rule, d(r, "admin_write").and_then(Value::as_str).unwrap_or("METHOD /path")),
-        Reason::QuotaExceeded => format!("Wait {}s (Retry-After) before creating more clients: the quota is {} creates per {}s per caller ({rule}).", r.retry_after.unwrap_or(1), ds(r, "creates"), ds(r, "window_seconds")),
-        Reason::RealmQuotaExceeded => format!("Wait {}s (Retry-After) before creating more clients: realm {} allows {} creates per {}s across all callers ({rule}).", r.retry_after.unwrap_or(1), realm, ds(r, "realm_creates"), ds(r, "window_seconds")),
+        Reason::ClientIdPattern | Reason::ClientNamePattern => format!("Choose a {} that matches {} (rule {rule}).", ds(r, Detail::Field), ds(r, Detail::Pattern)),
+        Reason::AdminWriteRefused => format!("Make this change in the admin console (its user sessions are forwarded), through the registration endpoint (…/clients-registrations/default, under the same rules), or have the policy allow it: `{}` in the realm's [admin_api] (`allow = [\"{}\"]`, or `writes = \"forward\"`).", rule, d(r, Detail::AdminWrite).and_then(Value::as_str).unwrap_or("METHOD /path")),
+        Reason::QuotaExceeded => format!("Wait {}s (Retry-After) before creating more clients: the quota is {} creates per {}s per caller ({rule}).", r.retry_after.unwrap_or(1), ds(r, Detail::Creates), ds(r, Detail::WindowSeconds)),
+        Reason::RealmQuotaExceeded => format!("Wait {}s (Retry-After) before creating more clients: realm {} allows {} creates per {}s across all callers ({rule}).", r.retry_after.unwrap_or(1), realm, ds(r, Detail::RealmCreates), ds(r, Detail::WindowSeconds)),
         Reason::ScopeMemberRefused => format!("Leave `scope` out of the registration body: in realm {realm} the client then gets the realm's default client scopes, and can ask for optional ones when it requests tokens ({rule})."),
-        Reason::CorsOriginNotAllowed => format!("Call the registration endpoint from an allowed origin ({}), or ask the operator to add `{}` to `cors.origins` ({rule}).", ds(r, "allowed_origins"), ds(r, "origin")),
+        Reason::CorsOriginNotAllowed => format!("Call the registration endpoint from an allowed origin ({}), or ask the operator to add `{}` to `cors.origins` ({rule}).", ds(r, Detail::AllowedOrigins), ds(r, Detail::Origin)),
         Reason::RegistrarUnavailable => format!("Retry later. Operators: the gateway's own credential for realm {realm} ([realms.{realm}.registrar] in the gateway config) cannot be obtained; /readyz on the admin port says why."),
         Reason::NotReady => "The gateway is starting or cannot load its policy or keys; check /readyz on its admin port and retry shortly.".into(),
         Reason::QuotaStoreUnavailable => "Retry after a moment (Retry-After). Operators: the gateway counts registration quotas in Redis ([quota_store], on_error = \"closed\") and could not reach it; check Redis and the gateway's dcr_gateway_quota_store_errors_total metric and /readyz.".into(),
-        Reason::Overloaded => format!("Retry after a moment (Retry-After): the gateway is at its limit of requests in flight ({}).", ds(r, "limit")),
-        Reason::UpstreamUnreachable => format!("Check that Keycloak runs and is reachable from the gateway at {} (error: {}).", c.upstream, ds(r, "error")),
-        Reason::UpstreamConnectTimeout | Reason::UpstreamTimeout => format!("Keycloak at {} did not answer in time ({}). Check its health and load, or raise [timeouts] in the gateway config.", c.upstream, ds(r, "timeout")),
-        Reason::UpstreamProtocol => format!("Keycloak's connection broke while answering ({}); check Keycloak's log and retry.", ds(r, "error")),
+        Reason::Overloaded => format!("Retry after a moment (Retry-After): the gateway is at its limit of requests in flight ({}).", ds(r, Detail::Limit)),
+        Reason::UpstreamUnreachable => format!("Check that Keycloak runs and is reachable from the gateway at {} (error: {}).", c.upstream, ds(r, Detail::Error)),
+        Reason::UpstreamConnectTimeout | Reason::UpstreamTimeout => format!("Keycloak at {} did not answer in time ({}). Check its health and load, or raise [timeouts] in the gateway config.", c.upstream, ds(r, Detail::Timeout)),
+        Reason::UpstreamProtocol => format!("Keycloak's connection broke while answering ({}); check Keycloak's log and retry.", ds(r, Detail::Error)),
         Reason::Internal => "This is a gateway bug: report it with the request_id.".into(),
         _ => keycloak_hint(r, c, realm, m, role),
     }
@@ -201,7 +201,7 @@ pub fn hint(r: &Refusal, c: &HintCtx<'_>) -> String {
 /// On create: leave the field out. On update, leaving a field out of a `default` PUT keeps it,
 /// while an empty value deletes (`protocolMappers: []` removes every mapper): say so.
 fn forbidden_hint(r: &Refusal, c: &HintCtx<'_>, rule: &str) -> String {
-    let field = ds(r, "field");
+    let field = ds(r, Detail::Field);
     if c.operation != Some(Operation::Update) {
         return format!("Leave `{field}` out of the request body; rule {rule} forbids setting it.");
     }
@@ -217,7 +217,7 @@ fn forbidden_hint(r: &Refusal, c: &HintCtx<'_>, rule: &str) -> String {
 }
 
 fn missing_role(r: &Refusal, c: &HintCtx<'_>, realm: &str, m: &str) -> String {
-    let needed = match d(r, "roles_needed_any").or_else(|| d(r, "roles_needed_all")) {
+    let needed = match d(r, Detail::RolesNeededAny).or_else(|| d(r, Detail::RolesNeededAll)) {
         Some(Value::Array(a)) => a.first().and_then(Value::as_str).map(str::to_owned),
         _ => None,
     }
@@ -263,9 +263,9 @@ fn missing_role(r: &Refusal, c: &HintCtx<'_>, realm: &str, m: &str) -> String {
 
 fn redirect_hint(r: &Refusal, rule: &str) -> String {
     let mut allowed = Vec::new();
-    for key in ["allowed_schemes", "allowed_hosts"] {
+    for key in [Detail::AllowedSchemes, Detail::AllowedHosts] {
         if d(r, key).is_some() {
-            allowed.push(format!("{}: {}", key.trim_start_matches("allowed_"), ds(r, key)));
+            allowed.push(format!("{}: {}", key.key().trim_start_matches("allowed_"), ds(r, key)));
         }
     }
     let allowed = if allowed.is_empty() {
@@ -280,7 +280,7 @@ fn redirect_hint(r: &Refusal, rule: &str) -> String {
 
 fn keycloak_hint(r: &Refusal, c: &HintCtx<'_>, realm: &str, m: &str, role: &str) -> String {
     let public = c.public_url;
-    let client = d(r, "client_id")
+    let client = d(r, Detail::ClientId)
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .unwrap_or("<client>")
@@ -291,7 +291,7 @@ fn keycloak_hint(r: &Refusal, c: &HintCtx<'_>, realm: &str, m: &str, role: &str)
             "Send the {noun} exactly as Keycloak returned it: not re-encoded, cut short or edited (any change breaks its HMAC signature). If it was sent unchanged, the realm no longer holds the HMAC key with kid {kid} (Realm settings → Keys → Providers: an hmac-generated provider deleted or disabled after a rotation), or the token comes from another realm or Keycloak server. Either way it cannot be repaired. {} A registration access token can be reissued by an admin: Clients → <client> → Credentials → Registration access token → Regenerate.",
             new_iat(realm, public),
             noun = c.kind.map(TokenKind::noun).unwrap_or("token"),
-            kid = ds(r, "kid"),
+            kid = ds(r, Detail::Kid),
         ),
         Reason::TokenRejected => format!("Keycloak could not verify the token (\"Failed decode token\"). Usual causes: the token was minted through another host name than {public} (Keycloak checks the issuer per request; pin KC_HOSTNAME), it expired, the key that signed it was rotated away, or it was revoked. Request a new token through {public}."),
         Reason::InvalidTokenType => "Keycloak accepts only access tokens (typ Bearer), initial access tokens and registration access tokens here.".into(),
@@ -309,7 +309,7 @@ fn keycloak_hint(r: &Refusal, c: &HintCtx<'_>, realm: &str, m: &str, role: &str)
         Reason::ContentTypeUnsupported => format!("Keycloak's registration endpoint consumes only `application/json` (the openid-connect and default providers; saml2-entity-descriptor takes `application/xml`) and answers 415 to anything else, e.g. `text/plain` (curl -d without -H, or fetch with a string body). Send the header `Content-Type: application/json` with the JSON body, e.g. `curl -H 'Content-Type: application/json' -d @client.json {public}/realms/{realm}/clients-registrations/openid-connect`."),
         Reason::OriginRejected => format!(
             "Keycloak (26.5 and later) checks the Origin header of browser calls to the openid-connect provider and answers 403 `Invalid origin` when it is not allowed. Allowed are: the Web origins of the client the bearer token was issued to (Clients → <client> → Settings → Web origins), the allowed origins of the initial access token (webOrigins when it is created) or registration access token, and those of the 'Allowed Registration Web Origins' policy (Clients → Client registration). Add `{}` there, or call without an Origin header (from a server, not a browser).",
-            d(r, "origin").and_then(Value::as_str).unwrap_or("the origin")
+            d(r, Detail::Origin).and_then(Value::as_str).unwrap_or("the origin")
         ),
         Reason::NotAuthorized => format!("Send the client's registration access token, or a bearer token whose service account has {m}/manage-clients ({m}/view-clients is enough to read)."),
         Reason::TrustedHostRejected => format!(
@@ -319,19 +319,19 @@ fn keycloak_hint(r: &Refusal, c: &HintCtx<'_>, realm: &str, m: &str, role: &str)
         Reason::TrustedUriRejected => "Keycloak's 'Trusted Hosts' policy requires the host of every redirect URI, root URL and base URL to be a trusted host or domain: add the host under Clients → Client registration → Anonymous access policies → Trusted Hosts, or register with an initial access token.".into(),
         Reason::ClientScopeRejected => format!(
             "Keycloak's 'Allowed Client Scopes' policy refused a requested scope ({}). Request only client scopes that exist in realm {realm} and are allowed (Clients → Client registration → {} access policies → Allowed Client Scopes), or leave out the `scope` member. Note that `openid` is not a client scope in Keycloak.",
-            ds(r, "requested_scopes"),
+            ds(r, Detail::RequestedScopes),
             if c.kind == Some(TokenKind::Anonymous) { "Anonymous" } else { "Authenticated" }
         ),
         Reason::MaxClientsReached => "The realm has as many clients as 'Max Clients Limit' allows (built-in clients count too). Delete unused clients, or raise the limit: Clients → Client registration → Anonymous access policies → Max Clients Limit.".into(),
         Reason::ProtocolMapperRejected => "Keycloak's 'Allowed Protocol Mapper Types' policy refused a protocol mapper in the body: remove protocolMappers, or (admin) add the mapper type under Clients → Client registration → Allowed Protocol Mapper Types.".into(),
-        Reason::RegistrationPolicyRejected => format!("Keycloak's client registration policy '{}' refused the request: {}. Review it under Clients → Client registration.", ds(r, "policy"), ds(r, "policy_details")),
+        Reason::RegistrationPolicyRejected => format!("Keycloak's client registration policy '{}' refused the request: {}. Review it under Clients → Client registration.", ds(r, Detail::Policy), ds(r, Detail::PolicyDetails)),
         Reason::ClientPolicyRejected => "A Client Policy executor refused the registration; Keycloak writes the reason only to its event log. Enable events (Realm settings → Events → User events settings → Save events), retry, then look for CLIENT_REGISTER_ERROR and its client_policy_error_detail; the policies are under Realm settings → Client policies.".into(),
         Reason::InvalidRedirectUri => "Keycloak refused a redirect URI: use absolute URIs without #fragments (a custom scheme is fine for native apps).".into(),
         Reason::ClientIdInUse => format!("A client '{client}' already exists in realm {realm}. Choose another clientId, or change the existing client with PUT …/clients-registrations/{}/{client} and its registration access token.", c.provider.unwrap_or("default")),
         Reason::ClientIdModified => "Keep the client id in the body equal to the one in the path; Keycloak does not rename clients through registration.".into(),
         Reason::ClientIdIncluded => "Leave client_id out when creating on openid-connect: Keycloak generates it (use the default provider to choose your own clientId).".into(),
         Reason::ClientMetadataInvalid => "Keycloak could not convert the client metadata: check token_endpoint_auth_method (private_key_jwt needs jwks or jwks_uri, never both), grant_types and response_types.".into(),
-        Reason::UnrecognizedField => format!("Keycloak refuses members it does not know ({}), although RFC 7591 says to ignore them: remove that member from the body.", ds(r, "field")),
+        Reason::UnrecognizedField => format!("Keycloak refuses members it does not know ({}), although RFC 7591 says to ignore them: remove that member from the body.", ds(r, Detail::Field)),
         Reason::ClientNotFound => format!("There is no client '{client}' in realm {realm}. On openid-connect the id is the client_id (a UUID) from the create response, not the client name."),
         Reason::HttpsRequired => format!("Realm {realm} requires HTTPS for this caller (Realm settings → General → Require SSL). Call the gateway over HTTPS, and let Keycloak trust the gateway's X-Forwarded-Proto (KC_PROXY_HEADERS=xforwarded with KC_PROXY_TRUSTED_ADDRESSES), or relax Require SSL for development."),
         Reason::ProviderNotFound => format!("Keycloak has no registration provider '{}': use openid-connect (RFC 7591) or default (Keycloak's client representation).", c.provider.unwrap_or("?")),
@@ -366,8 +366,8 @@ mod tests {
             let mut r = Refusal::new(reason, "Something specific.");
             for key in required_details(reason) {
                 r = r.detail(
-                    key,
-                    if *key == "realm" {
+                    *key,
+                    if *key == Detail::Realm {
                         "demo".to_owned()
                     } else {
                         format!("sample-{key}")
@@ -410,7 +410,7 @@ mod tests {
             ..HintCtx::default()
         };
         let r = Refusal::new(Reason::MissingRole, "x").detail(
-            "roles_needed_any",
+            Detail::RolesNeededAny,
             vec!["realm-management/create-client", "realm-management/manage-clients"],
         );
         let h = hint(&r, &ctx);

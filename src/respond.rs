@@ -6,7 +6,7 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 use serde_json::{Map, Value, json};
 
-use crate::error::{Reason, Refusal};
+use crate::error::{Detail, Reason, Refusal};
 use crate::hints::{HintCtx, describe, hint, required_details, take_missing};
 use crate::net::{Body, full};
 
@@ -42,9 +42,9 @@ pub fn texts(r: &Refusal, ctx: &HintCtx<'_>) -> (String, String) {
     let description = describe(r, ctx);
     let hint = hint(r, ctx);
     let missing = take_missing();
-    let required: Vec<&String> = missing
+    let required: Vec<&Detail> = missing
         .iter()
-        .filter(|k| required_details(r.reason).contains(&k.as_str()))
+        .filter(|k| required_details(r.reason).contains(k))
         .collect();
     debug_assert!(
         required.is_empty(),

@@ -8,7 +8,7 @@ pub mod admin;
 
 use http::Method;
 
-use crate::error::{Reason, Refusal};
+use crate::error::{Detail, Reason, Refusal};
 
 /// A registration operation, from the method and the path shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -108,7 +108,7 @@ fn malformed(path: &str, why: &str) -> Refusal {
         Reason::PathMalformed,
         format!("The registration path is malformed: {why}."),
     )
-    .detail("path", path)
+    .detail(Detail::Path, path)
 }
 
 /// Decodes every valid `%XX` escape and keeps anything else as written (never fails).
@@ -182,7 +182,7 @@ pub fn classify(method: &Method, path: &str, prefix: &str) -> Result<Route, Refu
     if !shaped {
         let expected = format!("{prefix}/realms/{{realm}}/clients-registrations/{{provider}}[/{{clientId}}]");
         let why = format!("it does not have the form {expected}");
-        return Err(malformed(path, &why).detail("expected", expected));
+        return Err(malformed(path, &why).detail(Detail::Expected, expected));
     }
     let realm = decoded[n + 1].clone();
     if realm.is_empty() {
@@ -235,8 +235,8 @@ fn method_not_allowed(method: &Method, on_client: bool) -> Refusal {
         Reason::MethodNotAllowed,
         format!("{method} is not a registration operation on {target}."),
     )
-    .detail("method", method.as_str())
-    .detail("allowed", allowed)
+    .detail(Detail::Method, method.as_str())
+    .detail(Detail::Allowed, allowed)
 }
 
 #[cfg(test)]

@@ -686,7 +686,7 @@ fn doctor_md_documents_every_flag_and_variable() {
 /// The refusal an example shows, rebuilt: its reason, details, rule and upstream answer, with
 /// its `error_description` as the stage's text; and the context its details name.
 fn example_texts(code: &str, v: &Value, reason: Reason) -> (String, String) {
-    use dcr_gateway::error::{Refusal, RuleId, UpstreamAnswer};
+    use dcr_gateway::error::{Detail, Refusal, RuleId, UpstreamAnswer};
     use dcr_gateway::hints::HintCtx;
     use dcr_gateway::route::Operation;
     use dcr_gateway::token::TokenKind;
@@ -697,7 +697,8 @@ fn example_texts(code: &str, v: &Value, reason: Reason) -> (String, String) {
         if !["realm", "operation", "provider", "token_kind", "rule"].contains(&k.as_str())
             || k == "realm" && code.starts_with("realm_quota")
         {
-            r = r.detail(k, val.clone());
+            let key = Detail::from_key(k).unwrap_or_else(|| panic!("{code}: `{k}` is not a detail key"));
+            r = r.detail(key, val.clone());
         }
     }
     if let Some(rule) = text("rule") {

@@ -3,7 +3,7 @@
 //! description follows: one or two sentences, an imperative from [`ACTION_VERBS`].
 
 use super::{HintCtx, d, ds, mgmt, role_for};
-use crate::error::{Reason, Refusal};
+use crate::error::{Detail, Reason, Refusal};
 use crate::route::Operation;
 use crate::token::TokenKind;
 
@@ -140,40 +140,40 @@ pub fn describe(r: &Refusal, c: &HintCtx<'_>) -> String {
 
 /// The detail keys a reason's description and hint read by name, which every stage that makes
 /// the refusal must set (`tests` and debug builds check them).
-pub fn required_details(reason: Reason) -> &'static [&'static str] {
+pub fn required_details(reason: Reason) -> &'static [Detail] {
     match reason {
-        Reason::ConnectionHeaderInvalid => &["header"],
-        Reason::MethodNotAllowed => &["allowed"],
-        Reason::BodyTooLarge => &["limit_bytes"],
-        Reason::BodyTimeout => &["timeout"],
-        Reason::ClientIdMismatch => &["field", "path_client_id"],
-        Reason::IssuerMismatch => &["token_issuer", "expected_issuer"],
-        Reason::AlgorithmNotAllowed => &["allowed"],
-        Reason::KidUnknown => &["kid"],
-        Reason::AudienceMismatch => &["expected_audiences"],
-        Reason::AzpMismatch => &["expected_azp"],
-        Reason::JwksUnavailable => &["jwks_uri", "last_error"],
-        Reason::ProviderNotAllowed => &["allowed_providers"],
-        Reason::TokenKindNotAllowed => &["allowed_token_kinds"],
-        Reason::MissingScope => &["scopes_needed"],
-        Reason::AzpNotAllowed => &["allowed_azp"],
-        Reason::GrantTypeNotAllowed => &["allowed"],
+        Reason::ConnectionHeaderInvalid => &[Detail::Header],
+        Reason::MethodNotAllowed => &[Detail::Allowed],
+        Reason::BodyTooLarge => &[Detail::LimitBytes],
+        Reason::BodyTimeout => &[Detail::Timeout],
+        Reason::ClientIdMismatch => &[Detail::Field, Detail::PathClientId],
+        Reason::IssuerMismatch => &[Detail::TokenIssuer, Detail::ExpectedIssuer],
+        Reason::AlgorithmNotAllowed => &[Detail::Allowed],
+        Reason::KidUnknown => &[Detail::Kid],
+        Reason::AudienceMismatch => &[Detail::ExpectedAudiences],
+        Reason::AzpMismatch => &[Detail::ExpectedAzp],
+        Reason::JwksUnavailable => &[Detail::JwksUri, Detail::LastError],
+        Reason::ProviderNotAllowed => &[Detail::AllowedProviders],
+        Reason::TokenKindNotAllowed => &[Detail::AllowedTokenKinds],
+        Reason::MissingScope => &[Detail::ScopesNeeded],
+        Reason::AzpNotAllowed => &[Detail::AllowedAzp],
+        Reason::GrantTypeNotAllowed => &[Detail::Allowed],
         Reason::ResponseTypeNotAllowed
         | Reason::AuthMethodNotAllowed
         | Reason::ScopeNotAllowed
-        | Reason::ClientTypeNotAllowed => &["field", "allowed"],
-        Reason::FieldForbidden | Reason::BrowserUrlNotAllowed | Reason::ServerUrlNotAllowed => &["field"],
-        Reason::ClientIdPattern | Reason::ClientNamePattern => &["field", "pattern"],
-        Reason::QuotaExceeded => &["creates", "window_seconds"],
-        Reason::RealmQuotaExceeded => &["realm_creates", "window_seconds"],
-        Reason::CorsOriginNotAllowed => &["allowed_origins", "origin"],
-        Reason::Overloaded => &["limit"],
-        Reason::UpstreamUnreachable | Reason::UpstreamProtocol => &["error"],
-        Reason::UpstreamConnectTimeout | Reason::UpstreamTimeout => &["timeout"],
-        Reason::HmacTokenRejected => &["kid"],
-        Reason::ClientScopeRejected => &["requested_scopes"],
-        Reason::RegistrationPolicyRejected => &["policy", "policy_details"],
-        Reason::UnrecognizedField => &["field"],
+        | Reason::ClientTypeNotAllowed => &[Detail::Field, Detail::Allowed],
+        Reason::FieldForbidden | Reason::BrowserUrlNotAllowed | Reason::ServerUrlNotAllowed => &[Detail::Field],
+        Reason::ClientIdPattern | Reason::ClientNamePattern => &[Detail::Field, Detail::Pattern],
+        Reason::QuotaExceeded => &[Detail::Creates, Detail::WindowSeconds],
+        Reason::RealmQuotaExceeded => &[Detail::RealmCreates, Detail::WindowSeconds],
+        Reason::CorsOriginNotAllowed => &[Detail::AllowedOrigins, Detail::Origin],
+        Reason::Overloaded => &[Detail::Limit],
+        Reason::UpstreamUnreachable | Reason::UpstreamProtocol => &[Detail::Error],
+        Reason::UpstreamConnectTimeout | Reason::UpstreamTimeout => &[Detail::Timeout],
+        Reason::HmacTokenRejected => &[Detail::Kid],
+        Reason::ClientScopeRejected => &[Detail::RequestedScopes],
+        Reason::RegistrationPolicyRejected => &[Detail::Policy, Detail::PolicyDetails],
+        Reason::UnrecognizedField => &[Detail::Field],
         _ => &[],
     }
 }
@@ -188,8 +188,7 @@ pub fn fix(r: &Refusal, c: &HintCtx<'_>) -> String {
             .and_then(TokenKind::parse)
     });
     let azp_detail = r
-        .details
-        .get("azp")
+        .get(Detail::Azp)
         .and_then(serde_json::Value::as_str)
         .filter(|s| !s.is_empty());
     let c = &HintCtx {
@@ -208,65 +207,65 @@ pub fn fix(r: &Refusal, c: &HintCtx<'_>) -> String {
     match r.reason {
         Reason::PathMalformed => format!("Send it to {public}/realms/<realm>/clients-registrations/<provider>[/<clientId>], written plainly."),
         Reason::RouteRefused => "Send other Keycloak traffic to Keycloak's own address.".into(),
-        Reason::MethodNotAllowed => format!("Use one of {} here (POST creates on …/<provider>; GET, PUT and DELETE act on …/<provider>/<clientId>).", ds(r, "allowed")),
-        Reason::ConnectionHeaderInvalid => format!("Remove `{}` from the Connection header.", ds(r, "header")),
+        Reason::MethodNotAllowed => format!("Use one of {} here (POST creates on …/<provider>; GET, PUT and DELETE act on …/<provider>/<clientId>).", ds(r, Detail::Allowed)),
+        Reason::ConnectionHeaderInvalid => format!("Remove `{}` from the Connection header.", ds(r, Detail::Header)),
         Reason::RequestTargetInvalid => "Send the path alone as the request target, e.g. `POST /realms/<realm>/clients-registrations/openid-connect HTTP/1.1`.".into(),
         Reason::RequestUnparseable => "Send a well-formed HTTP/1.1 request on a new connection.".into(),
         Reason::RequestHeadTooLarge => "Send fewer or smaller headers, or a shorter URI, on a new connection.".into(),
-        Reason::BodyTooLarge => format!("Send a smaller body (at most {} bytes).", ds(r, "limit_bytes")),
-        Reason::BodyTimeout => format!("Send the whole body within {}.", ds(r, "timeout")),
+        Reason::BodyTooLarge => format!("Send a smaller body (at most {} bytes).", ds(r, Detail::LimitBytes)),
+        Reason::BodyTimeout => format!("Send the whole body within {}.", ds(r, Detail::Timeout)),
         Reason::BodyNotJson | Reason::BodyDuplicateKey | Reason::BodyTooDeep | Reason::BodyWrongType => {
             "Send one JSON object (Content-Type: application/json) with each key once and values of the documented types.".into()
         }
-        Reason::ClientIdMismatch => format!("Repeat the path's client id as {}: \"{}\" in the body.", ds(r, "field"), ds(r, "path_client_id")),
+        Reason::ClientIdMismatch => format!("Repeat the path's client id as {}: \"{}\" in the body.", ds(r, Detail::Field), ds(r, Detail::PathClientId)),
         Reason::AuthSchemeUnsupported => "Send `Authorization: Bearer <token>` with a service-account token, an initial access token or a registration access token.".into(),
         Reason::TokenMalformed => "Send the token exactly as Keycloak returned it, as `Authorization: Bearer <token>` with one space and no quotes.".into(),
         Reason::TokenTypeUnsupported | Reason::InvalidTokenType => "Use an access token (typ Bearer), an initial access token or a registration access token instead.".into(),
         Reason::TokenKindMismatch if c.kind == Some(TokenKind::InitialAccess) => "Use the client's registration access token (from the create response) to read, update or delete it.".into(),
         Reason::TokenKindMismatch => format!("Create clients with an initial access token or a service-account token that has {m}/create-client."),
         Reason::HmacAlgorithmExpected => "Send the token exactly as Keycloak issued it, or create a new initial access token.".into(),
-        Reason::IssuerMismatch => format!("Request the token through the same host you send this request to, or ask the operator to list `{}` under [realms.{realm}] issuer.", ds(r, "token_issuer")),
+        Reason::IssuerMismatch => format!("Request the token through the same host you send this request to, or ask the operator to list `{}` under [realms.{realm}] issuer.", ds(r, Detail::TokenIssuer)),
         Reason::IssMissing => format!("Use a token issued by Keycloak for realm {realm} ({token_url}): Keycloak always sets iss."),
         Reason::TokenExpired if c.kind == Some(TokenKind::InitialAccess) => format!("{}.", capitalise(new_iat)),
         Reason::TokenExpired => format!("Request a new token ({token_url}) and retry."),
         Reason::TokenNotYetValid | Reason::TokenIssuedInFuture => "Synchronise the clocks of Keycloak, the gateway and the client (NTP), then retry.".into(),
         Reason::ExpMissing | Reason::KidMissing => format!("Use an access token issued by {token_url}: Keycloak always sets exp and kid."),
-        Reason::AlgorithmNotAllowed => format!("Sign bearer tokens with one of {}: set Realm settings → Tokens → Default signature algorithm, then request a new token.", ds(r, "allowed")),
+        Reason::AlgorithmNotAllowed => format!("Sign bearer tokens with one of {}: set Realm settings → Tokens → Default signature algorithm, then request a new token.", ds(r, Detail::Allowed)),
         Reason::KidUnknown => format!("Request a new token from realm {realm}: it will be signed with a current key."),
         Reason::KeyUnusable | Reason::SignatureInvalid | Reason::TokenRevoked => format!("Request a new token from {token_url} and send it unchanged."),
-        Reason::AudienceMismatch => format!("Add an Audience mapper for {} to client {azp} (Clients → {azp} → Client scopes → {azp}-dedicated), then request a new token.", ds(r, "expected_audiences")),
-        Reason::AzpMismatch => format!("Use a token issued to one of {}, or ask the operator to add '{azp}' to [realms.{realm}] azp.", ds(r, "expected_azp")),
-        Reason::JwksUnavailable => format!("Retry shortly; operators: check that Keycloak answers at {} from the gateway.", ds(r, "jwks_uri")),
-        Reason::ProviderNotAllowed => format!("Use one of the allowed providers ({}), e.g. …/clients-registrations/openid-connect.", ds(r, "allowed_providers")),
+        Reason::AudienceMismatch => format!("Add an Audience mapper for {} to client {azp} (Clients → {azp} → Client scopes → {azp}-dedicated), then request a new token.", ds(r, Detail::ExpectedAudiences)),
+        Reason::AzpMismatch => format!("Use a token issued to one of {}, or ask the operator to add '{azp}' to [realms.{realm}] azp.", ds(r, Detail::ExpectedAzp)),
+        Reason::JwksUnavailable => format!("Retry shortly; operators: check that Keycloak answers at {} from the gateway.", ds(r, Detail::JwksUri)),
+        Reason::ProviderNotAllowed => format!("Use one of the allowed providers ({}), e.g. …/clients-registrations/openid-connect.", ds(r, Detail::AllowedProviders)),
         Reason::AnonymousNotAllowed => format!("Send `Authorization: Bearer <token>` with an initial access token or a service-account token that has {m}/{role}."),
-        Reason::TokenKindNotAllowed => format!("Use one of {} to {op} clients in realm {realm}.", ds(r, "allowed_token_kinds")),
+        Reason::TokenKindNotAllowed => format!("Use one of {} to {op} clients in realm {realm}.", ds(r, Detail::AllowedTokenKinds)),
         Reason::MissingRole => missing_role(r, c, m, role),
         Reason::RolesNotInToken => format!("Turn on Full scope allowed for client {azp} (Clients → {azp} → Client scopes → {azp}-dedicated → Scope) or add the `roles` client scope, then request a new token."),
-        Reason::MissingScope => format!("Request the token with scope=\"{}\".", ds(r, "scopes_needed")),
-        Reason::AzpNotAllowed => format!("Use a token issued to one of {}.", ds(r, "allowed_azp")),
+        Reason::MissingScope => format!("Request the token with scope=\"{}\".", ds(r, Detail::ScopesNeeded)),
+        Reason::AzpNotAllowed => format!("Use a token issued to one of {}.", ds(r, Detail::AllowedAzp)),
         Reason::RedirectUriNotAllowed | Reason::RedirectUriFragment | Reason::RedirectUriMalformed | Reason::TooManyRedirectUris => {
             let mut allowed = Vec::new();
-            for key in ["allowed_schemes", "allowed_hosts"] {
+            for key in [Detail::AllowedSchemes, Detail::AllowedHosts] {
                 if d(r, key).is_some() {
-                    allowed.push(format!("{}: {}", key.trim_start_matches("allowed_"), ds(r, key)));
+                    allowed.push(format!("{}: {}", key.key().trim_start_matches("allowed_"), ds(r, key)));
                 }
             }
             let allowed = if allowed.is_empty() { String::new() } else { format!(" ({})", allowed.join("; ")) };
             format!("Register only redirect URIs the policy allows{allowed}, absolute and without #fragment or wildcard.")
         }
-        Reason::BrowserUrlNotAllowed => format!("Change or remove `{}`: it must be an absolute URL on an allowed scheme and host.", ds(r, "field")),
-        Reason::ServerUrlNotAllowed => format!("Change `{}` to a URL on a public host, or remove it.", ds(r, "field")),
-        Reason::GrantTypeNotAllowed => format!("Ask only for allowed grant types ({}).", ds(r, "allowed")),
+        Reason::BrowserUrlNotAllowed => format!("Change or remove `{}`: it must be an absolute URL on an allowed scheme and host.", ds(r, Detail::Field)),
+        Reason::ServerUrlNotAllowed => format!("Change `{}` to a URL on a public host, or remove it.", ds(r, Detail::Field)),
+        Reason::GrantTypeNotAllowed => format!("Ask only for allowed grant types ({}).", ds(r, Detail::Allowed)),
         Reason::ResponseTypeNotAllowed | Reason::AuthMethodNotAllowed | Reason::ScopeNotAllowed | Reason::ClientTypeNotAllowed => {
-            format!("Set {} to allowed values only ({}).", ds(r, "field"), ds(r, "allowed"))
+            format!("Set {} to allowed values only ({}).", ds(r, Detail::Field), ds(r, Detail::Allowed))
         }
-        Reason::FieldForbidden if c.operation == Some(Operation::Update) => format!("Send `{}` exactly as the client has it now, or leave it out.", ds(r, "field")),
-        Reason::FieldForbidden => format!("Leave `{}` out of the request body.", ds(r, "field")),
-        Reason::ClientIdPattern | Reason::ClientNamePattern => format!("Choose a {} that matches {}.", ds(r, "field"), ds(r, "pattern")),
+        Reason::FieldForbidden if c.operation == Some(Operation::Update) => format!("Send `{}` exactly as the client has it now, or leave it out.", ds(r, Detail::Field)),
+        Reason::FieldForbidden => format!("Leave `{}` out of the request body.", ds(r, Detail::Field)),
+        Reason::ClientIdPattern | Reason::ClientNamePattern => format!("Choose a {} that matches {}.", ds(r, Detail::Field), ds(r, Detail::Pattern)),
         Reason::QuotaExceeded | Reason::RealmQuotaExceeded => format!("Wait {}s (Retry-After) before creating more clients.", r.retry_after.unwrap_or(1)),
         Reason::AdminWriteRefused => "Make this change in the admin console, or through …/clients-registrations/default under the same rules.".into(),
         Reason::ScopeMemberRefused => "Leave `scope` out of the registration body.".into(),
-        Reason::CorsOriginNotAllowed => format!("Call from an allowed origin ({}), or ask the operator to add `{}` to cors.origins.", ds(r, "allowed_origins"), ds(r, "origin")),
+        Reason::CorsOriginNotAllowed => format!("Call from an allowed origin ({}), or ask the operator to add `{}` to cors.origins.", ds(r, Detail::AllowedOrigins), ds(r, Detail::Origin)),
         Reason::NotReady => "Retry shortly; operators: check /readyz on the gateway's admin port.".into(),
         Reason::Overloaded => "Retry after a moment (Retry-After).".into(),
         Reason::QuotaStoreUnavailable => "Retry after a moment (Retry-After); operators: check the gateway's Redis quota store.".into(),
@@ -287,17 +286,17 @@ pub fn fix(r: &Refusal, c: &HintCtx<'_>) -> String {
         Reason::NotAuthorized => format!("Send the client's registration access token, or a bearer token with {m}/manage-clients."),
         Reason::TrustedHostRejected => "Register with an initial access token, or ask an admin to add the caller's address to Trusted Hosts (Clients → Client registration).".into(),
         Reason::TrustedUriRejected => "Register with an initial access token, or ask an admin to add the URL's host to Trusted Hosts (Clients → Client registration).".into(),
-        Reason::ClientScopeRejected => format!("Request only client scopes that realm {realm} allows (refused: {}), or leave out `scope`.", ds(r, "requested_scopes")),
+        Reason::ClientScopeRejected => format!("Request only client scopes that realm {realm} allows (refused: {}), or leave out `scope`.", ds(r, Detail::RequestedScopes)),
         Reason::MaxClientsReached => "Delete unused clients, or ask an admin to raise Max Clients Limit (Clients → Client registration).".into(),
         Reason::ProtocolMapperRejected => "Remove protocolMappers from the body, or ask an admin to allow that mapper type.".into(),
-        Reason::RegistrationPolicyRejected => format!("Change the request to satisfy policy '{}', or ask an admin to review it (Clients → Client registration).", ds(r, "policy")),
+        Reason::RegistrationPolicyRejected => format!("Change the request to satisfy policy '{}', or ask an admin to review it (Clients → Client registration).", ds(r, Detail::Policy)),
         Reason::ClientPolicyRejected => "Ask an admin to read CLIENT_REGISTER_ERROR in the realm's events: it names the Client Policy that refused.".into(),
         Reason::InvalidRedirectUri => "Use absolute redirect URIs without #fragment.".into(),
         Reason::ClientIdInUse => "Choose another clientId, or update the existing client with PUT and its registration access token.".into(),
         Reason::ClientIdModified => "Keep the client id in the body equal to the one in the path.".into(),
         Reason::ClientIdIncluded => "Leave client_id out when creating on openid-connect: Keycloak generates it.".into(),
         Reason::ClientMetadataInvalid => "Check token_endpoint_auth_method (private_key_jwt needs jwks or jwks_uri), grant_types and response_types.".into(),
-        Reason::UnrecognizedField => format!("Remove `{}` from the body.", ds(r, "field")),
+        Reason::UnrecognizedField => format!("Remove `{}` from the body.", ds(r, Detail::Field)),
         Reason::ClientNotFound => "Use the client_id from the create response (on openid-connect a UUID, not the client name).".into(),
         Reason::HttpsRequired => "Call the gateway over HTTPS.".into(),
         Reason::ProviderNotFound => "Use openid-connect or default as the provider.".into(),
@@ -326,7 +325,7 @@ fn client_of(r: &Refusal) -> String {
 }
 
 fn missing_role(r: &Refusal, c: &HintCtx<'_>, m: &str, role: &str) -> String {
-    let needed = match d(r, "roles_needed_any").or_else(|| d(r, "roles_needed_all")) {
+    let needed = match d(r, Detail::RolesNeededAny).or_else(|| d(r, Detail::RolesNeededAll)) {
         Some(serde_json::Value::Array(a)) => a.first().and_then(serde_json::Value::as_str).map(str::to_owned),
         _ => None,
     }

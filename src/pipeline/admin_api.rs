@@ -10,7 +10,7 @@ use http::{Request, Response};
 use super::ctx::Ctx;
 use crate::app::App;
 use crate::config::Mode;
-use crate::error::{Reason, Refusal, RuleId};
+use crate::error::{Detail, Reason, Refusal, RuleId};
 use crate::net::{Body, ReadError, full, read_limited};
 use crate::policy::admin_api::{AdminPolicy, AdminWrites};
 use crate::policy::json::parse_object;
@@ -33,8 +33,8 @@ fn refused(route: &AdminRoute, rule: &str, why: String) -> Refusal {
             route.target.name()
         ),
     )
-    .detail("admin_write", route.target.name())
-    .detail("realm", route.realm.clone().unwrap_or_default())
+    .detail(Detail::AdminWrite, route.target.name())
+    .detail(Detail::Realm, route.realm.clone().unwrap_or_default())
     .with_rule(RuleId::new(rule))
 }
 
@@ -211,7 +211,7 @@ async fn check_body(
                 Reason::BodyTooLarge,
                 format!("The admin request body is larger than {limit} bytes."),
             )
-            .detail("limit_bytes", limit);
+            .detail(Detail::LimitBytes, limit);
             return Err((r, None));
         }
         Ok(Err(ReadError::Failed(m))) => {
@@ -222,8 +222,10 @@ async fn check_body(
         }
         Err(_) => {
             return Err((
-                Refusal::new(Reason::BodyTimeout, "The admin request body did not arrive in time.")
-                    .detail("timeout", format!("{}ms", app.settings.timeouts.body_read.as_millis())),
+                Refusal::new(Reason::BodyTimeout, "The admin request body did not arrive in time.").detail(
+                    Detail::Timeout,
+                    format!("{}ms", app.settings.timeouts.body_read.as_millis()),
+                ),
                 None,
             ));
         }
@@ -262,7 +264,7 @@ async fn check_body(
     }
     ctx.metadata = Some(md);
     match decision.refusal {
-        Some(r) => Err((r.detail("admin_write", route.target.name()), None)),
+        Some(r) => Err((r.detail(Detail::AdminWrite, route.target.name()), None)),
         None => Ok(Request::from_parts(parts, full(bytes))),
     }
 }

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::ctx::Ctx;
 use crate::app::App;
-use crate::error::{Reason, Refusal};
+use crate::error::{Detail, Reason, Refusal};
 use crate::net::{Body, full};
 use crate::policy::anonymous::{AnonymousPolicy, CorsPolicy};
 use crate::policy::members;
@@ -48,8 +48,8 @@ pub fn preflight(
                 allowed.join(", ")
             ),
         )
-        .detail("provider", reg.provider.clone())
-        .detail("allowed_providers", allowed)
+        .detail(Detail::Provider, reg.provider.clone())
+        .detail(Detail::AllowedProviders, allowed)
         .with_rule(policy.providers.origin.clone()));
     }
     super::cors::preflight(cors, reg, headers)

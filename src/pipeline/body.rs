@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::error::{Reason, Refusal};
+use crate::error::{Detail, Reason, Refusal};
 use crate::net::{Body, ReadError, full, read_limited};
 use crate::policy::json::parse_object;
 use crate::policy::metadata::{ClientMetadata, Dialect, normalise};
@@ -35,14 +35,14 @@ pub async fn read(route: &RegRoute, body: Body, limits: Limits) -> Result<(Body,
                 Reason::BodyTimeout,
                 format!("The registration body did not arrive within {secs}s."),
             )
-            .detail("timeout", format!("{}ms", limits.time.as_millis()))
+            .detail(Detail::Timeout, format!("{}ms", limits.time.as_millis()))
         })?;
     let bytes = read.map_err(|e| match e {
         ReadError::TooLarge => Refusal::new(
             Reason::BodyTooLarge,
             format!("The registration body is larger than {limit} bytes."),
         )
-        .detail("limit_bytes", limit),
+        .detail(Detail::LimitBytes, limit),
         ReadError::Failed(m) => Refusal::new(Reason::BodyNotJson, format!("The request body could not be read: {m}.")),
     })?;
     let metadata = match Dialect::of(&route.provider) {

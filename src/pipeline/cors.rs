@@ -9,7 +9,7 @@ use http::header::{
 };
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
-use crate::error::{Reason, Refusal};
+use crate::error::{Detail, Reason, Refusal};
 use crate::net::{Body, empty};
 use crate::policy::anonymous::CorsPolicy;
 use crate::route::RegRoute;
@@ -41,8 +41,8 @@ pub fn preflight(cors: &CorsPolicy, route: &RegRoute, headers: &HeaderMap) -> Re
                 allowed.join(", ")
             ),
         )
-        .detail("origin", shown)
-        .detail("allowed_origins", allowed)
+        .detail(Detail::Origin, shown)
+        .detail(Detail::AllowedOrigins, allowed)
         .with_rule(cors.origins.origin.clone()));
     };
     let mut resp = Response::new(empty());

@@ -25,7 +25,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::app::App;
 use crate::config::Mode;
-use crate::error::{Reason, Refusal};
+use crate::error::{Detail, Reason, Refusal};
 use crate::net::{Body, boxed, read_limited};
 use crate::policy::{self, Input, Verdict};
 use crate::route::{self, RegRoute, Route};
@@ -107,14 +107,14 @@ fn acquire(app: &App, client: std::net::IpAddr) -> Result<InFlight, Refusal> {
             "This client already has {} requests in flight (max_in_flight_per_peer); the gateway sheds this one.",
             app.peer_in_flight.limit()
         ))
-        .detail("limit", "max_in_flight_per_peer"));
+        .detail(Detail::Limit, "max_in_flight_per_peer"));
     };
     let Ok(permit) = app.limiter.clone().try_acquire_owned() else {
         return Err(shed(format!(
             "The gateway already serves {} requests and sheds this one.",
             app.settings.max_in_flight
         ))
-        .detail("limit", "max_in_flight"));
+        .detail(Detail::Limit, "max_in_flight"));
     };
     app.metrics.in_flight.inc();
     Ok(InFlight {
@@ -219,7 +219,7 @@ async fn other(app: &App, ctx: &mut Ctx, req: Request<Body>) -> Result<Response<
             Reason::RouteRefused,
             "This gateway serves only Keycloak's client-registration endpoint.",
         )
-        .detail("path", req.uri().path()));
+        .detail(Detail::Path, req.uri().path()));
     }
     forward(app, ctx, req).await
 }

@@ -7,7 +7,7 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use http::{HeaderValue, Response};
 use serde_json::Value;
 
-use crate::error::{Reason, Refusal, UpstreamAnswer};
+use crate::error::{Detail, Reason, Refusal, UpstreamAnswer};
 use crate::keycloak;
 use crate::net::{Body, ReadError, full, read_limited};
 use crate::policy::metadata::ClientMetadata;
@@ -92,7 +92,7 @@ pub fn classify(status: u16, e: &KcError, k: &Known<'_>) -> Refusal {
             Reason::RegistrationTokenInvalid,
             format!("Keycloak refused this registration access token for client `{client}`: it was replaced by a newer one (every update rotates it), belongs to another client, or the client was deleted."),
         )
-        .detail("client_id", client),
+        .detail(Detail::ClientId, client),
         (401, d) if d.starts_with("Not authorized to") || d.contains("authenticate") || d.contains("authenticated") => {
             r(Reason::NotAuthorized, format!("Keycloak found no credential that may {op} this client."))
         }
@@ -103,20 +103,20 @@ pub fn classify(status: u16, e: &KcError, k: &Known<'_>) -> Refusal {
             let mgmt = keycloak::management_client(&k.route.realm);
             let needed = roles.join(" or ");
             r(Reason::MissingRole, format!("Keycloak refused to let {who} {op} clients: its token has no {mgmt} role {needed}."))
-                .detail("roles_needed_any", roles.iter().map(|x| format!("{mgmt}/{x}")).collect::<Vec<_>>())
-                .detail("token_roles", k.identity.claims.role_names())
+                .detail(Detail::RolesNeededAny, roles.iter().map(|x| format!("{mgmt}/{x}")).collect::<Vec<_>>())
+                .detail(Detail::TokenRoles, k.identity.claims.role_names())
         }
         (403, "HTTPS required") => r(Reason::HttpsRequired, format!("Realm {} requires HTTPS for this caller.", k.route.realm)),
         (403, d) if policy_parts(d).is_some() => policy_refusal(d, k),
         (403, d) if !d.is_empty() && !d.contains(' ') && e.error == "insufficient_scope" => {
-            r(Reason::ClientPolicyRejected, format!("A Keycloak client policy refused the registration with `{d}`.")).detail("client_policy_error", d)
+            r(Reason::ClientPolicyRejected, format!("A Keycloak client policy refused the registration with `{d}`.")).detail(Detail::ClientPolicyError, d)
         }
         (400, "Client Identifier in use") => r(Reason::ClientIdInUse, "Keycloak already has a client with this client id.".into()),
         (400, "Client Identifier modified") => r(Reason::ClientIdModified, "The client id in the body differs from the one in the path.".into()),
         (400, "Client Identifier included") => r(Reason::ClientIdIncluded, "openid-connect generates client ids: the create body may not contain client_id.".into()),
         (400, d) if d.contains("Unrecognized field") => {
             let field = d.split('"').nth(1).unwrap_or_default().to_owned();
-            r(Reason::UnrecognizedField, format!("Keycloak refused an unknown member `{field}` in the body.")).detail("field", field)
+            r(Reason::UnrecognizedField, format!("Keycloak refused an unknown member `{field}` in the body.")).detail(Detail::Field, field)
         }
         (400, d) if e.error == "invalid_redirect_uri" => r(Reason::InvalidRedirectUri, format!("Keycloak refused a redirect URI: {d}")),
         (400, d) if e.error == "invalid_client_metadata" => r(Reason::ClientMetadataInvalid, format!("Keycloak refused the client metadata: {d}")),
@@ -127,12 +127,12 @@ pub fn classify(status: u16, e: &KcError, k: &Known<'_>) -> Refusal {
         (415, _) => {
             let sent = k.sent.content_type.as_deref().unwrap_or("no Content-Type");
             r(Reason::ContentTypeUnsupported, format!("Keycloak accepts registration bodies only as JSON, and this request sent `{sent}`."))
-                .detail("content_type", sent)
+                .detail(Detail::ContentType, sent)
         }
         (403, "Invalid origin") => {
             let origin = k.sent.origin.as_deref().unwrap_or_default();
             r(Reason::OriginRejected, format!("Keycloak refused the browser origin `{origin}`: it is not an allowed web origin of the credential's client (or of the initial or registration access token)."))
-                .detail("origin", origin)
+                .detail(Detail::Origin, origin)
         }
         (500..=599, _) => r(Reason::KeycloakServerError, format!("Keycloak failed with {status} while handling the registration.")),
         _ => {
@@ -176,15 +176,15 @@ fn policy_refusal(desc: &str, k: &Known<'_>) -> Refusal {
         )
     };
     let mut r = Refusal::new(reason, text)
-        .detail("policy", name)
-        .detail("policy_details", details);
+        .detail(Detail::Policy, name)
+        .detail(Detail::PolicyDetails, details);
     if let Some(md) = k.metadata.filter(|_| reason == Reason::ClientScopeRejected) {
-        r = r.detail("requested_scopes", md.scopes.clone());
+        r = r.detail(Detail::RequestedScopes, md.scopes.clone());
     }
     if k.identity.kind == TokenKind::RegistrationAccess
         && k.identity.claims.registration_auth.as_deref() == Some("anonymous")
     {
-        r = r.detail("registration_auth", "anonymous");
+        r = r.detail(Detail::RegistrationAuth, "anonymous");
     }
     r
 }
@@ -200,16 +200,16 @@ pub fn diagnose_decode_failure(r: Refusal, k: &Known<'_>, kid_still_held: Option
             Reason::IssuerMismatch,
             format!("Keycloak refused the token: it was issued as `{iss}`, but this request reached Keycloak as `{}`, and Keycloak checks the issuer against the host it is reached through.", k.seen_issuer),
         )
-        .detail("token_issuer", iss)
-        .detail("expected_issuer", k.seen_issuer);
+        .detail(Detail::TokenIssuer, iss)
+        .detail(Detail::ExpectedIssuer, k.seen_issuer);
     }
     let now = crate::token::now();
     if c.exp.is_some_and(|e| e != 0 && e < now) {
         return Refusal::new(Reason::TokenExpired, "Keycloak refused the token: it has expired.")
-            .detail("exp", c.exp.unwrap_or_default());
+            .detail(Detail::Exp, c.exp.unwrap_or_default());
     }
     match (k.identity.kind, kid_still_held) {
-        (TokenKind::Bearer, Some(false)) => Refusal::new(Reason::KidUnknown, format!("Keycloak refused the token: key {kid} that signed it was removed from realm {} (rotated away).", k.route.realm)).detail("kid", kid),
+        (TokenKind::Bearer, Some(false)) => Refusal::new(Reason::KidUnknown, format!("Keycloak refused the token: key {kid} that signed it was removed from realm {} (rotated away).", k.route.realm)).detail(Detail::Kid, kid),
         (TokenKind::Bearer, None) => r,
         (TokenKind::Bearer, Some(true)) => Refusal::new(Reason::TokenRevoked, "Keycloak refused a token whose signature, issuer and expiry the gateway verified: it was most likely revoked or its session ended.".to_owned()),
         (TokenKind::InitialAccess | TokenKind::RegistrationAccess, _) => Refusal::new(
@@ -220,7 +220,7 @@ pub fn diagnose_decode_failure(r: Refusal, k: &Known<'_>, kid_still_held: Option
                 k.route.realm
             ),
         )
-        .detail("kid", kid),
+        .detail(Detail::Kid, kid),
         _ => r,
     }
 }
@@ -234,7 +234,7 @@ pub fn with_upstream(mut r: Refusal, status: u16, body: Value, k: &Known<'_>) ->
         .clone()
         .or_else(|| k.metadata.and_then(|m| m.client_id.clone()));
     if let Some(c) = client {
-        r = r.detail("client_id", c);
+        r = r.detail(Detail::ClientId, c);
     }
     r
 }
@@ -284,7 +284,7 @@ pub async fn relocate(resp: Response<Body>, upstream: &str, public: &str) -> Res
             Reason::UpstreamProtocol,
             "Keycloak's answer broke off while the gateway read it.",
         )
-        .detail("error", why)
+        .detail(Detail::Error, why)
     })?;
     let mut out = bytes.to_vec();
     if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&bytes)
@@ -318,7 +318,7 @@ pub fn client_gone(r: Refusal, realm: &str) -> Refusal {
         Reason::RegistrationClientGone,
         format!("Client `{client}` no longer exists in realm {realm} (it was deleted, or it is disabled), so its registration access token is void."),
     )
-    .detail("client_id", client);
+    .detail(Detail::ClientId, client);
     gone.upstream = r.upstream;
     gone
 }

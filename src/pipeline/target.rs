@@ -7,7 +7,7 @@
 use http::header::{ALLOW, CONTENT_LENGTH, HOST};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 
-use crate::error::{Reason, Refusal};
+use crate::error::{Detail, Reason, Refusal};
 use crate::net::{Body, full};
 
 /// The methods the gateway (and Keycloak behind it) serves, for `OPTIONS *`.
@@ -19,8 +19,8 @@ fn invalid(form: &str, target: &str, why: &str) -> Refusal {
         Reason::RequestTargetInvalid,
         format!("The request target `{shown}` is in {form}, which the gateway does not forward: {why}."),
     )
-    .detail("target", shown)
-    .detail("form", form)
+    .detail(Detail::Target, shown)
+    .detail(Detail::Form, form)
 }
 
 /// Checks the request target. `Ok(Some(_))` is the gateway's own answer to `OPTIONS *`;

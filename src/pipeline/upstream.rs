@@ -10,7 +10,7 @@ use http::{HeaderMap, HeaderValue, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 
 use crate::config::Settings;
-use crate::error::{Reason, Refusal};
+use crate::error::{Detail, Reason, Refusal};
 use crate::net::{Body, HttpClient, describe_client_error};
 
 /// Headers that never cross a proxy (RFC 9110 §7.6.1), besides those named in `Connection`.
@@ -60,7 +60,7 @@ pub fn check_connection(h: &HeaderMap) -> Result<(), Refusal> {
             Reason::ConnectionHeaderInvalid,
             format!("The Connection header names `{name}`, an end-to-end header the gateway checks; it cannot be hop-by-hop."),
         )
-        .detail("header", name)),
+        .detail(Detail::Header, name)),
         None => Ok(()),
     }
 }
@@ -189,7 +189,7 @@ pub fn upstream_uri(settings: &Settings, target: &Uri) -> Result<Uri, Refusal> {
             Reason::RequestTargetInvalid,
             format!("The request target cannot be forwarded: {why}."),
         )
-        .detail("target", target.to_string())
+        .detail(Detail::Target, target.to_string())
     };
     let pq = target
         .path_and_query()
@@ -420,9 +420,9 @@ pub fn classify(e: &hyper_util::client::legacy::Error, settings: &Settings) -> (
             ),
         )
     };
-    let mut r = Refusal::new(reason, desc).detail("error", text);
+    let mut r = Refusal::new(reason, desc).detail(Detail::Error, text);
     if reason == Reason::UpstreamConnectTimeout {
-        r = r.detail("timeout", format!("{}ms", settings.timeouts.connect.as_millis()));
+        r = r.detail(Detail::Timeout, format!("{}ms", settings.timeouts.connect.as_millis()));
     }
     (r, kind)
 }
@@ -442,7 +442,7 @@ pub async fn send(
                 Reason::UpstreamTimeout,
                 format!("Keycloak at {} did not answer within {ms}ms.", settings.upstream),
             )
-            .detail("timeout", format!("{ms}ms"));
+            .detail(Detail::Timeout, format!("{ms}ms"));
             Err((r, ErrorKind::Timeout))
         }
     }

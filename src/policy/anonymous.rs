@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 pub use super::model::ScopeMember;
 use super::snapshot::{MetadataPolicy, QuotaPolicy, Rule};
-use crate::error::{Reason, Refusal};
+use crate::error::{Detail, Reason, Refusal};
 
 /// The anonymous rules of one realm.
 #[derive(Debug, Clone)]
@@ -102,7 +102,7 @@ impl AnonymousPolicy {
                         Reason::ScopeMemberRefused,
                         format!("Remove the `scope` member: anonymous registration in realm {realm} does not accept it, because Keycloak would then give the client none of the realm's default client scopes (keycloak#50807). Without it the client gets them, and can request optional scopes when it asks for tokens."),
                     )
-                    .detail("field", "scope")
+                    .detail(Detail::Field, "scope")
                     .with_rule(crate::error::RuleId::new(format!("{}.scope_member", self.origin))));
                 }
             }
@@ -121,7 +121,7 @@ impl AnonymousPolicy {
 /// `invalid_redirect_uri`), an unavailable gateway credential stays 503.
 pub fn face(mut r: Refusal, realm: &str, anon: Option<&AnonymousPolicy>) -> Refusal {
     if let (Some(a), Reason::RedirectUriNotAllowed | Reason::TooManyRedirectUris) = (anon, r.reason) {
-        let uri = r.details.get("value").and_then(Value::as_str).unwrap_or_default();
+        let uri = r.get(Detail::Value).and_then(Value::as_str).unwrap_or_default();
         r.description = match r.reason {
             Reason::TooManyRedirectUris => format!(
                 "{} Register at most {} redirect URIs.",

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use super::metadata::{ClientMetadata, Dialect};
 use super::snapshot::{OpPolicy, RealmPolicy, Rule, Snapshot};
-use crate::error::{Reason, Refusal, RuleId};
+use crate::error::{Detail, Reason, Refusal, RuleId};
 use crate::route::{Operation, RegRoute};
 use crate::token::claims::capitalise;
 use crate::token::{Identity, TokenKind};
@@ -223,9 +223,9 @@ fn provider(ev: &mut Eval<'_>, policy: &RealmPolicy, route: &RegRoute) -> bool {
             join(&allowed)
         ),
     )
-    .detail("provider", route.provider.clone())
+    .detail(Detail::Provider, route.provider.clone())
     .detail(
-        "allowed_providers",
+        Detail::AllowedProviders,
         allowed.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
     );
     ev.fail(&policy.providers, r)
@@ -252,7 +252,7 @@ fn kinds(ev: &mut Eval<'_>, policy: &RealmPolicy, op: &OpPolicy, input: &Input<'
                 ev.realm, ev.realm
             ),
         )
-        .detail("token_kind", kind.as_str());
+        .detail(Detail::TokenKind, kind.as_str());
         let rule = Rule::new((), format!("realms.{}.anonymous", ev.realm));
         let shadow = std::mem::replace(&mut ev.global_shadow, false);
         let stop = ev.fail(&rule, r);
@@ -276,8 +276,8 @@ fn kinds(ev: &mut Eval<'_>, policy: &RealmPolicy, op: &OpPolicy, input: &Input<'
         allowed.join(", ")
     };
     let r = Refusal::new(reason, format!("{what}; allowed: {allowed_text}."))
-        .detail("token_kind", kind.as_str())
-        .detail("allowed_token_kinds", allowed);
+        .detail(Detail::TokenKind, kind.as_str())
+        .detail(Detail::AllowedTokenKinds, allowed);
     ev.fail(&op.kinds, r)
 }
 
@@ -293,9 +293,9 @@ fn bearer(ev: &mut Eval<'_>, op: &OpPolicy, input: &Input<'_>) -> bool {
     };
     let base = |reason: Reason, msg: String| {
         Refusal::new(reason, msg)
-            .detail("azp", c.client().unwrap_or_default())
-            .detail("token_roles", c.role_names())
-            .detail("operation", input.route.operation.as_str())
+            .detail(Detail::Azp, c.client().unwrap_or_default())
+            .detail(Detail::TokenRoles, c.role_names())
+            .detail(Detail::Operation, input.route.operation.as_str())
     };
     let who = c
         .client()
@@ -310,7 +310,7 @@ fn bearer(ev: &mut Eval<'_>, op: &OpPolicy, input: &Input<'_>) -> bool {
             needed.join(" or ")
         );
         let r = base(reason, msg)
-            .detail("roles_needed_any", needed.clone())
+            .detail(Detail::RolesNeededAny, needed.clone())
             .with_scope(needed.join(" "));
         if ev.fail(&op.roles_any, r) {
             return true;
@@ -330,7 +330,7 @@ fn bearer(ev: &mut Eval<'_>, op: &OpPolicy, input: &Input<'_>) -> bool {
             missing.join(", ")
         );
         let r = base(reason, msg)
-            .detail("roles_needed_all", missing.clone())
+            .detail(Detail::RolesNeededAll, missing.clone())
             .with_scope(missing.join(" "));
         if ev.fail(&op.roles_all, r) {
             return true;
@@ -350,8 +350,8 @@ fn bearer(ev: &mut Eval<'_>, op: &OpPolicy, input: &Input<'_>) -> bool {
             missing.join(" ")
         );
         let r = base(Reason::MissingScope, msg)
-            .detail("scopes_needed", missing.clone())
-            .detail("token_scopes", scopes.clone())
+            .detail(Detail::ScopesNeeded, missing.clone())
+            .detail(Detail::TokenScopes, scopes.clone())
             .with_scope(missing.join(" "));
         if ev.fail(&op.scopes, r) {
             return true;
@@ -362,7 +362,7 @@ fn bearer(ev: &mut Eval<'_>, op: &OpPolicy, input: &Input<'_>) -> bool {
             "Tokens issued to {who} may not {verb} clients; allowed clients: {}.",
             op.azp.value.join(", ")
         );
-        let r = base(Reason::AzpNotAllowed, msg).detail("allowed_azp", op.azp.value.clone());
+        let r = base(Reason::AzpNotAllowed, msg).detail(Detail::AllowedAzp, op.azp.value.clone());
         if ev.fail(&op.azp, r) {
             return true;
         }

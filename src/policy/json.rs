@@ -7,7 +7,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use crate::error::{Reason, Refusal};
+use crate::error::{Detail, Reason, Refusal};
 
 /// Deepest nesting accepted (objects and arrays).
 pub const MAX_DEPTH: usize = 32;
@@ -116,8 +116,8 @@ pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Refusal> {
             };
             Err(
                 Refusal::new(reason, format!("The request body is not acceptable JSON: {msg}."))
-                    .detail("line", e.line())
-                    .detail("column", e.column()),
+                    .detail(Detail::Line, e.line())
+                    .detail(Detail::Column, e.column()),
             )
         }
     }

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 
-use crate::error::{Reason, Refusal};
+use crate::error::{Detail, Reason, Refusal};
 pub use inventory::{KEYCLOAK_ATTRIBUTES, KEYCLOAK_FIELDS, NORMALISED_FIELDS, RFC7591_FIELDS, known_field};
 
 /// Which body format a provider speaks.
@@ -133,7 +133,7 @@ impl ClientMetadata {
 }
 
 pub(crate) fn wrong_type(wire: &str, expected: &str) -> Refusal {
-    Refusal::new(Reason::BodyWrongType, format!("Field `{wire}` must be {expected}.")).detail("field", wire)
+    Refusal::new(Reason::BodyWrongType, format!("Field `{wire}` must be {expected}.")).detail(Detail::Field, wire)
 }
 
 pub(crate) fn string(m: &Map<String, Value>, wire: &str) -> Result<Option<String>, Refusal> {

@@ -11,7 +11,7 @@
 
 use http::Method;
 
-use crate::error::{Reason, Refusal};
+use crate::error::{Detail, Reason, Refusal};
 
 /// What an admin write targets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,9 +108,9 @@ fn malformed(path: &str, canonical: &str) -> Refusal {
         Reason::PathMalformed,
         "The admin API path is not written plainly: Keycloak could read it as a write to a client, so it must have no encoded or repeated separators, dot segments, ;parameters, trailing slash or other letter case.",
     )
-    .detail("path", path)
-    .detail("area", "admin")
-    .detail("expected", canonical)
+    .detail(Detail::Path, path)
+    .detail(Detail::Area, "admin")
+    .detail(Detail::Expected, canonical)
 }
 
 /// Classifies an admin write. `Ok(None)`: not a write any spelling of which reaches a client.

@@ -15,7 +15,7 @@ use http::StatusCode;
 use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::error::{Reason, Refusal};
+use crate::error::{Detail, Reason, Refusal};
 use crate::hints::HintCtx;
 
 pin_project! {
@@ -78,7 +78,7 @@ pub fn refusal_for(status: StatusCode) -> Refusal {
             "The request could not be parsed as HTTP/1.1: a malformed request line or header, a duplicate or conflicting Content-Length, or Content-Length together with Transfer-Encoding.",
         ),
     }
-    .detail("status", status.as_u16())
+    .detail(Detail::Status, status.as_u16())
 }
 
 /// The bytes of the JSON answer replacing hyper's, keeping hyper's status.

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use super::cache::TokenCache;
 use crate::config::JwksSettings;
-use crate::error::{Reason, Refusal};
+use crate::error::{Detail, Reason, Refusal};
 use crate::metrics::Metrics;
 use crate::net::{HttpClient, get_bytes};
 
@@ -205,8 +205,8 @@ impl RealmKeys {
                 self.realm
             ),
         )
-        .detail("jwks_uri", self.source())
-        .detail("last_error", last)
+        .detail(Detail::JwksUri, self.source())
+        .detail(Detail::LastError, last)
         .retry_after(self.settings.min_refetch_interval.as_secs().max(1))
     }
 
@@ -266,9 +266,12 @@ impl RealmKeys {
             Reason::KidUnknown,
             format!("Key {kid} is not in realm {}'s JWKS ({why}).", self.realm),
         )
-        .detail("kid", kid)
-        .detail("jwks_uri", self.source())
-        .detail("known_kids", self.set.load().keys.keys().cloned().collect::<Vec<_>>())
+        .detail(Detail::Kid, kid)
+        .detail(Detail::JwksUri, self.source())
+        .detail(
+            Detail::KnownKids,
+            self.set.load().keys.keys().cloned().collect::<Vec<_>>(),
+        )
     }
 
     /// How long until an on-demand refetch may start.

@@ -9,7 +9,7 @@ use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
 use super::claims::{Decoded, TokenKind, capitalise, decode};
-use crate::error::{Reason, Refusal};
+use crate::error::{Detail, Reason, Refusal};
 use crate::route::{Operation, RegRoute};
 
 /// What the `Authorization` header holds.
@@ -86,7 +86,7 @@ pub fn extract(headers: &HeaderMap) -> Result<Presented<'_>, Refusal> {
             "The Authorization scheme `{shown}` is not supported on the registration endpoint; send `Bearer <token>`."
         ),
     )
-    .detail("scheme", shown))
+    .detail(Detail::Scheme, shown))
 }
 
 /// Decodes a presented credential and sorts it by kind. `issuers` are the issuers the realm
@@ -106,7 +106,7 @@ pub fn triage(
                 Reason::AuthSchemeUnsupported,
                 "Basic credentials are read only by the `install` provider; Keycloak would treat this request as anonymous. Send `Bearer <token>`.",
             )
-            .detail("scheme", "Basic"))
+            .detail(Detail::Scheme, "Basic"))
         }
         Presented::Bearer(t) => t,
     };
@@ -121,7 +121,7 @@ pub fn triage(
                 Reason::TokenTypeUnsupported,
                 format!("The token's typ claim is {shown}; the registration endpoint accepts only Bearer access tokens, initial access tokens and registration access tokens."),
             )
-            .detail("typ", other.unwrap_or_default()));
+            .detail(Detail::Typ, other.unwrap_or_default()));
         }
     };
     check_hmac(kind, &decoded, route, issuers, leeway, now)?;
@@ -146,10 +146,11 @@ fn check_hmac(
                 d.header.alg
             ),
         )
-        .detail("alg", d.header.alg.clone())
-        .detail("token_kind", kind.as_str()));
+        .detail(Detail::Alg, d.header.alg.clone())
+        .detail(Detail::TokenKind, kind.as_str()));
     }
-    check_issuer(d.claims.iss.as_deref(), &route.realm, issuers).map_err(|r| r.detail("token_kind", kind.as_str()))?;
+    check_issuer(d.claims.iss.as_deref(), &route.realm, issuers)
+        .map_err(|r| r.detail(Detail::TokenKind, kind.as_str()))?;
     match d.claims.exp {
         Some(0) => {}
         Some(exp) if exp.saturating_add(leeway) < now => {
@@ -161,8 +162,8 @@ fn check_hmac(
                     rfc3339(exp)
                 ),
             )
-            .detail("exp", exp)
-            .detail("token_kind", kind.as_str()));
+            .detail(Detail::Exp, exp)
+            .detail(Detail::TokenKind, kind.as_str()));
         }
         _ => {}
     }
@@ -185,8 +186,8 @@ fn check_hmac(
             Reason::TokenKindMismatch,
             format!("Wrong token for {}: {why}.", route.operation.as_str()),
         )
-        .detail("token_kind", kind.as_str())
-        .detail("operation", route.operation.as_str()));
+        .detail(Detail::TokenKind, kind.as_str())
+        .detail(Detail::Operation, route.operation.as_str()));
     }
     Ok(())
 }
@@ -201,8 +202,8 @@ pub fn check_issuer(iss: Option<&str>, realm: &str, accepted: &[String]) -> Resu
             Reason::IssMissing,
             format!("The token has no iss claim, so it cannot be a token of realm {realm}."),
         )
-        .detail("expected_issuer", accepted.first().cloned().unwrap_or_default())
-        .detail("accepted_issuers", accepted.to_vec())),
+        .detail(Detail::ExpectedIssuer, accepted.first().cloned().unwrap_or_default())
+        .detail(Detail::AcceptedIssuers, accepted.to_vec())),
     }
 }
 
@@ -217,9 +218,9 @@ pub fn issuer_mismatch(iss: &str, realm: &str, accepted: &[String]) -> Refusal {
         Reason::IssuerMismatch,
         format!("The token's issuer `{iss}` is not realm {realm}'s issuer at this gateway ({shown})."),
     )
-    .detail("token_issuer", iss)
-    .detail("expected_issuer", accepted.first().cloned().unwrap_or_default())
-    .detail("accepted_issuers", accepted.to_vec())
+    .detail(Detail::TokenIssuer, iss)
+    .detail(Detail::ExpectedIssuer, accepted.first().cloned().unwrap_or_default())
+    .detail(Detail::AcceptedIssuers, accepted.to_vec())
 }
 
 /// Formats Unix seconds as RFC 3339 UTC (`2026-11-28T03:46:17Z`).

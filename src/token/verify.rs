@@ -16,7 +16,7 @@ use super::claims::{Claims, Decoded, TokenKind};
 use super::jwks::{Jwks, Key};
 use super::triage::{Presented, Triaged, check_issuer, extract, rfc3339, triage};
 use crate::config::{RealmSettings, Settings};
-use crate::error::{Reason, Refusal};
+use crate::error::{Detail, Reason, Refusal};
 use crate::metrics::Metrics;
 use crate::route::RegRoute;
 
@@ -61,8 +61,11 @@ use super::now;
 pub fn check_alg(alg: &str, allowed: &[Algorithm]) -> Result<Algorithm, Refusal> {
     let refuse = |why: String| {
         Refusal::new(Reason::AlgorithmNotAllowed, why)
-            .detail("alg", alg)
-            .detail("allowed", allowed.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>())
+            .detail(Detail::Alg, alg)
+            .detail(
+                Detail::Allowed,
+                allowed.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>(),
+            )
     };
     if alg.eq_ignore_ascii_case("none") {
         return Err(refuse(
@@ -107,15 +110,15 @@ pub fn check_claims(
                 now.saturating_sub(exp)
             ),
         )
-        .detail("exp", exp)
-        .detail("leeway_seconds", leeway));
+        .detail(Detail::Exp, exp)
+        .detail(Detail::LeewaySeconds, leeway));
     }
     if let Some(nbf) = c.nbf.filter(|nbf| nbf.saturating_sub(leeway) > now) {
         return Err(Refusal::new(
             Reason::TokenNotYetValid,
             format!("The bearer token is not valid before {}.", rfc3339(nbf)),
         )
-        .detail("nbf", nbf));
+        .detail(Detail::Nbf, nbf));
     }
     if let Some(iat) = c.iat.filter(|iat| iat.saturating_sub(leeway) > now) {
         return Err(Refusal::new(
@@ -125,7 +128,7 @@ pub fn check_claims(
                 rfc3339(iat)
             ),
         )
-        .detail("iat", iat));
+        .detail(Detail::Iat, iat));
     }
     if !rs.audiences.is_empty()
         && !rs
@@ -137,9 +140,9 @@ pub fn check_claims(
             Reason::AudienceMismatch,
             format!("The bearer token's aud does not include any of {:?}.", rs.audiences),
         )
-        .detail("aud", serde_json::to_value(&c.aud).unwrap_or_default())
-        .detail("azp", c.azp.clone().unwrap_or_default())
-        .detail("expected_audiences", rs.audiences.clone()));
+        .detail(Detail::Aud, serde_json::to_value(&c.aud).unwrap_or_default())
+        .detail(Detail::Azp, c.azp.clone().unwrap_or_default())
+        .detail(Detail::ExpectedAudiences, rs.audiences.clone()));
     }
     if !rs.azp.is_empty() && !c.azp.as_ref().is_some_and(|azp| rs.azp.contains(azp)) {
         return Err(Refusal::new(
@@ -150,8 +153,8 @@ pub fn check_claims(
                 rs.azp
             ),
         )
-        .detail("azp", c.azp.clone().unwrap_or_default())
-        .detail("expected_azp", rs.azp.clone()));
+        .detail(Detail::Azp, c.azp.clone().unwrap_or_default())
+        .detail(Detail::ExpectedAzp, rs.azp.clone()));
     }
     Ok(())
 }
@@ -163,8 +166,8 @@ pub fn check_signature(token: &str, d: &Decoded, key: &Key, alg: Algorithm) -> R
             Reason::KeyUnusable,
             format!("Key {} cannot verify this token: {why}.", key.kid),
         )
-        .detail("kid", key.kid.clone())
-        .detail("alg", format!("{alg:?}"))
+        .detail(Detail::Kid, key.kid.clone())
+        .detail(Detail::Alg, format!("{alg:?}"))
     };
     if alg.family() != key.family {
         return Err(unusable(&format!(
@@ -191,7 +194,7 @@ pub fn check_signature(token: &str, d: &Decoded, key: &Key, alg: Algorithm) -> R
             Reason::SignatureInvalid,
             format!("The signature does not verify with realm key {}.", key.kid),
         )
-        .detail("kid", key.kid.clone())),
+        .detail(Detail::Kid, key.kid.clone())),
     }
 }
 

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::{Ctx, Finding, Severity, finding};
 use crate::doctor::facts::{ClientRep, Facts, Registrar, Seen};
-use crate::error::{Reason, Refusal};
+use crate::error::{Detail, Reason, Refusal};
 use crate::keycloak::roles_for as keycloak_roles;
 use crate::route::Operation;
 
@@ -62,7 +62,7 @@ fn one(r: &Registrar, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
             .known()
             .map(|e| if e.is_empty() { "none".to_owned() } else { e.join(", ") })
             .unwrap_or_else(|| "(seen through the client's scope only)".into());
-        let refusal = Refusal::new(Reason::MissingRole, "").detail("roles_needed_any", roles_any.clone());
+        let refusal = Refusal::new(Reason::MissingRole, "").detail(Detail::RolesNeededAny, roles_any.clone());
         out.push(finding(
             "client.missing_role",
             Severity::Error,

@@ -4,7 +4,7 @@
 
 use super::{Ctx, Finding, Severity, finding};
 use crate::doctor::facts::{Component, Facts, Forwarded, Seen};
-use crate::error::{Reason, Refusal};
+use crate::error::{Detail, Reason, Refusal};
 use crate::token::TokenKind;
 
 /// Runs the registration-policy checks.
@@ -176,7 +176,7 @@ fn scopes(facts: &Facts, ctx: &Ctx<'_>, c: &Component, out: &mut Vec<Finding>) {
     if refused.is_empty() {
         return;
     }
-    let r = Refusal::new(Reason::ClientScopeRejected, "").detail("requested_scopes", refused.join(" "));
+    let r = Refusal::new(Reason::ClientScopeRejected, "").detail(Detail::RequestedScopes, refused.join(" "));
     out.push(finding(
         "keycloak_policy.client_scopes",
         severity,

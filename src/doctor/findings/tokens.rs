@@ -3,7 +3,7 @@
 
 use super::{Ctx, Finding, Severity, finding};
 use crate::doctor::facts::{Facts, Seen};
-use crate::error::{Reason, Refusal};
+use crate::error::{Detail, Reason, Refusal};
 use crate::token::TokenKind;
 
 /// Issuer through the gateway's public URL versus the one the gateway expects.
@@ -12,8 +12,8 @@ pub fn issuer(facts: &Facts, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
     match &facts.issuer {
         Seen::Known(seen) if seen.issuer != expected => {
             let r = Refusal::new(Reason::IssuerMismatch, "")
-                .detail("token_issuer", seen.issuer.clone())
-                .detail("expected_issuer", expected.clone());
+                .detail(Detail::TokenIssuer, seen.issuer.clone())
+                .detail(Detail::ExpectedIssuer, expected.clone());
             out.push(finding(
                 "issuer.mismatch",
                 Severity::Error,
@@ -130,8 +130,8 @@ pub fn signing(facts: &Facts, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
     let allowed: Vec<String> = ctx.settings.jwt.algorithms.iter().map(|a| format!("{a:?}")).collect();
     if let Err(e) = &facts.jwks {
         let r = Refusal::new(Reason::JwksUnavailable, "")
-            .detail("jwks_uri", facts.jwks_uri.clone())
-            .detail("last_error", e.clone());
+            .detail(Detail::JwksUri, facts.jwks_uri.clone())
+            .detail(Detail::LastError, e.clone());
         out.push(finding(
             "jwks.unreachable",
             Severity::Error,
@@ -142,7 +142,7 @@ pub fn signing(facts: &Facts, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
     }
     for (alg, whose) in algorithms(facts) {
         if !allowed.contains(&alg) {
-            let r = Refusal::new(Reason::AlgorithmNotAllowed, "").detail("allowed", allowed.join(", "));
+            let r = Refusal::new(Reason::AlgorithmNotAllowed, "").detail(Detail::Allowed, allowed.join(", "));
             out.push(finding(
                 "signing.algorithm_not_allowed",
                 Severity::Error,
@@ -168,8 +168,8 @@ pub fn signing(facts: &Facts, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
             && !kids.contains(kid)
         {
             let r = Refusal::new(Reason::KidUnknown, "")
-                .detail("kid", kid.clone())
-                .detail("jwks_uri", facts.jwks_uri.clone());
+                .detail(Detail::Kid, kid.clone())
+                .detail(Detail::JwksUri, facts.jwks_uri.clone());
             out.push(finding(
                 "jwks.signing_key_missing",
                 Severity::Error,

@@ -2,7 +2,7 @@
 //! hint reads a detail key the reason does not require.
 
 use super::*;
-use crate::error::Refusal;
+use crate::error::{Detail, Refusal};
 use crate::hints::{hint, take_missing};
 
 fn ctx(kind: TokenKind, op: Operation) -> HintCtx<'static> {
@@ -22,7 +22,7 @@ fn ctx(kind: TokenKind, op: Operation) -> HintCtx<'static> {
 fn refusal(reason: Reason) -> Refusal {
     let mut r = Refusal::new(reason, "The gateway found a problem with this request.");
     for key in required_details(reason) {
-        r = r.detail(key, format!("sample-{key}"));
+        r = r.detail(*key, format!("sample-{key}"));
     }
     r
 }
@@ -74,7 +74,7 @@ fn the_forum_case_reads_as_the_issue_asks() {
         Reason::MissingRole,
         "Client 'norole' lacks the realm-management role create-client needed to create clients in realm demo.",
     )
-    .detail("roles_needed_any", vec!["realm-management/create-client"]);
+    .detail(Detail::RolesNeededAny, vec!["realm-management/create-client"]);
     let text = describe(&r, &ctx(TokenKind::Bearer, Operation::Create));
     assert_eq!(
         text,

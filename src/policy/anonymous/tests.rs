@@ -1,3 +1,4 @@
+use crate::error::Detail;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -201,7 +202,11 @@ async fn unsafe_metadata_refused_by_default_rules() {
         let refusal = d.refusal.unwrap_or_else(|| panic!("{body} passed"));
         assert_eq!(refusal.reason, reason, "{body}");
         assert!(
-            d.rule.as_ref().map(crate::error::RuleId::as_str).unwrap_or_default().ends_with(rule),
+            d.rule
+                .as_ref()
+                .map(crate::error::RuleId::as_str)
+                .unwrap_or_default()
+                .ends_with(rule),
             "{body}: {:?}",
             d.rule
         );
@@ -437,7 +442,7 @@ fn body_preparation_drops_scope_and_unknown_members() {
 fn refusals_wear_keycloaks_face_with_the_fix_in_the_description() {
     let s = snap(ANON).unwrap();
     let a = s.for_realm("demo").anonymous.as_ref();
-    let r = Refusal::new(Reason::RedirectUriNotAllowed, "x").detail("value", "https://evil.example/cb");
+    let r = Refusal::new(Reason::RedirectUriNotAllowed, "x").detail(Detail::Value, "https://evil.example/cb");
     let f = face(r, "demo", a);
     assert_eq!((f.status().as_u16(), f.oauth_error()), (403, "insufficient_scope"));
     for needle in ["https://evil.example/cb", "127.0.0.1", "RFC 8252", "app.example.com"] {

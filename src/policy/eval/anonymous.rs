@@ -3,7 +3,7 @@
 //! (the quotas they add are counted in `eval::quota`).
 
 use super::Input;
-use crate::error::{Reason, Refusal};
+use crate::error::{Detail, Reason, Refusal};
 use crate::policy::anonymous::AnonymousPolicy;
 use crate::policy::snapshot::{RealmPolicy, Snapshot};
 use crate::route::Operation;
@@ -48,7 +48,7 @@ pub(super) fn anonymous_refusal(realm: &str, operation: &str, allowed: &[&str]) 
         )
     };
     Refusal::new(Reason::AnonymousNotAllowed, msg)
-        .detail("token_kind", TokenKind::Anonymous.as_str())
-        .detail("allowed_token_kinds", allowed.to_vec())
+        .detail(Detail::TokenKind, TokenKind::Anonymous.as_str())
+        .detail(Detail::AllowedTokenKinds, allowed.to_vec())
         .face(face.0, face.1)
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use super::{Eval, join};
-use crate::error::{Reason, Refusal};
+use crate::error::{Detail, Reason, Refusal};
 use crate::policy::metadata::{ClientMetadata, Dialect, NORMALISED_FIELDS, UrlKind, UrlRef, wire_name};
 use crate::policy::snapshot::{MetadataPolicy, RedirectPolicy, Rule, ServerUrlPolicy};
 use crate::policy::{address, uri};
@@ -19,8 +19,8 @@ fn field_refusal(
     msg: String,
 ) -> Refusal {
     Refusal::new(reason, msg)
-        .detail("field", wire_name(dialect, field))
-        .detail("value", value)
+        .detail(Detail::Field, wire_name(dialect, field))
+        .detail(Detail::Value, value)
 }
 
 fn subset(
@@ -40,8 +40,10 @@ fn subset(
                 wire_name(dialect, field),
                 join(&allowed)
             );
-            let r = field_refusal(reason, dialect, field, v.clone(), msg)
-                .detail("allowed", allowed.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+            let r = field_refusal(reason, dialect, field, v.clone(), msg).detail(
+                Detail::Allowed,
+                allowed.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            );
             if ev.fail(rule, r) {
                 return true;
             }
@@ -133,7 +135,7 @@ pub(super) fn metadata(ev: &mut Eval<'_>, p: &MetadataPolicy, md: &ClientMetadat
             );
             if ev.fail(
                 rule,
-                field_refusal(reason, d, field, v.clone(), msg).detail("pattern", rule.value.as_str()),
+                field_refusal(reason, d, field, v.clone(), msg).detail(Detail::Pattern, rule.value.as_str()),
             ) {
                 return true;
             }
@@ -158,7 +160,7 @@ fn redirects(ev: &mut Eval<'_>, rule: &Rule<RedirectPolicy>, md: &ClientMetadata
                 md.redirect_uris.len(),
                 msg,
             )
-            .detail("max", max),
+            .detail(Detail::Max, max),
         ) {
             return true;
         }
@@ -219,8 +221,8 @@ fn check_browser(p: &RedirectPolicy, u: &str, d: Dialect, at: Option<&UrlRef>) -
         };
         Some(
             Refusal::new(reason, msg)
-                .detail("field", field.clone())
-                .detail("value", u),
+                .detail(Detail::Field, field.clone())
+                .detail(Detail::Value, u),
         )
     };
     if let Some(r) = at {
@@ -280,7 +282,7 @@ fn check_browser(p: &RedirectPolicy, u: &str, d: Dialect, at: Option<&UrlRef>) -
             parsed.scheme,
             allowed.join(", ")
         );
-        return bad(Reason::RedirectUriNotAllowed, msg).map(|r| r.detail("allowed_schemes", allowed));
+        return bad(Reason::RedirectUriNotAllowed, msg).map(|r| r.detail(Detail::AllowedSchemes, allowed));
     }
     if let Some(hosts) = p
         .hosts
@@ -297,7 +299,7 @@ fn check_browser(p: &RedirectPolicy, u: &str, d: Dialect, at: Option<&UrlRef>) -
             parsed.host,
             hosts.join(", ")
         );
-        return bad(Reason::RedirectUriNotAllowed, msg).map(|r| r.detail("allowed_hosts", hosts.clone()));
+        return bad(Reason::RedirectUriNotAllowed, msg).map(|r| r.detail(Detail::AllowedHosts, hosts.clone()));
     }
     None
 }
@@ -333,8 +335,8 @@ pub fn check_server(p: &ServerUrlPolicy, at: &UrlRef) -> Option<Refusal> {
     let bad = |msg: String| {
         Some(
             Refusal::new(Reason::ServerUrlNotAllowed, msg)
-                .detail("field", at.field.clone())
-                .detail("value", u),
+                .detail(Detail::Field, at.field.clone())
+                .detail(Detail::Value, u),
         )
     };
     let parsed = match uri::parse(&target) {
@@ -364,7 +366,7 @@ pub fn check_server(p: &ServerUrlPolicy, at: &UrlRef) -> Option<Refusal> {
             parsed.host,
             hosts.join(", ")
         );
-        return bad(msg).map(|r| r.detail("allowed_hosts", hosts.clone()));
+        return bad(msg).map(|r| r.detail(Detail::AllowedHosts, hosts.clone()));
     }
     if !p.private_addresses
         && let Some(why) = address::internal(&parsed.host)
@@ -373,7 +375,7 @@ pub fn check_server(p: &ServerUrlPolicy, at: &UrlRef) -> Option<Refusal> {
             "{label} has host `{}`, {why}: Keycloak would call it from inside its own network (server-side request forgery).",
             parsed.host
         );
-        return bad(msg).map(|r| r.detail("host", parsed.host.clone()));
+        return bad(msg).map(|r| r.detail(Detail::Host, parsed.host.clone()));
     }
     None
 }
@@ -395,8 +397,8 @@ pub(super) fn client_id_fits(ev: &mut Eval<'_>, route: &RegRoute, md: &ClientMet
     };
     let rule = Rule::new((), "built-in.update.client_id".to_owned());
     let r = Refusal::new(Reason::ClientIdMismatch, msg)
-        .detail("field", wire)
-        .detail("path_client_id", path_id);
+        .detail(Detail::Field, wire)
+        .detail(Detail::PathClientId, path_id);
     let shadow_before = ev.global_shadow;
     ev.global_shadow = false;
     let stop = ev.fail(&rule, r);

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::{Decision, Eval, Input, caller_key};
-use crate::error::{Reason, Refusal};
+use crate::error::{Detail, Reason, Refusal};
 use crate::policy::anonymous::AnonymousPolicy;
 use crate::policy::quota::{Ask, Key, Limits, Quotas, Unavailable, digest};
 use crate::policy::snapshot::{QuotaPolicy, RealmPolicy, Rule};
@@ -156,7 +156,7 @@ pub async fn count(decision: &mut Decision, quotas: &Quotas) {
                     ask.realm
                 ),
             )
-            .detail("store_error", e.kind())
+            .detail(Detail::StoreError, e.kind())
             .retry_after(1);
             if let Some(c) = ask.counted.first() {
                 fail(&mut ev, c, r);
@@ -204,9 +204,9 @@ fn refusal(ask: &QuotaAsk, c: &Counted, wait: Duration) -> Refusal {
 
 fn anonymous_refusal(rule: &Rule<QuotaPolicy>, msg: String, wait: Duration, scope: &str) -> Refusal {
     Refusal::new(Reason::QuotaExceeded, msg)
-        .detail("quota", scope)
-        .detail("creates", rule.value.creates)
-        .detail("window_seconds", rule.value.window.as_secs())
+        .detail(Detail::Quota, scope)
+        .detail(Detail::Creates, rule.value.creates)
+        .detail(Detail::WindowSeconds, rule.value.window.as_secs())
         .retry_after(seconds(wait).max(1))
 }
 
@@ -225,9 +225,9 @@ fn caller_refusal(ask: &QuotaAsk, caller: &str, rule: &Rule<QuotaPolicy>, wait: 
         ask.realm
     );
     Refusal::new(Reason::QuotaExceeded, msg)
-        .detail("caller", caller)
-        .detail("creates", rule.value.creates)
-        .detail("window_seconds", rule.value.window.as_secs())
+        .detail(Detail::Caller, caller)
+        .detail(Detail::Creates, rule.value.creates)
+        .detail(Detail::WindowSeconds, rule.value.window.as_secs())
         .retry_after(secs)
 }
 
@@ -240,7 +240,7 @@ fn realm_refusal(ask: &QuotaAsk, rule: &Rule<QuotaPolicy>, wait: Duration) -> Re
         rule.value.window.as_secs(),
     );
     Refusal::new(Reason::RealmQuotaExceeded, msg)
-        .detail("realm_creates", rule.value.creates)
-        .detail("window_seconds", rule.value.window.as_secs())
+        .detail(Detail::RealmCreates, rule.value.creates)
+        .detail(Detail::WindowSeconds, rule.value.window.as_secs())
         .retry_after(secs)
 }

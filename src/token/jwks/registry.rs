@@ -9,7 +9,7 @@ use parking_lot::RwLock;
 
 use super::{KeySet, RealmKeys, Throttle};
 use crate::config::Settings;
-use crate::error::{Reason, Refusal};
+use crate::error::{Detail, Reason, Refusal};
 use crate::metrics::Metrics;
 use crate::net::HttpClient;
 use crate::token::cache::TokenCache;
@@ -118,9 +118,9 @@ impl Jwks {
                     Reason::JwksUnavailable,
                     format!("Realm {realm} is not named in the configuration or policy, and the gateway already holds keys for {MAX_UNNAMED_REALMS} unnamed realms."),
                 )
-                .detail("realm", realm)
-                .detail("jwks_uri", self.settings.jwks_uri_for(realm))
-                .detail("last_error", "no slot left for unnamed realms: name the realm under [realms] in the policy"));
+                .detail(Detail::Realm, realm)
+                .detail(Detail::JwksUri, self.settings.jwks_uri_for(realm))
+                .detail(Detail::LastError, "no slot left for unnamed realms: name the realm under [realms] in the policy"));
             }
         }
         let keys = Arc::new(self.make(realm, named));
