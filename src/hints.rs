@@ -42,7 +42,7 @@ pub struct HintCtx<'a> {
     pub upstream: &'a str,
 }
 
-fn d<'a>(r: &'a Refusal, key: Detail) -> Option<&'a Value> {
+fn d(r: &Refusal, key: Detail) -> Option<&Value> {
     r.get(key)
 }
 

@@ -58,16 +58,16 @@ pub fn texts(r: &Refusal, ctx: &HintCtx<'_>) -> (String, String) {
 pub fn body_json(r: &Refusal, ctx: &HintCtx<'_>, request_id: &str) -> Value {
     let mut details = Map::new();
     if let Some(realm) = ctx.realm {
-        details.insert("realm".into(), realm.into());
+        details.insert(Detail::Realm.key().into(), realm.into());
     }
     if let Some(op) = ctx.operation {
-        details.insert("operation".into(), op.as_str().into());
+        details.insert(Detail::Operation.key().into(), op.as_str().into());
     }
     if let Some(p) = ctx.provider {
-        details.insert("provider".into(), p.into());
+        details.insert(Detail::Provider.key().into(), p.into());
     }
     if let Some(k) = ctx.kind {
-        details.insert("token_kind".into(), k.as_str().into());
+        details.insert(Detail::TokenKind.key().into(), k.as_str().into());
     }
     details.extend(r.details.clone());
     if let Some(rule) = &r.rule {
