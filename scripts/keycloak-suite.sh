@@ -3,7 +3,8 @@
 # the dcr-gateway binary in front of it, and a Prometheus server scraping the gateway's admin
 # port; provisions realm `demo` through the gateway; runs tests/keycloak.rs and
 # tests/keycloak_doctor.rs, then the real RFC 7591 clients of scripts/keycloak-clients.sh
-# (anonymous mode, node); checks the scraped metrics with promtool; stops everything.
+# (anonymous mode, node) and scripts/keycloak-clients-oic-kcreg.sh (python oic and kcreg.sh with
+# credentials); checks the scraped metrics with promtool; stops everything.
 #
 #   scripts/keycloak-suite.sh VERSION [BASE_PORT]
 #
@@ -115,6 +116,9 @@ for target in ${DCR_SUITE_TESTS:-keycloak keycloak_doctor}; do
 done
 
 "$SCRIPT_DIR/keycloak-clients.sh" "$KC_PORT" "$STATE"
+# python oic and Keycloak's kcreg.sh with credentials through this gateway (the forum's case).
+"$SCRIPT_DIR/keycloak-clients-oic-kcreg.sh" "http://127.0.0.1:$GW_PORT" "http://127.0.0.1:$KC_PORT" \
+    "$VERSION" "$STATE"
 
 curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" >"$STATE/metrics.txt"
 promtool check metrics <"$STATE/metrics.txt"

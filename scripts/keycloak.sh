@@ -22,6 +22,10 @@ Commands:
       Fetch org.keycloak:keycloak-quarkus-dist:VERSION:zip with `mvn dependency:copy`
       and unpack it once into $CACHE/keycloak/keycloak-VERSION.
       Prints that directory on stdout.
+  fetch-cli VERSION
+      The same for Keycloak's client CLI (kcreg.sh, kcadm.sh):
+      org.keycloak:keycloak-client-cli-dist:VERSION:zip into
+      $CACHE/keycloak/keycloak-client-tools-VERSION. Prints that directory.
   java-home VERSION
       Prints the JAVA_HOME to run that Keycloak with: Temurin 25 (/usr/lib/jvm/temurin-25*)
       for 26.6 and later, the default Java 17 for older versions.
@@ -92,29 +96,43 @@ proc_alive() {
 
 cmd_fetch() {
     (($# == 1)) || die "usage: keycloak.sh fetch VERSION"
-    local version=$1 cache install zip tmp top
-    check_version "$version"
+    check_version "$1"
+    fetch_dist keycloak-quarkus-dist "$1" "keycloak-$1" "keycloak-$1" bin/kc.sh "Keycloak $1"
+}
+
+cmd_fetch_cli() {
+    (($# == 1)) || die "usage: keycloak.sh fetch-cli VERSION"
+    check_version "$1"
+    fetch_dist keycloak-client-cli-dist "$1" keycloak-client-tools "keycloak-client-tools-$1" \
+        bin/kcreg.sh "Keycloak's client CLI $1"
+}
+
+# fetch_dist ARTIFACT VERSION ZIP_TOP INSTALL_NAME MARKER WHAT — fetch
+# org.keycloak:ARTIFACT:VERSION:zip with mvn, unpack its top directory ZIP_TOP once into
+# $CACHE/keycloak/INSTALL_NAME (MARKER: an executable inside that proves it); print that directory.
+fetch_dist() {
+    local artifact=$1 version=$2 ztop=$3 name=$4 marker=$5 what=$6 cache install zip tmp top
     cache="$(dcr_cache_dir)/keycloak"
-    install="$cache/keycloak-$version"
-    if [[ -x $install/bin/kc.sh ]]; then
+    install="$cache/$name"
+    if [[ -x $install/$marker ]]; then
         printf '%s\n' "$install"
         return 0
     fi
     require_cmd mvn unzip
     mkdir -p "$cache"
-    zip="$cache/keycloak-quarkus-dist-$version.zip"
+    zip="$cache/$artifact-$version.zip"
     if [[ ! -s $zip ]]; then
-        log "fetching org.keycloak:keycloak-quarkus-dist:$version:zip with mvn"
+        log "fetching org.keycloak:$artifact:$version:zip with mvn"
         local mvnlog
         mvnlog=$(mktemp "$cache/.mvn-$version.XXXXXX")
         # Run from the cache dir so that no project pom.xml gets in the way. Even with
         # -q, mvn prints colour codes: keep its output and show it only on failure.
         if ! (cd "$cache" && mvn -q -B dependency:copy \
-            "-Dartifact=org.keycloak:keycloak-quarkus-dist:$version:zip" \
+            "-Dartifact=org.keycloak:$artifact:$version:zip" \
             "-DoutputDirectory=$cache") >"$mvnlog" 2>&1; then
             sed 's/\x1b\[[0-9;]*m//g' "$mvnlog" | grep -v '^\[ERROR\] *$' | head -n 3 >&2
             rm -f -- "$mvnlog"
-            die "mvn dependency:copy of org.keycloak:keycloak-quarkus-dist:$version:zip failed (is that version published?)"
+            die "mvn dependency:copy of org.keycloak:$artifact:$version:zip failed (is that version published?)"
         fi
         rm -f -- "$mvnlog"
         [[ -s $zip ]] || die "mvn succeeded but $zip is missing"
@@ -124,17 +142,17 @@ cmd_fetch() {
         rm -rf -- "$tmp"
         die "cannot unzip $zip (corrupt download? delete it and retry)"
     fi
-    top="$tmp/keycloak-$version"
-    if [[ ! -x $top/bin/kc.sh ]]; then
+    top="$tmp/$ztop"
+    if [[ ! -x $top/$marker ]]; then
         rm -rf -- "$tmp"
-        die "$zip does not contain keycloak-$version/bin/kc.sh"
+        die "$zip does not contain $ztop/$marker"
     fi
     # Atomic publish; if another run won the race, keep its copy.
     if ! mv -T "$top" "$install" 2>/dev/null; then
-        [[ -x $install/bin/kc.sh ]] || { rm -rf -- "$tmp"; die "cannot move unpacked tree to $install"; }
+        [[ -x $install/$marker ]] || { rm -rf -- "$tmp"; die "cannot move unpacked tree to $install"; }
     fi
     rm -rf -- "$tmp" "$zip" # the zip stays in the local Maven repository
-    log "unpacked Keycloak $version into $install"
+    log "unpacked $what into $install"
     printf '%s\n' "$install"
 }
 
@@ -554,6 +572,7 @@ main() {
     shift
     case $cmd in
     fetch) cmd_fetch "$@" ;;
+    fetch-cli) cmd_fetch_cli "$@" ;;
     java-home) cmd_java_home "$@" ;;
     start) cmd_start "$@" ;;
     stop) cmd_stop "$@" ;;
