@@ -37,6 +37,9 @@ fn json_logging() -> dcr_gateway::logwriter::Guard {
         .json()
         .flatten_event(true)
         .with_current_span(false)
+        .event_format(dcr_gateway::logformat::JsonLine::new(
+            dcr_gateway::logwriter::Clock::default(),
+        ))
         .init();
     guard
 }

@@ -17,6 +17,7 @@ pub mod error;
 pub mod explain;
 pub mod hints;
 pub mod keycloak;
+pub mod logformat;
 pub mod logwriter;
 pub mod metrics;
 pub mod net;

@@ -141,6 +141,13 @@ pub struct Clock {
     second: Mutex<(u64, String)>,
 }
 
+impl Clone for Clock {
+    /// A clock with its own cache.
+    fn clone(&self) -> Self {
+        Clock::default()
+    }
+}
+
 /// `YYYY-MM-DDTHH:MM:SS` for Unix time `secs` (proleptic Gregorian, UTC).
 fn civil(secs: u64) -> String {
     let days = i64::try_from(secs / 86_400).unwrap_or(0);

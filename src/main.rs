@@ -30,7 +30,14 @@ fn init_tracing(format: LogFormat) -> dcr_gateway::logwriter::Guard {
         .with_ansi(colour())
         .with_writer(writer);
     match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .event_format(dcr_gateway::logformat::JsonLine::new(
+                dcr_gateway::logwriter::Clock::default(),
+            ))
+            .init(),
         LogFormat::Human => builder.init(),
     }
     guard

@@ -13,17 +13,28 @@ use crate::config::Settings;
 use crate::error::{Detail, Reason, Refusal};
 use crate::net::{Body, HttpClient, describe_client_error};
 
-/// Headers that never cross a proxy (RFC 9110 §7.6.1), besides those named in `Connection`.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
+/// Headers that never cross a proxy (RFC 9110 §7.6.1), besides those named in `Connection`;
+/// `upgrade` too: the gateway does not tunnel protocol upgrades. Names, not strings: removing
+/// by a string parses it into a name first, on every request.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    http::header::PROXY_AUTHENTICATE,
+    http::header::PROXY_AUTHORIZATION,
+    http::header::TE,
+    http::header::TRAILER,
+    http::header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
 ];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
 /// The request-id header.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -68,15 +79,41 @@ pub fn check_connection(h: &HeaderMap) -> Result<(), Refusal> {
 /// Removes hop-by-hop headers and every header named in `Connection`. `upgrade` goes too: the
 /// gateway does not tunnel protocol upgrades.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    let named = connection_named(h);
-    for name in named.iter().map(String::as_str).chain(HOP_BY_HOP).chain(["upgrade"]) {
+    if h.contains_key(CONNECTION) {
+        for name in connection_named(h) {
+            h.remove(name.as_str());
+        }
+    }
+    for name in &HOP_BY_HOP {
         h.remove(name);
     }
 }
 
+/// `ip` as text, as its `Display` writes it; IPv4 without the formatting machinery (the
+/// gateway writes the peer into two headers and the log line of every request).
+pub fn ip_text(ip: IpAddr) -> String {
+    let IpAddr::V4(v4) = ip else {
+        return ip.to_string();
+    };
+    let mut out = String::with_capacity(15);
+    for (i, o) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        if o >= 100 {
+            out.push(char::from(b'0' + o / 100));
+        }
+        if o >= 10 {
+            out.push(char::from(b'0' + o / 10 % 10));
+        }
+        out.push(char::from(b'0' + o % 10));
+    }
+    out
+}
+
 fn forwarded_node(ip: IpAddr) -> String {
     match ip {
-        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V4(_) => ip_text(ip),
         IpAddr::V6(v6) => format!("\"[{v6}]\""),
     }
 }
@@ -85,11 +122,16 @@ fn forwarded_node(ip: IpAddr) -> String {
 /// client sent is replaced (and `X-Forwarded-Port`/`-Prefix` dropped); from a trusted proxy,
 /// the peer is appended and the proxy's proto and host are kept.
 pub fn set_forwarded(h: &mut HeaderMap, peer: IpAddr, proto: &str, host: Option<&str>, trusted: bool) {
-    let xff = HeaderName::from_static("x-forwarded-for");
-    let xfp = HeaderName::from_static("x-forwarded-proto");
-    let xfh = HeaderName::from_static("x-forwarded-host");
-    let fwd = HeaderName::from_static("forwarded");
-    let mut element = format!("for={};proto={proto}", forwarded_node(peer));
+    let (xff, xfp, xfh, fwd) = (X_FORWARDED_FOR, X_FORWARDED_PROTO, X_FORWARDED_HOST, FORWARDED);
+    let peer_text = ip_text(peer);
+    let mut element = String::with_capacity(64);
+    element.push_str("for=");
+    match peer {
+        IpAddr::V4(_) => element.push_str(&peer_text),
+        IpAddr::V6(_) => element.push_str(&forwarded_node(peer)),
+    }
+    element.push_str(";proto=");
+    element.push_str(proto);
     if let Some(host) = host {
         element.push_str(&format!(";host=\"{}\"", host.replace(['"', '\\'], "")));
     }
@@ -102,8 +144,8 @@ pub fn set_forwarded(h: &mut HeaderMap, peer: IpAddr, proto: &str, host: Option<
         let prior_fwd = join(h, &fwd);
         (
             prior_xff
-                .map(|p| format!("{p}, {peer}"))
-                .unwrap_or_else(|| peer.to_string()),
+                .map(|p| format!("{p}, {peer_text}"))
+                .unwrap_or_else(|| peer_text.clone()),
             prior_fwd
                 .map(|p| format!("{p}, {element}"))
                 .unwrap_or_else(|| element.clone()),
@@ -112,10 +154,10 @@ pub fn set_forwarded(h: &mut HeaderMap, peer: IpAddr, proto: &str, host: Option<
         for name in [&xfp, &xfh] {
             h.remove(name);
         }
-        h.remove("x-forwarded-port");
-        h.remove("x-forwarded-prefix");
-        h.remove("x-real-ip");
-        (peer.to_string(), element)
+        h.remove(X_FORWARDED_PORT);
+        h.remove(X_FORWARDED_PREFIX);
+        h.remove(X_REAL_IP);
+        (peer_text, element)
     };
     let set = |h: &mut HeaderMap, name: HeaderName, v: &str| {
         if let Ok(v) = HeaderValue::from_str(v) {

@@ -184,3 +184,25 @@ fn trusted_proxies_pin_and_paths_shape_the_accepted_issuers() {
     );
     assert!(pinned.issuer_pinned("demo") && !pinned.issuer_pinned("other"));
 }
+
+#[test]
+fn ip_text_writes_what_display_writes() {
+    let mut ips: Vec<IpAddr> = [
+        "0.0.0.0",
+        "255.255.255.255",
+        "10.0.9.100",
+        "127.0.0.1",
+        "::1",
+        "2001:db8::7",
+        "::ffff:1.2.3.4",
+    ]
+    .iter()
+    .map(|s| s.parse().unwrap())
+    .collect();
+    for o in 0..=255u8 {
+        ips.push(IpAddr::from([o, 255 - o, o / 3, o.wrapping_mul(7)]));
+    }
+    for ip in ips {
+        assert_eq!(ip_text(ip), ip.to_string());
+    }
+}
