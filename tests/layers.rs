@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 /// Bottom first: each line is one layer.
 const LAYERS: &[&[&str]] = &[
-    &["error", "config", "logwriter"],
+    &["error", "config", "logwriter", "logformat"],
     &["route", "keycloak", "net", "metrics"],
     &["token"],
     &["policy", "registrar"],
