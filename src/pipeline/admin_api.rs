@@ -5,9 +5,9 @@
 //! realm's metadata rules (or `admin_api.metadata`), and writes the rules cannot judge are
 //! refused unless `admin_api.allow` names them. The bytes checked are the bytes forwarded.
 
-use http::{Request, Response};
+use http::Request;
 
-use super::ctx::Ctx;
+use super::ctx::{Ctx, Found};
 use crate::app::App;
 use crate::config::Mode;
 use crate::error::{Detail, Reason, Refusal, RuleId};
@@ -38,38 +38,49 @@ fn refused(route: &AdminRoute, rule: &str, why: String) -> Refusal {
     .with_rule(RuleId::new(rule))
 }
 
-/// Serves one admin write.
+/// Judges one admin write: the request to forward, or the refusal; and what was learned on the
+/// way, for `run` to record.
 pub async fn handle(
     app: &App,
-    ctx: &mut Ctx,
+    ctx: &Ctx,
     route: AdminRoute,
     req: Request<Body>,
-) -> Result<Response<Body>, Refusal> {
+) -> (Found, Result<Request<Body>, Refusal>) {
     let snap = app.policy.current();
     let realm = route.realm.clone().unwrap_or_else(|| "master".into());
-    ctx.realm_label = if snap.realms.contains_key(&realm) {
-        realm.clone()
-    } else {
-        "other".into()
+    let mut found = Found {
+        realm_label: Some(match snap.realms.contains_key(&realm) {
+            true => realm.clone(),
+            false => "other".into(),
+        }),
+        ..Found::default()
     };
     let policy = &snap.for_realm(&realm).admin;
     let shadow = app.settings.mode == Mode::Shadow;
-    let outcome = decide(app, ctx, &route, &realm, policy, req).await;
-    let req = match outcome {
-        Ok(req) => req,
+    let outcome = match decide(
+        app,
+        ctx,
+        &mut found,
+        Write {
+            route: &route,
+            realm: &realm,
+            policy,
+        },
+        req,
+    )
+    .await
+    {
+        Ok(req) => Ok(req),
         Err((refusal, Some(req))) if shadow || refusal_is_shadowed(&refusal, policy) => {
             let rule = refusal.rule.as_ref().map(RuleId::as_str);
             tracing::warn!(target: "audit", request_id = %ctx.request_id, reason = refusal.reason.code(), rule = ?rule, description = %refusal.description, "shadow mode: policy would refuse this admin write");
-            ctx.shadowed = true;
-            ctx.reason = Some(refusal.reason);
-            req
+            found.shadowed = true;
+            found.reason = Some(refusal.reason);
+            Ok(req)
         }
-        Err((refusal, _)) => {
-            ctx.rule = refusal.rule.clone();
-            return Err(refusal);
-        }
+        Err((refusal, _)) => Err(refusal),
     };
-    super::forward(app, ctx, req).await
+    (found, outcome)
 }
 
 fn refusal_is_shadowed(r: &Refusal, policy: &AdminPolicy) -> bool {
@@ -84,14 +95,16 @@ fn refusal_is_shadowed(r: &Refusal, policy: &AdminPolicy) -> bool {
 
 type Outcome = Result<Request<Body>, (Refusal, Option<Request<Body>>)>;
 
-async fn decide(
-    app: &App,
-    ctx: &mut Ctx,
-    route: &AdminRoute,
-    realm: &str,
-    policy: &AdminPolicy,
-    req: Request<Body>,
-) -> Outcome {
+/// The admin write being judged: its route, realm and the realm's admin policy.
+#[derive(Clone, Copy)]
+struct Write<'a> {
+    route: &'a AdminRoute,
+    realm: &'a str,
+    policy: &'a AdminPolicy,
+}
+
+async fn decide(app: &App, ctx: &Ctx, found: &mut Found, w: Write<'_>, req: Request<Body>) -> Outcome {
+    let Write { route, realm, policy } = w;
     let writes = &policy.writes;
     match writes.value {
         AdminWrites::Forward => return Ok(req),
@@ -105,7 +118,7 @@ async fn decide(
         Ok(id) => id,
         Err(r) => return Err((r, None)),
     };
-    ctx.identity = Some(identity.clone());
+    found.identity = Some(identity.clone());
     if policy.forwards(&identity) {
         return Ok(req);
     }
@@ -142,7 +155,7 @@ async fn decide(
             return Err((refused(route, allow.origin.as_str(), why), Some(req)));
         }
     };
-    check_body(app, ctx, route, realm, policy, req, wrap).await
+    check_body(app, ctx, found, w, req, wrap).await
 }
 
 /// Verifies the caller's bearer token against its own realm: the path's, or `master`.
@@ -194,13 +207,13 @@ async fn caller(app: &App, ctx: &Ctx, realm: &str, req: &Request<Body>) -> Resul
 /// Reads the body whole, checks it as a client representation, and forwards those bytes.
 async fn check_body(
     app: &App,
-    ctx: &mut Ctx,
-    route: &AdminRoute,
-    realm: &str,
-    policy: &AdminPolicy,
+    ctx: &Ctx,
+    found: &mut Found,
+    w: Write<'_>,
     req: Request<Body>,
     mappers: bool,
 ) -> Outcome {
+    let Write { route, realm, policy } = w;
     let (parts, body) = req.into_parts();
     let limit = app.settings.max_body_bytes;
     let read = tokio::time::timeout(app.settings.timeouts.body_read, read_limited(body, limit)).await;
@@ -256,13 +269,13 @@ async fn check_body(
     };
     let decision =
         crate::policy::eval::decide_metadata(&policy.metadata, realm, &md, app.settings.mode == Mode::Shadow);
-    ctx.rule = decision.rule.clone();
-    ctx.shadowed = !decision.shadowed.is_empty();
+    found.rule = decision.rule.clone();
+    found.shadowed = !decision.shadowed.is_empty();
     for s in &decision.shadowed {
         let rule = s.rule.as_ref().map(RuleId::as_str);
         tracing::warn!(target: "audit", request_id = %ctx.request_id, reason = s.reason.code(), rule = ?rule, description = %s.description, "shadow mode: policy would refuse this admin write");
     }
-    ctx.metadata = Some(md);
+    found.metadata = Some(md);
     match decision.refusal {
         Some(r) => Err((r.detail(Detail::AdminWrite, route.target.name()), None)),
         None => Ok(Request::from_parts(parts, full(bytes))),

@@ -55,32 +55,32 @@ pub fn preflight(
     super::cors::preflight(cors, reg, headers)
 }
 
-/// Applies the anonymous body settings; returns the body to forward.
+/// Applies the anonymous body settings; returns the body to forward and the members dropped
+/// (one header-safe line, empty when none were).
 pub fn prepare_body(
     app: &App,
-    ctx: &mut Ctx,
+    ctx: &Ctx,
     a: &AnonymousPolicy,
     headers: &mut HeaderMap,
     mut object: Map<String, Value>,
     original: Body,
-) -> Result<Body, Refusal> {
+) -> Result<(Body, String), Refusal> {
     let realm = ctx.reg.as_ref().map(|r| r.realm.clone()).unwrap_or_default();
     let dropped = a.prepare(&mut object, &realm)?;
     if dropped.is_empty() {
-        return Ok(original);
+        return Ok((original, String::new()));
     }
-    ctx.dropped = members::describe(&dropped);
     app.metrics
         .anonymous_dropped
         .with_label_values(&[&ctx.realm_label])
         .inc_by(dropped.len() as u64);
     let bytes = Value::Object(object).to_string().into_bytes();
     headers.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-    Ok(full(bytes))
+    Ok((full(bytes), members::describe(&dropped)))
 }
 
-/// Puts the gateway's own credential on an anonymous create.
-pub async fn lend(app: &App, ctx: &mut Ctx, reg: &RegRoute, headers: &mut HeaderMap) -> Result<(), Refusal> {
+/// Puts the gateway's own credential on an anonymous create; returns the credential's kind.
+pub async fn lend(app: &App, reg: &RegRoute, headers: &mut HeaderMap) -> Result<&'static str, Refusal> {
     let Some(r) = app.registrars.get(&reg.realm) else {
         return Err(crate::registrar::unavailable(
             &reg.realm,
@@ -92,8 +92,7 @@ pub async fn lend(app: &App, ctx: &mut Ctx, reg: &RegRoute, headers: &mut Header
         .map_err(|_| crate::registrar::unavailable(&reg.realm, "the credential is not a valid header value"))?;
     v.set_sensitive(true);
     headers.insert(AUTHORIZATION, v);
-    ctx.lent = Some(r.kind());
-    Ok(())
+    Ok(r.kind())
 }
 
 /// Keycloak refused an anonymous create the gateway authenticated: a refused credential is the

@@ -86,6 +86,24 @@ pub struct Ctx {
     pub bytes_in: Option<Arc<AtomicU64>>,
 }
 
+/// What a stage learned about the caller and the request, returned for `run` to record
+/// ([`Ctx::learn`]): stages read the context, only the orchestrator writes it.
+#[derive(Debug, Default)]
+pub struct Found {
+    /// The caller, once known.
+    pub identity: Option<Identity>,
+    /// Client metadata from the body, once read.
+    pub metadata: Option<ClientMetadata>,
+    /// The rule that decided.
+    pub rule: Option<crate::error::RuleId>,
+    /// A shadowed refusal's reason.
+    pub reason: Option<Reason>,
+    /// Whether a shadowed rule would have refused the request.
+    pub shadowed: bool,
+    /// Metric label of the realm.
+    pub realm_label: Option<String>,
+}
+
 /// Whether a client-supplied request id is acceptable: 1–128 visible, URL-safe characters.
 pub fn valid_request_id(id: &str) -> bool {
     (1..=128).contains(&id.len())
@@ -173,6 +191,26 @@ impl Ctx {
             user_agent: req.headers().get(http::header::USER_AGENT).cloned(),
             trace_id: None,
             bytes_in: None,
+        }
+    }
+
+    /// Records what a stage found (only what it found: `None` keeps what is known).
+    pub fn learn(&mut self, found: Found) {
+        let Found {
+            identity,
+            metadata,
+            rule,
+            reason,
+            shadowed,
+            realm_label,
+        } = found;
+        self.identity = identity.or(self.identity.take());
+        self.metadata = metadata.or(self.metadata.take());
+        self.rule = rule.or(self.rule.take());
+        self.reason = reason.or(self.reason);
+        self.shadowed |= shadowed;
+        if let Some(label) = realm_label {
+            self.realm_label = label;
         }
     }
 

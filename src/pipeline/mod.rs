@@ -26,10 +26,10 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::app::App;
 use crate::config::Mode;
 use crate::error::{Detail, Reason, Refusal};
-use crate::net::{Body, boxed, read_limited};
+use crate::net::{Body, boxed};
 use crate::policy::{self, Input, Verdict};
 use crate::route::{self, RegRoute, Route};
-use crate::token::{Identity, TokenKind};
+use crate::token::Identity;
 use ctx::{ConnInfo, Ctx};
 
 /// Holds a concurrency slot and the in-flight gauge until the response body is done.
@@ -73,6 +73,9 @@ async fn serve_one(app: Arc<App>, conn: ConnInfo, mut req: Request<Incoming>) ->
                 false => refusal,
             };
             ctx.reason = Some(refusal.reason);
+            if ctx.rule.is_none() {
+                ctx.rule = refusal.rule.clone();
+            }
             let hints = ctx.hint_ctx(&app.public_url, &app.upstream_url);
             crate::respond::refusal(&refusal, &hints, &ctx.request_id)
         }
@@ -124,17 +127,27 @@ fn acquire(app: &App, client: std::net::IpAddr) -> Result<InFlight, Refusal> {
     })
 }
 
+/// The stages in order; each returns what it found, and only this function and its stage
+/// helpers below record it in `ctx`.
 async fn run(app: &App, ctx: &mut Ctx, req: Request<Body>) -> Result<Response<Body>, Refusal> {
     upstream::check_connection(req.headers())?;
     if let Some(answer) = target::check(&req)? {
         return Ok(answer); // `OPTIONS *`: about the gateway, never forwarded
     }
-    let route = route::classify(req.method(), req.uri().path(), &app.settings.path_prefix)?; // 1
-    let reg = match route {
-        Route::Registration(reg) => reg,
-        Route::Admin(admin) => return admin_api::handle(app, ctx, admin, req).await,
-        Route::Other => return other(app, ctx, req).await,
-    };
+    match route::classify(req.method(), req.uri().path(), &app.settings.path_prefix)? {
+        Route::Registration(reg) => registration(app, ctx, reg, req).await, // 1
+        Route::Admin(admin) => {
+            let (found, judged) = admin_api::handle(app, ctx, admin, req).await;
+            ctx.learn(found);
+            forward(app, ctx, judged?).await
+        }
+        Route::Other => other(app, ctx, req).await,
+    }
+}
+
+/// Registration traffic, on one pinned policy snapshot: CORS (1a), the caller (2–3), policy
+/// (4), the request as forwarded (4f–4g), Keycloak (5), its answer (6).
+async fn registration(app: &App, ctx: &mut Ctx, reg: RegRoute, req: Request<Body>) -> Result<Response<Body>, Refusal> {
     let snap = app.policy.current(); // pinned: in-flight requests keep the policy they began with
     ctx.realm_label = app.verifier.jwks.realm_label(&reg.realm);
     ctx.reg = Some(reg.clone());
@@ -142,13 +155,12 @@ async fn run(app: &App, ctx: &mut Ctx, req: Request<Body>) -> Result<Response<Bo
     if let Some(c) = &realm_policy.cors {
         ctx.cors_origin = cors::allowed_origin(c, req.headers());
         if reg.operation == route::Operation::Preflight {
-            return anonymous::preflight(realm_policy, c, &reg, req.headers()); // 1a: CORS, answered here
+            return anonymous::preflight(realm_policy, c, &reg, req.headers()); // 1a: answered here
         }
     }
     let issuers = upstream::accepted_issuers(&req, &app.settings, ctx.conn.peer.ip(), ctx.conn.tls, &reg.realm);
     let identity = app.verifier.authenticate(&reg, req.headers(), &issuers).await?; // 2–3
     ctx.identity = Some(identity.clone());
-    let shadow = app.settings.mode == Mode::Shadow;
     let caller = Input {
         route: &reg,
         identity: &identity,
@@ -160,35 +172,8 @@ async fn run(app: &App, ctx: &mut Ctx, req: Request<Body>) -> Result<Response<Bo
     if ctx.anonymous {
         ctx.snapshot = Some(snap.clone());
     }
-    let decision = policy::precheck(&snap, &caller, shadow); // 4a: who is asking
-    if let Some(refusal) = decision.refusal {
-        ctx.rule = decision.rule;
-        return Err(refusal); // refused on who is asking: the body is never read
-    }
-    let (mut parts, body) = req.into_parts();
-    let limits = body::Limits {
-        bytes: app.settings.max_body_bytes,
-        time: app.settings.timeouts.body_read,
-    };
-    let (mut body, metadata) = body::read(&reg, body, limits).await?; // 4b
-    ctx.metadata = metadata.as_ref().map(|(m, _, _)| m.clone());
-    let md = metadata.as_ref().map(|(m, d, _)| (m, *d));
-    let input = Input { metadata: md, ..caller };
-    let mut decision = policy::finish(decision, &snap, &input, shadow); // 4c: what is asked
-    if let Some((_, dialect)) = md
-        && current::worth_reading(&reg, &decision)
-        && let Some(now) = current::read(app, ctx, &parts, dialect).await
-    {
-        // 4d: an update that metadata rules refuse is judged again by what it changes
-        let again = Input {
-            current: Some(&now),
-            ..input
-        };
-        let caller_decision = policy::precheck(&snap, &caller, shadow);
-        decision = policy::finish(caller_decision, &snap, &again, shadow);
-    }
-    policy::eval::count(&mut decision, &app.quotas).await; // 4e: counted, maybe in Redis
-    audit_shadowed(&ctx.request_id, &decision);
+    let (mut parts, body, decision, read) = decide(app, ctx, &snap, &caller, req).await?; // 4
+    ctx.metadata = read.as_ref().map(|r| r.metadata.clone());
     ctx.shadowed = !decision.shadowed.is_empty();
     ctx.rule = decision.rule;
     ctx.reason = decision.shadowed.first().map(|s| s.reason);
@@ -197,19 +182,70 @@ async fn run(app: &App, ctx: &mut Ctx, req: Request<Body>) -> Result<Response<Bo
     if let Some(refusal) = decision.refusal {
         return Err(refusal);
     }
-    if let Some(a) = policy::eval::anonymous_rules(realm_policy, &input)
-        && let Some((_, _, object)) = metadata
+    let mut body = body;
+    if let Some(read) = read
+        && let Some(a) = policy::eval::anonymous_rules(realm_policy, &caller)
     {
-        body = anonymous::prepare_body(app, ctx, a, &mut parts.headers, object, body)?; // 4f
+        let (prepared, dropped) = anonymous::prepare_body(app, ctx, a, &mut parts.headers, read.object, body)?; // 4f
+        (body, ctx.dropped) = (prepared, dropped);
     }
     if ctx.anonymous {
-        anonymous::lend(app, ctx, &reg, &mut parts.headers).await?; // 4g: the gateway's credential
+        ctx.lent = Some(anonymous::lend(app, &reg, &mut parts.headers).await?); // 4g: the gateway's credential
     }
     if realm_policy.cors.is_some() {
         parts.headers.remove(http::header::ORIGIN); // CORS is answered by the gateway
     }
     let resp = forward(app, ctx, Request::from_parts(parts, body)).await?; // 5
     rewrite(app, ctx, &reg, &identity, resp).await // 6
+}
+
+/// The body as read for policy: its metadata, the object (for anonymous mode's changes).
+struct Read {
+    metadata: policy::metadata::ClientMetadata,
+    object: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Stage 4: the caller rules before the body is read (4a), the body (4b) and the rules on it
+/// (4c), an update refused by them judged again by what it changes (4d), quotas counted (4e).
+async fn decide(
+    app: &App,
+    ctx: &Ctx,
+    snap: &policy::Snapshot,
+    caller: &Input<'_>,
+    req: Request<Body>,
+) -> Result<(http::request::Parts, Body, policy::Decision, Option<Read>), Refusal> {
+    let shadow = app.settings.mode == Mode::Shadow;
+    let reg = caller.route;
+    let who = policy::precheck(snap, caller, shadow); // 4a: who is asking
+    if let Some(refusal) = who.refusal {
+        return Err(refusal); // refused on who is asking: the body is never read
+    }
+    let (parts, body) = req.into_parts();
+    let limits = body::Limits {
+        bytes: app.settings.max_body_bytes,
+        time: app.settings.timeouts.body_read,
+    };
+    let (body, metadata) = body::read(reg, body, limits).await?; // 4b
+    let md = metadata.as_ref().map(|(m, d, _)| (m, *d));
+    let input = Input {
+        metadata: md,
+        ..*caller
+    };
+    let mut decision = policy::finish(who.caller_part(), snap, &input, shadow); // 4c: what is asked
+    if let Some((_, dialect)) = md
+        && current::worth_reading(reg, &decision)
+        && let Some(now) = current::read(app, ctx, &parts, dialect).await
+    {
+        let again = Input {
+            current: Some(&now),
+            ..input
+        };
+        decision = policy::finish(who, snap, &again, shadow); // 4d: judged by what it changes
+    }
+    policy::eval::count(&mut decision, &app.quotas).await; // 4e: counted, maybe in Redis
+    audit_shadowed(&ctx.request_id, &decision);
+    let read = metadata.map(|(metadata, _, object)| Read { metadata, object });
+    Ok((parts, body, decision, read))
 }
 
 /// Traffic outside the registration endpoint: forwarded untouched, or refused by setting.
@@ -231,7 +267,7 @@ fn audit_shadowed(request_id: &str, decision: &policy::Decision) {
     }
 }
 
-/// Stage 5: sends the request to Keycloak.
+/// Stage 5: sends the request to Keycloak, recording how it reached Keycloak and the status.
 async fn forward(app: &App, ctx: &mut Ctx, req: Request<Body>) -> Result<Response<Body>, Refusal> {
     let hop = upstream::Hop {
         peer: ctx.conn.peer.ip(),
@@ -240,43 +276,20 @@ async fn forward(app: &App, ctx: &mut Ctx, req: Request<Body>) -> Result<Respons
     };
     let req = upstream::prepare(&app.settings, &hop, req)?;
     ctx.seen_origin = upstream::seen_origin(&req, &app.settings);
-    ctx.forwarded = true;
-    let sent = tokio::time::Instant::now();
-    let resp = upstream::send(&app.client, &app.settings, req)
-        .await
-        .map_err(|(r, kind)| {
-            app.metrics.upstream_errors.with_label_values(&[kind.as_str()]).inc();
-            r
-        })?;
-    let (route, operation) = match &ctx.reg {
-        Some(r) => ("registration", r.operation.as_str()),
-        None => ("other", "none"),
-    };
-    app.metrics
-        .upstream_latency
-        .with_label_values(&[route, operation])
-        .observe(sent.elapsed().as_secs_f64());
+    ctx.forwarded = true; // a refusal from here on is not a policy denial
+    let resp = upstream::forward(app, ctx.reg.as_ref().map(|r| r.operation), req).await?;
     ctx.upstream_status = Some(resp.status().as_u16());
-    let (mut parts, body) = resp.into_parts();
-    upstream::strip_hop_by_hop(&mut parts.headers);
-    Ok(Response::from_parts(parts, boxed(body)))
+    Ok(resp)
 }
 
 /// Stage 6: rewrites Keycloak's error answers; moves back-end URLs in successful ones.
 async fn rewrite(
     app: &App,
-    ctx: &mut Ctx,
+    ctx: &Ctx,
     reg: &RegRoute,
     identity: &Identity,
     resp: Response<Body>,
 ) -> Result<Response<Body>, Refusal> {
-    let status = resp.status().as_u16();
-    if status < 400 {
-        return rewrite::relocate(resp, &app.upstream_url, &app.public_url).await;
-    }
-    let (_, body) = resp.into_parts();
-    let bytes = read_limited(body, 64 * 1024).await.unwrap_or_default();
-    let (kc, raw) = rewrite::parse_error(&bytes);
     let seen_issuer = format!("{}/realms/{}", ctx.seen_origin, reg.realm);
     let known = rewrite::Known {
         route: reg,
@@ -285,26 +298,5 @@ async fn rewrite(
         seen_issuer: &seen_issuer,
         sent: &ctx.sent,
     };
-    let mut refusal = rewrite::classify(status, &kc, &known);
-    if refusal.reason == Reason::RegistrationTokenInvalid
-        && let Some(id) = reg.client_id.as_deref()
-    {
-        refusal = match rewrite::probe::client_exists(&app.client, &app.settings, &reg.realm, id).await {
-            Some(false) => rewrite::client_gone(refusal, &reg.realm),
-            Some(true) => rewrite::client_kept(refusal),
-            None => refusal,
-        };
-    }
-    if refusal.reason == Reason::TokenRejected {
-        let held = match (identity.kind, &identity.kid) {
-            (TokenKind::Bearer, Some(kid)) => app.verifier.jwks.kid_status(&reg.realm, kid).await,
-            _ => None,
-        };
-        refusal = rewrite::diagnose_decode_failure(refusal, &known, held);
-    }
-    if ctx.lent.is_some() {
-        refusal = anonymous::keycloak_refused(app, reg, status, refusal);
-    }
-    app.metrics.rewrites.with_label_values(&[refusal.reason.code()]).inc();
-    Err(rewrite::with_upstream(refusal, status, raw, &known))
+    rewrite::answer(app, &known, ctx.lent.is_some(), resp).await
 }

@@ -7,6 +7,7 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use http::{HeaderValue, Response};
 use serde_json::Value;
 
+use crate::app::App;
 use crate::error::{Detail, Reason, Refusal, UpstreamAnswer};
 use crate::keycloak;
 use crate::net::{Body, ReadError, full, read_limited};
@@ -330,6 +331,43 @@ pub fn client_kept(mut r: Refusal) -> Refusal {
         "Keycloak refused this registration access token for client `{client}`, which still exists: the token was replaced by a newer one (every update rotates it) or belongs to another client."
     );
     r
+}
+
+/// Stage 6 as a whole: a success is relocated to the public URL; an error is read (64 KiB at
+/// most), classified, diagnosed further where the gateway can find out more (is the client of
+/// a rejected registration access token still there, is the key of a rejected token still
+/// published), and answered in the one error shape with Keycloak's own answer kept.
+pub async fn answer(app: &App, known: &Known<'_>, lent: bool, resp: Response<Body>) -> Result<Response<Body>, Refusal> {
+    let status = resp.status().as_u16();
+    if status < 400 {
+        return relocate(resp, &app.upstream_url, &app.public_url).await;
+    }
+    let (_, body) = resp.into_parts();
+    let bytes = read_limited(body, 64 * 1024).await.unwrap_or_default();
+    let (kc, raw) = parse_error(&bytes);
+    let reg = known.route;
+    let mut refusal = classify(status, &kc, known);
+    if refusal.reason == Reason::RegistrationTokenInvalid
+        && let Some(id) = reg.client_id.as_deref()
+    {
+        refusal = match probe::client_exists(&app.client, &app.settings, &reg.realm, id).await {
+            Some(false) => client_gone(refusal, &reg.realm),
+            Some(true) => client_kept(refusal),
+            None => refusal,
+        };
+    }
+    if refusal.reason == Reason::TokenRejected {
+        let held = match (known.identity.kind, &known.identity.kid) {
+            (TokenKind::Bearer, Some(kid)) => app.verifier.jwks.kid_status(&reg.realm, kid).await,
+            _ => None,
+        };
+        refusal = diagnose_decode_failure(refusal, known, held);
+    }
+    if lent {
+        refusal = super::anonymous::keycloak_refused(app, reg, status, refusal);
+    }
+    app.metrics.rewrites.with_label_values(&[refusal.reason.code()]).inc();
+    Err(with_upstream(refusal, status, raw, known))
 }
 
 #[cfg(test)]

@@ -9,9 +9,11 @@ use http::header::{CONNECTION, HOST, HeaderName};
 use http::{HeaderMap, HeaderValue, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 
+use crate::app::App;
 use crate::config::Settings;
 use crate::error::{Detail, Reason, Refusal};
-use crate::net::{Body, HttpClient, describe_client_error};
+use crate::net::{Body, HttpClient, boxed, describe_client_error};
+use crate::route::Operation;
 
 /// Headers that never cross a proxy (RFC 9110 §7.6.1), besides those named in `Connection`;
 /// `upgrade` too: the gateway does not tunnel protocol upgrades. Names, not strings: removing
@@ -488,6 +490,27 @@ pub async fn send(
             Err((r, ErrorKind::Timeout))
         }
     }
+}
+
+/// Sends a prepared request to Keycloak: the upstream error and latency metrics, and
+/// Keycloak's answer with its hop-by-hop headers removed.
+pub async fn forward(app: &App, operation: Option<Operation>, req: Request<Body>) -> Result<Response<Body>, Refusal> {
+    let sent = tokio::time::Instant::now();
+    let resp = send(&app.client, &app.settings, req).await.map_err(|(r, kind)| {
+        app.metrics.upstream_errors.with_label_values(&[kind.as_str()]).inc();
+        r
+    })?;
+    let (route, operation) = match operation {
+        Some(op) => ("registration", op.as_str()),
+        None => ("other", "none"),
+    };
+    app.metrics
+        .upstream_latency
+        .with_label_values(&[route, operation])
+        .observe(sent.elapsed().as_secs_f64());
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    Ok(Response::from_parts(parts, boxed(body)))
 }
 
 #[cfg(test)]

@@ -87,6 +87,17 @@ impl Decision {
     pub fn label(&self) -> &'static str {
         self.verdict().as_str()
     }
+
+    /// A copy of what `precheck` found (the caller rules), to `finish` a second time without
+    /// running them again: an update judged again by what it changes.
+    pub fn caller_part(&self) -> Decision {
+        Decision {
+            refusal: self.refusal.clone(),
+            shadowed: self.shadowed.clone(),
+            rule: self.rule.clone(),
+            ..Decision::default()
+        }
+    }
 }
 
 struct Eval<'a> {
