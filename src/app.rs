@@ -78,6 +78,7 @@ impl Listener {
 }
 
 /// Everything a request needs.
+#[derive(Debug)]
 pub struct App {
     /// Validated settings.
     pub settings: Arc<Settings>,

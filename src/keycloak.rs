@@ -4,7 +4,7 @@
 use crate::route::Operation;
 
 /// The realm's management client: `realm-management`, or `master-realm` in the master realm.
-pub fn management_client(realm: &str) -> &'static str {
+pub(crate) fn management_client(realm: &str) -> &'static str {
     if realm == "master" {
         "master-realm"
     } else {
@@ -13,7 +13,7 @@ pub fn management_client(realm: &str) -> &'static str {
 }
 
 /// Keycloak's own rule: a bearer token needs one of these management-client roles.
-pub fn roles_for(op: Operation) -> &'static [&'static str] {
+pub(crate) fn roles_for(op: Operation) -> &'static [&'static str] {
     match op {
         Operation::Create => &["create-client", "manage-clients"],
         Operation::Read => &["view-clients", "manage-clients"],
@@ -22,7 +22,7 @@ pub fn roles_for(op: Operation) -> &'static [&'static str] {
 }
 
 /// The narrowest role Keycloak accepts for the operation (create when unknown).
-pub fn narrowest_role(op: Option<Operation>) -> &'static str {
+pub(crate) fn narrowest_role(op: Option<Operation>) -> &'static str {
     roles_for(op.unwrap_or(Operation::Create))
         .first()
         .copied()

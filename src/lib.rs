@@ -7,8 +7,9 @@
 //! records metrics and audit lines. [`respond`] is the one place refusals become responses.
 
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub, missing_debug_implementations)]
 
-pub mod app;
+mod app;
 pub mod check;
 pub mod cli;
 pub mod config;
@@ -16,22 +17,22 @@ pub mod doctor;
 pub mod error;
 pub mod explain;
 pub mod hints;
-pub mod keycloak;
+pub(crate) mod keycloak;
 pub mod logformat;
 pub mod logwriter;
 pub mod metrics;
 pub mod net;
 pub mod pipeline;
 pub mod policy;
-pub mod registrar;
+pub(crate) mod registrar;
 pub mod respond;
 pub mod route;
-pub mod server;
+pub(crate) mod server;
 pub mod token;
 
 /// Key and token minting for unit tests: the same file the integration tests and benches use.
 #[cfg(test)]
-#[allow(dead_code)]
+#[allow(dead_code, unreachable_pub)]
 #[path = "../tests/support/testkit.rs"]
 mod testkit;
 
@@ -54,6 +55,7 @@ pub const COMMIT: &str = env!("DCR_GATEWAY_COMMIT");
 pub const LONG_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("DCR_GATEWAY_COMMIT"), ")");
 
 /// A running gateway.
+#[derive(Debug)]
 pub struct Gateway {
     /// The proxy listener's address.
     pub addr: SocketAddr,

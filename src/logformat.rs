@@ -17,6 +17,7 @@ use tracing_subscriber::fmt::time::FormatTime;
 use tracing_subscriber::registry::LookupSpan;
 
 /// The gateway's JSON event format.
+#[derive(Debug)]
 pub struct JsonLine<T> {
     timer: T,
     stock: format::Format<Json, T>,

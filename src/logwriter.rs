@@ -32,12 +32,22 @@ struct Shared {
     out: Mutex<Out>,
 }
 
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("buffered", &self.buf.try_lock().map(|b| b.len()))
+            .finish_non_exhaustive()
+    }
+}
+
 /// The `MakeWriter` to give the `tracing` subscriber.
+#[derive(Debug)]
 pub struct LogWriter {
     shared: Arc<Shared>,
 }
 
 /// Keeps the background thread; dropping it writes the remaining lines and stops the thread.
+#[derive(Debug)]
 pub struct Guard {
     stop: Option<Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -99,6 +109,7 @@ impl Shared {
 }
 
 /// Where one event's line goes.
+#[derive(Debug)]
 pub struct Line<'a>(&'a Shared);
 
 // === impl LogWriter ===
@@ -136,7 +147,7 @@ impl Drop for Guard {
 
 /// RFC 3339 UTC timestamps with microseconds, `2026-12-01T22:20:52.123456Z`: the format of
 /// `tracing_subscriber::fmt::time::SystemTime`, with the part before the fraction cached.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Clock {
     second: Mutex<(u64, String)>,
 }

@@ -22,7 +22,7 @@ use prometheus::{
 use crate::route::Operation;
 
 /// Every metric the gateway exports.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Registry,
     /// Requests by route kind, operation and status class.

@@ -171,6 +171,7 @@ pub fn boxed(body: hyper::body::Incoming) -> Body {
 
 /// A body that adds the length of every data frame it yields to a shared counter (the bytes a
 /// request sent, read by the log line at the end).
+#[derive(Debug)]
 pub struct Counted {
     inner: Body,
     count: std::sync::Arc<std::sync::atomic::AtomicU64>,

@@ -109,6 +109,7 @@ fn form_encode(fields: &[(&str, &str)]) -> String {
 }
 
 /// A logged-in admin API session.
+#[derive(Debug)]
 pub struct Admin {
     http: HttpClient,
     base: String,

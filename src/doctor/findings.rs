@@ -89,6 +89,7 @@ pub const IDS: &[&str] = &[
 ];
 
 /// What the findings are held against.
+#[derive(Debug)]
 pub struct Ctx<'a> {
     /// Realm name.
     pub realm: &'a str,

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use super::findings::{Finding, Severity};
 
 /// What the report says besides the findings.
+#[derive(Debug)]
 pub struct Header<'a> {
     /// Realm checked.
     pub realm: &'a str,

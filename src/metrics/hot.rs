@@ -16,6 +16,7 @@ const CLASSES: usize = 5;
 
 /// Lazily resolved children of the request counter, the latency histogram and the cached /
 /// valid verification counters.
+#[derive(Debug)]
 pub(super) struct Hot {
     requests: [OnceLock<IntCounter>; OPS * CLASSES],
     latency: [OnceLock<Histogram>; OPS],

@@ -9,7 +9,7 @@ use prometheus::{Counter, Gauge, IntGauge, Registry};
 const TICKS_PER_SECOND: f64 = 100.0;
 
 /// The process gauges, refreshed by [`Process::sample`] before each render.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Process {
     registry: Registry,
     resident: IntGauge,

@@ -22,12 +22,14 @@ pub fn peer_key(ip: IpAddr) -> IpAddr {
 }
 
 /// Counts per peer, each bounded by `limit`.
+#[derive(Debug)]
 pub struct PeerCounts {
     limit: usize,
     counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
 }
 
 /// One counted unit (a connection or a request); uncounted on drop.
+#[derive(Debug)]
 pub struct PeerSlot {
     key: IpAddr,
     counts: Arc<Mutex<HashMap<IpAddr, usize>>>,

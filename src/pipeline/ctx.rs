@@ -27,6 +27,7 @@ pub struct ConnInfo {
 }
 
 /// What the pipeline knows about one request.
+#[derive(Debug)]
 pub struct Ctx {
     /// Request id (from the client when well formed, else generated).
     pub request_id: String,

@@ -16,6 +16,7 @@ use crate::route::RegRoute;
 use crate::token::{Identity, TokenKind};
 
 /// What the gateway knows about a request when Keycloak refuses it.
+#[derive(Debug)]
 pub struct Known<'a> {
     /// The route.
     pub route: &'a RegRoute,

@@ -215,6 +215,7 @@ pub fn client_host<B>(req: &Request<B>) -> Option<String> {
 }
 
 /// Everything `prepare` needs to know about the connection.
+#[derive(Debug)]
 pub struct Hop<'a> {
     /// The peer address.
     pub peer: IpAddr,

@@ -17,6 +17,7 @@ use fields::{client_id_fits, metadata};
 pub use quota::{QuotaAsk, count};
 
 /// What the policy stage knows about a request.
+#[derive(Debug)]
 pub struct Input<'a> {
     /// The classified route.
     pub route: &'a RegRoute,

@@ -95,7 +95,7 @@ pub struct Taken {
 pub struct Unavailable(pub StoreFailure);
 
 /// The quota counters: in memory, or in Redis with a memory fallback when failing open.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Quotas {
     local: Local,
     redis: Option<(Arc<RedisStore>, OnError)>,

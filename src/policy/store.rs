@@ -58,6 +58,15 @@ pub struct PolicyStore {
     on_apply: Box<dyn Fn(&Snapshot) + Send + Sync>,
 }
 
+impl std::fmt::Debug for PolicyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyStore")
+            .field("path", &self.path)
+            .field("settle", &self.settle)
+            .finish_non_exhaustive()
+    }
+}
+
 fn read_err(path: &Path, message: String) -> ConfigError {
     ConfigError {
         file: Some(path.to_owned()),

@@ -8,6 +8,7 @@ use crate::token::now;
 use crate::token::triage::rfc3339;
 
 /// An initial access token file.
+#[derive(Debug)]
 pub struct IatFile {
     path: PathBuf,
 }

@@ -17,11 +17,12 @@ use crate::config::Settings;
 use crate::error::{Reason, Refusal};
 use crate::metrics::Metrics;
 use crate::net::HttpClient;
-pub use iat_file::IatFile;
-pub use secret::SecretSource;
-pub use service_account::ServiceAccount;
+pub(crate) use iat_file::IatFile;
+pub(crate) use secret::SecretSource;
+pub(crate) use service_account::ServiceAccount;
 
 /// One realm's credential.
+#[derive(Debug)]
 pub enum Registrar {
     /// A service account using the client-credentials grant.
     ServiceAccount(Arc<ServiceAccount>),
@@ -30,7 +31,7 @@ pub enum Registrar {
 }
 
 /// Every configured realm's credential.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Registrars {
     by_realm: BTreeMap<String, Registrar>,
     renewers: Vec<tokio::task::JoinHandle<()>>,
@@ -45,7 +46,7 @@ impl Drop for Registrars {
 }
 
 /// The refusal when the gateway cannot authenticate an anonymous create it would forward.
-pub fn unavailable(realm: &str, why: &str) -> Refusal {
+pub(crate) fn unavailable(realm: &str, why: &str) -> Refusal {
     Refusal::new(
         Reason::RegistrarUnavailable,
         format!(

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 /// A client secret's source.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretSource {
+pub(crate) enum SecretSource {
     /// A file; surrounding whitespace (a trailing newline) is ignored.
     File(PathBuf),
     /// An environment variable.
@@ -14,7 +14,7 @@ pub enum SecretSource {
 
 impl SecretSource {
     /// Reads the secret; the error names the source, never the value.
-    pub fn read(&self) -> Result<String, String> {
+    pub(crate) fn read(&self) -> Result<String, String> {
         let value = match self {
             SecretSource::File(p) => std::fs::read_to_string(p)
                 .map_err(|e| format!("cannot read the client secret file {}: {e}", p.display()))?,
@@ -29,7 +29,7 @@ impl SecretSource {
     }
 
     /// `file /path` or `environment variable NAME`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             SecretSource::File(p) => format!("the client secret file {}", p.display()),
             SecretSource::Env(n) => format!("the environment variable {n}"),

@@ -24,13 +24,25 @@ struct Cached {
     expires_at: Instant,
 }
 
-#[derive(Default)]
+/// Never the token itself.
+impl std::fmt::Debug for Cached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cached")
+            .field("token", &"<redacted>")
+            .field("renew_at", &self.renew_at)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+#[derive(Debug, Default)]
 struct State {
     cached: Option<Cached>,
     last_error: Option<String>,
 }
 
 /// A service account of one realm.
+#[derive(Debug)]
 pub struct ServiceAccount {
     realm: String,
     client_id: String,
@@ -245,7 +257,7 @@ impl ServiceAccount {
 /// Keeps the token renewed ahead of its expiry, so readiness reflects whether it can be had
 /// and requests rarely wait; retries failures with backoff (1 s doubling to 30 s). Ends when
 /// the gateway is dropped.
-pub async fn renew_loop(sa: Weak<ServiceAccount>) {
+pub(crate) async fn renew_loop(sa: Weak<ServiceAccount>) {
     let mut backoff = Duration::from_secs(1);
     loop {
         let Some(account) = sa.upgrade() else { return };

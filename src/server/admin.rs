@@ -28,7 +28,7 @@ fn reply(status: StatusCode, content_type: &'static str, body: String) -> Respon
 }
 
 /// Answers one admin request.
-pub fn route(app: &App, req: &Request<Incoming>) -> Response<Body> {
+pub(crate) fn route(app: &App, req: &Request<Incoming>) -> Response<Body> {
     match req.uri().path() {
         "/metrics" => {
             app.verifier.jwks.observe();
@@ -68,11 +68,11 @@ pub fn route(app: &App, req: &Request<Incoming>) -> Response<Body> {
 }
 
 /// Admin connections open at once; more are closed at accept.
-pub const MAX_ADMIN_CONNECTIONS: usize = 64;
+pub(crate) const MAX_ADMIN_CONNECTIONS: usize = 64;
 
 /// Serves the admin endpoint until `stop` turns true. Connections have their own cap and the
 /// same time bounds as the proxy's, so whatever the proxy listener suffers, probes get in.
-pub async fn serve(app: Arc<App>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn serve(app: Arc<App>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
     let t = &app.settings.timeouts;
     let bounds = Bounds {
         header_read: t.header_read,
@@ -113,7 +113,7 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, mut stop: watch::Receiv
 
 /// Runs [`serve`] on a runtime of its own, on its own thread, so that a proxy runtime busy with
 /// hostile traffic cannot starve health probes. The returned receiver resolves when it stopped.
-pub fn spawn(
+pub(crate) fn spawn(
     app: Arc<App>,
     listener: TcpListener,
     stop: watch::Receiver<bool>,

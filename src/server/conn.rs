@@ -23,7 +23,7 @@ const CLOSE_BOUND: Duration = Duration::from_secs(2);
 
 /// The time bounds of one connection.
 #[derive(Debug, Clone, Copy)]
-pub struct Bounds {
+pub(crate) struct Bounds {
     /// Accept to the first request's headers.
     pub header_read: Duration,
     /// Nothing in flight.
@@ -33,11 +33,13 @@ pub struct Bounds {
 }
 
 /// What a connection is doing, shared between its requests and its watchdog.
-pub struct ConnState {
+#[derive(Debug)]
+pub(crate) struct ConnState {
     inner: Mutex<Inner>,
     changed: Notify,
 }
 
+#[derive(Debug)]
 struct Inner {
     active: usize,
     served: bool,
@@ -48,7 +50,8 @@ struct Inner {
 
 /// Marks one request of a connection from its headers until its response is written (or
 /// dropped).
-pub struct RequestMark {
+#[derive(Debug)]
+pub(crate) struct RequestMark {
     state: Arc<ConnState>,
     id: Option<u64>,
 }
@@ -61,7 +64,7 @@ enum Check {
 
 /// Why a connection ended early.
 #[derive(Debug)]
-pub enum End {
+pub(crate) enum End {
     /// A time bound closed it (`header_read`, `idle`, `response_write`).
     Bound(&'static str),
     /// The connection failed (protocol error, reset, TLS).
@@ -72,7 +75,7 @@ pub enum End {
 
 impl ConnState {
     /// A connection accepted now.
-    pub fn new() -> Arc<Self> {
+    pub(crate) fn new() -> Arc<Self> {
         Arc::new(ConnState {
             inner: Mutex::new(Inner {
                 active: 0,
@@ -86,7 +89,7 @@ impl ConnState {
     }
 
     /// A request's headers have arrived.
-    pub fn begin(self: &Arc<Self>) -> RequestMark {
+    pub(crate) fn begin(self: &Arc<Self>) -> RequestMark {
         let mut i = self.inner.lock();
         i.active += 1;
         i.served = true;
@@ -122,7 +125,7 @@ impl ConnState {
 
 impl RequestMark {
     /// The response headers are ready: from now on its writing is timed.
-    pub fn writing(&mut self) {
+    pub(crate) fn writing(&mut self) {
         let mut i = self.state.inner.lock();
         let id = i.next;
         i.next += 1;
@@ -149,13 +152,13 @@ impl Drop for RequestMark {
 }
 
 /// Resolves once `stop` is true (or its sender is gone).
-pub async fn stopped(stop: &mut watch::Receiver<bool>) {
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
 /// Serves one connection until it ends, a bound passes, or `stop` turns true (then it finishes
 /// the requests in flight; the caller bounds that).
-pub async fn drive<I, S>(
+pub(crate) async fn drive<I, S>(
     builder: &Builder<TokioExecutor>,
     io: I,
     svc: S,

@@ -2,9 +2,9 @@
 //! connection is bounded in time ([`conn`]); the proxy bounds connections in total and per
 //! peer ([`crate::net::peers`]); on stop it stops accepting and lets in-flight requests finish within a bound.
 
-pub mod admin;
-pub mod conn;
-pub mod parse_errors;
+pub(crate) mod admin;
+pub(crate) mod conn;
+pub(crate) mod parse_errors;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -28,7 +28,7 @@ use conn::{Bounds, ConnState, End};
 use parse_errors::JsonParseErrors;
 
 /// HTTP/2 streams one connection may have open at once.
-pub const MAX_STREAMS_PER_CONNECTION: u32 = 100;
+pub(crate) const MAX_STREAMS_PER_CONNECTION: u32 = 100;
 
 /// HTTP/2 keep-alive: a PING after this much silence, and the connection closes when the
 /// answer takes longer than this again.
@@ -38,7 +38,7 @@ const H2_PING: Duration = Duration::from_secs(20);
 const FD_RESERVE: u64 = 128;
 
 /// Builds the HTTP/1.1 + HTTP/2 connection builder with the gateway's bounds.
-pub fn builder(header_read: Duration) -> Builder<TokioExecutor> {
+pub(crate) fn builder(header_read: Duration) -> Builder<TokioExecutor> {
     let mut b = Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
@@ -54,7 +54,7 @@ pub fn builder(header_read: Duration) -> Builder<TokioExecutor> {
 
 /// Raises the open-descriptor soft limit to the hard limit (as Go's runtime does) and returns
 /// the soft limit in force.
-pub fn raise_fd_limit() -> Option<u64> {
+pub(crate) fn raise_fd_limit() -> Option<u64> {
     match rlimit::increase_nofile_limit(u64::MAX).or_else(|_| rlimit::increase_nofile_limit(1 << 20)) {
         Ok(n) => Some(n),
         Err(e) => {
@@ -66,7 +66,7 @@ pub fn raise_fd_limit() -> Option<u64> {
 
 /// `configured`, lowered so that proxy connections (and one upstream connection each) leave
 /// descriptors for the admin listener and key fetches under the soft limit `fds`.
-pub fn connection_budget(configured: usize, fds: Option<u64>) -> usize {
+pub(crate) fn connection_budget(configured: usize, fds: Option<u64>) -> usize {
     let Some(fds) = fds else { return configured };
     let fit = usize::try_from(fds.saturating_sub(FD_RESERVE) / 2).unwrap_or(usize::MAX);
     if fit < configured {
@@ -81,7 +81,8 @@ pub fn connection_budget(configured: usize, fds: Option<u64>) -> usize {
 }
 
 /// The accept-time caps of a listener.
-pub struct Caps {
+#[derive(Debug)]
+pub(crate) struct Caps {
     /// Connections in total.
     pub total: Arc<Semaphore>,
     /// Connections per peer.
@@ -90,7 +91,7 @@ pub struct Caps {
 
 /// Accepts proxy connections until `stop` turns true, then lets their requests finish for at
 /// most `grace` and closes what is left.
-pub async fn serve(
+pub(crate) async fn serve(
     app: Arc<App>,
     listener: TcpListener,
     tls: Option<TlsAcceptor>,

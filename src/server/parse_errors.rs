@@ -31,7 +31,7 @@ pin_project! {
 
 impl<T> JsonParseErrors<T> {
     /// Wraps a connection; `public_url` fills in the hints.
-    pub fn new(inner: T, public_url: &str) -> Self {
+    pub(crate) fn new(inner: T, public_url: &str) -> Self {
         JsonParseErrors {
             inner,
             pending: None,
@@ -41,7 +41,7 @@ impl<T> JsonParseErrors<T> {
 }
 
 /// The status of hyper's automatic parse-error answer, if `buf` is exactly one.
-pub fn automatic_answer(buf: &[u8]) -> Option<StatusCode> {
+pub(crate) fn automatic_answer(buf: &[u8]) -> Option<StatusCode> {
     let text = std::str::from_utf8(buf).ok()?;
     let head = text.strip_suffix("\r\n\r\n")?;
     let mut lines = head.split("\r\n");
@@ -66,7 +66,7 @@ pub fn automatic_answer(buf: &[u8]) -> Option<StatusCode> {
 }
 
 /// The refusal that stands for hyper's automatic answer with `status`.
-pub fn refusal_for(status: StatusCode) -> Refusal {
+pub(crate) fn refusal_for(status: StatusCode) -> Refusal {
     match status.as_u16() {
         431 => Refusal::new(
             Reason::RequestHeadTooLarge,
@@ -82,7 +82,7 @@ pub fn refusal_for(status: StatusCode) -> Refusal {
 }
 
 /// The bytes of the JSON answer replacing hyper's, keeping hyper's status.
-pub fn json_answer(status: StatusCode, public_url: &str) -> Bytes {
+pub(crate) fn json_answer(status: StatusCode, public_url: &str) -> Bytes {
     let refusal = refusal_for(status);
     let request_id = crate::pipeline::ctx::new_request_id();
     let hints = HintCtx {

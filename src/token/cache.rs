@@ -29,6 +29,7 @@ pub struct Entry {
 type Digest = [u8; 32];
 
 /// A sharded, bounded map from token digest to verified claims.
+#[derive(Debug)]
 pub struct TokenCache {
     shards: Vec<Mutex<HashMap<Digest, Entry>>>,
     per_shard: usize,

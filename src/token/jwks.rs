@@ -33,6 +33,7 @@ pub use registry::Jwks;
 pub type Keys = HashMap<String, Arc<Key>>;
 
 /// One usable verification key.
+#[derive(Debug)]
 pub struct Key {
     /// Key id.
     pub kid: String,
@@ -47,7 +48,7 @@ pub struct Key {
 }
 
 /// A fetched key set.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct KeySet {
     /// Keys by `kid`.
     pub keys: HashMap<String, Arc<Key>>,
@@ -55,7 +56,7 @@ pub struct KeySet {
     pub fetched_at: Option<Instant>,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Throttle {
     /// The last fetch started on demand (never by the scheduled refresh).
     last_demand: Option<Instant>,
@@ -63,6 +64,7 @@ struct Throttle {
 }
 
 /// The key set of one realm and the machinery that keeps it fresh.
+#[derive(Debug)]
 pub struct RealmKeys {
     realm: String,
     label: parking_lot::RwLock<String>,

@@ -46,6 +46,7 @@ impl Identity {
 }
 
 /// Verifies bearer tokens and triages the rest.
+#[derive(Debug)]
 pub struct Verifier {
     settings: Arc<Settings>,
     /// Key sets per realm.

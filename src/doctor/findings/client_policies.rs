@@ -29,7 +29,7 @@ const REGISTRATION_EXECUTORS: &[&str] = &[
 ];
 
 /// Runs the client-policy checks.
-pub fn check(facts: &Facts, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
+pub(super) fn check(facts: &Facts, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
     let (Some(policies), Some(profiles)) = (facts.client_policies.known(), facts.profiles.known()) else {
         return;
     };

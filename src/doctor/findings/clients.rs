@@ -10,7 +10,7 @@ use crate::keycloak::roles_for as keycloak_roles;
 use crate::route::Operation;
 
 /// Runs the client checks for every registering client.
-pub fn check(facts: &Facts, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
+pub(super) fn check(facts: &Facts, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
     for r in &facts.registrars {
         one(r, ctx, out);
     }
@@ -120,7 +120,7 @@ fn carried(ra: &Value, needed: &[&str], m: &str) -> bool {
 }
 
 /// Registering clients whose role holding could not be seen (for `doctor.unreadable`).
-pub fn unverified(facts: &Facts, m: &str) -> Vec<String> {
+pub(super) fn unverified(facts: &Facts, m: &str) -> Vec<String> {
     let needed = keycloak_roles(Operation::Create);
     facts
         .registrars

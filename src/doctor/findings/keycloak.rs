@@ -8,7 +8,7 @@ use crate::error::{Detail, Reason, Refusal};
 use crate::token::TokenKind;
 
 /// Runs the registration-policy checks.
-pub fn check(facts: &Facts, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
+pub(super) fn check(facts: &Facts, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
     let Some(all) = facts.registration_policies.known() else {
         return;
     };

@@ -7,7 +7,7 @@ use crate::error::{Detail, Reason, Refusal};
 use crate::token::TokenKind;
 
 /// Issuer through the gateway's public URL versus the one the gateway expects.
-pub fn issuer(facts: &Facts, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
+pub(super) fn issuer(facts: &Facts, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
     let expected = ctx.settings.issuer_for(ctx.realm);
     match &facts.issuer {
         Seen::Known(seen) if seen.issuer != expected => {
@@ -40,7 +40,7 @@ pub fn issuer(facts: &Facts, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
 }
 
 /// Initial access tokens: expired, expiring within `warn_within`, used up or nearly.
-pub fn initial_access(facts: &Facts, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
+pub(super) fn initial_access(facts: &Facts, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
     if !ctx.creates_with(TokenKind::InitialAccess) {
         return;
     }
@@ -126,7 +126,7 @@ fn algorithms(facts: &Facts) -> Vec<(String, String)> {
 }
 
 /// Signing algorithm versus `[jwt] algorithms`, an active key for it, and that key in the JWKS.
-pub fn signing(facts: &Facts, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
+pub(super) fn signing(facts: &Facts, ctx: &Ctx<'_>, out: &mut Vec<Finding>) {
     let allowed: Vec<String> = ctx.settings.jwt.algorithms.iter().map(|a| format!("{a:?}")).collect();
     if let Err(e) = &facts.jwks {
         let r = Refusal::new(Reason::JwksUnavailable, "")

@@ -15,7 +15,7 @@ use crate::policy::snapshot::{MetadataPolicy, QuotaPolicy, RedirectPolicy, Rule}
 /// Grant types allowed by default: a public client's browser flow.
 const DEFAULT_GRANTS: &[&str] = &["authorization_code", "refresh_token"];
 /// Members Keycloak itself would call or load, or that make no sense for a public client.
-pub const DEFAULT_FORBIDDEN: &[&str] = &[
+pub(super) const DEFAULT_FORBIDDEN: &[&str] = &[
     "jwks_uri",
     "jwks",
     "sector_identifier_uri",
@@ -248,7 +248,7 @@ impl Ctx {
 }
 
 /// `scheme://host[:port]` in lower case, or `None` when `o` is not an origin.
-pub fn normalise_origin(o: &str) -> Option<String> {
+pub(super) fn normalise_origin(o: &str) -> Option<String> {
     let lower = o.to_ascii_lowercase();
     let (scheme, rest) = lower.split_once("://")?;
     let ok = matches!(scheme, "http" | "https")

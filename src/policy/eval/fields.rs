@@ -322,7 +322,7 @@ fn check_root(p: &ServerUrlPolicy, at: &UrlRef) -> Option<Refusal> {
 }
 
 /// The refusal for one URL Keycloak would call, if it breaks the server URL rules.
-pub fn check_server(p: &ServerUrlPolicy, at: &UrlRef) -> Option<Refusal> {
+pub(super) fn check_server(p: &ServerUrlPolicy, at: &UrlRef) -> Option<Refusal> {
     let u = at.url.as_str();
     let target = match at.kind {
         UrlKind::Node => format!("http://{u}"),

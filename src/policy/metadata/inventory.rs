@@ -82,7 +82,7 @@ pub const KEYCLOAK_ATTRIBUTES: &[(&str, Attr)] = &[
 ];
 
 /// The attribute's kind, when the gateway reads it.
-pub fn attribute(name: &str) -> Option<Attr> {
+pub(super) fn attribute(name: &str) -> Option<Attr> {
     KEYCLOAK_ATTRIBUTES.iter().find(|(n, _)| *n == name).map(|(_, a)| *a)
 }
 

@@ -14,6 +14,7 @@ use super::{Key, Limits};
 
 const MAX_KEYS: usize = 100_000;
 
+#[derive(Debug)]
 struct Log {
     window: Duration,
     creates: VecDeque<Instant>,
@@ -27,7 +28,7 @@ pub struct LocalSlot {
 }
 
 /// Create timestamps per key; survives policy reloads.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Local {
     logs: Mutex<HashMap<Key, Log>>,
 }

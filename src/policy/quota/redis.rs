@@ -133,6 +133,16 @@ fn cluster_client(s: &RedisSettings) -> Result<redis::cluster::ClusterClient, Re
 
 // === impl RedisStore ===
 
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("cluster", &self.cluster_client.is_some())
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
 impl RedisStore {
     /// Builds the store and starts its health checks; connects lazily, so Redis may be down.
     pub fn start(s: &RedisSettings, metrics: Metrics) -> Result<Arc<RedisStore>, RedisError> {

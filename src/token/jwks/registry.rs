@@ -18,6 +18,7 @@ use crate::token::cache::TokenCache;
 const MAX_UNNAMED_REALMS: usize = 32;
 
 /// Key sets of every realm the gateway has seen.
+#[derive(Debug)]
 pub struct Jwks {
     settings: Arc<Settings>,
     client: HttpClient,
