@@ -165,8 +165,12 @@ impl<B: http_body::Body, G> http_body::Body for Guarded<B, G> {
 }
 
 /// Boxes a hyper body (request or response) into the gateway's body type.
-pub fn boxed(body: hyper::body::Incoming) -> Body {
-    body.map_err(|e| -> BoxError { Box::new(e) }).boxed()
+pub fn boxed<B>(body: B) -> Body
+where
+    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    body.map_err(Into::into).boxed()
 }
 
 /// A body that adds the length of every data frame it yields to a shared counter (the bytes a

@@ -19,7 +19,6 @@ use std::sync::Arc;
 use http::{Request, Response};
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use prometheus::IntGauge;
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -48,18 +47,23 @@ impl Drop for InFlight {
 /// The future `handle` returns (boxed, so the server's spawn sees one concrete `Send` type).
 pub type Handled = std::pin::Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send>>;
 
-/// Serves one request: the stages in order, then `observe`, whatever happened.
-pub fn handle(app: Arc<App>, conn: ConnInfo, req: Request<Incoming>) -> Handled {
-    Box::pin(serve_one(app, conn, req))
+/// Serves one request: the stages in order, then `observe`, whatever happened. Any request
+/// body will do (the server's, or a test's `Full`), so the pipeline runs without a socket.
+pub fn handle<B>(app: Arc<App>, conn: ConnInfo, req: Request<B>) -> Handled
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+    B::Error: Into<crate::net::BoxError>,
+{
+    Box::pin(serve_one(app, conn, req.map(boxed)))
 }
 
-async fn serve_one(app: Arc<App>, conn: ConnInfo, mut req: Request<Incoming>) -> Response<Body> {
+async fn serve_one(app: Arc<App>, conn: ConnInfo, mut req: Request<Body>) -> Response<Body> {
     let mut ctx = Ctx::new(&req, conn);
     ctx.client_ip = upstream::client_ip(conn.peer.ip(), req.headers(), &app.settings.trusted_proxies);
     ctx.trace_id = trace::take(req.headers_mut());
     let (slot, result) = match acquire(&app, ctx.client_ip) {
         Ok(slot) => {
-            let req = req.map(|b| counted(boxed(b), &mut ctx));
+            let req = req.map(|b| counted(b, &mut ctx));
             (Some(slot), run(&app, &mut ctx, req).await)
         }
         Err(refusal) => (None, Err(refusal)),
