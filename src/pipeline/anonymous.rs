@@ -1,4 +1,4 @@
-//! Stages 4b–4c of anonymous registration: the body is trimmed to what Keycloak understands
+//! Stages 4f–4g of anonymous registration: the body is trimmed to what Keycloak understands
 //! (unknown members and `scope` dropped, per the realm's `[realms.NAME.anonymous]`), the
 //! gateway's own credential replaces the missing one, and every answer says what was dropped
 //! (`DCR-Gateway-Dropped-Members`) and carries CORS headers for allowed origins.

@@ -1,4 +1,4 @@
-//! Stage 4a, body: registration bodies (create and update) are read whole, under a limit, and
+//! Stage 4b, body: registration bodies (create and update) are read whole, under a limit, and
 //! parsed strictly into the normalised client metadata; every other body streams untouched.
 
 use serde_json::{Map, Value};

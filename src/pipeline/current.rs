@@ -1,4 +1,4 @@
-//! Stage 4b, current: when the metadata rules refuse an update, the client is read from
+//! Stage 4d, current: when the metadata rules refuse an update, the client is read from
 //! Keycloak with the caller's own credential (GET on the same registration URL, which never
 //! rotates a registration access token), so that the rules judge only what the update
 //! changes. A read-back-and-write update (`kcreg.sh update -s description=x`) then passes with

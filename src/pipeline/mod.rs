@@ -1,6 +1,9 @@
-//! The request pipeline. `handle` runs the stages in order — route → token → policy →
-//! upstream → rewrite — and `observe` once at the end; a stage that refuses returns a
-//! `Refusal`, which `respond` turns into the one JSON error shape.
+//! The request pipeline. `handle` runs the stages in order — route (1), CORS (1a), token
+//! triage and verification (2–3), policy (4a caller, 4b body, 4c metadata, 4d an update's
+//! changes, 4e quotas, 4f–4g anonymous body and credential), upstream (5), rewrite (6) — and
+//! `observe` (7) once at the end. A stage that refuses returns a `Refusal`, which `respond`
+//! turns into the one JSON error shape; stages return what they found, and only this module
+//! writes the per-request `Ctx`.
 
 pub mod admin_api;
 pub mod anonymous;
