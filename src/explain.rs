@@ -8,16 +8,16 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use crate::config::{Overrides, load};
+use crate::config::{Overrides, Settings, load};
 use crate::error::{Detail, Refusal, RuleId};
 use crate::hints::{HintCtx, hint};
-use crate::policy::metadata::{Dialect, normalise};
+use crate::policy::metadata::{ClientMetadata, Dialect, normalise};
 use crate::policy::{Input, Snapshot, decide, json::parse_object, store};
 use crate::route::{Operation, RegRoute};
 use crate::token::claims::{Decoded, TokenKind};
 use crate::token::jwks::parse_set;
 use crate::token::triage::{Presented, Triaged, rfc3339, triage};
-use crate::token::verify::{check_alg, check_claims, check_signature};
+use crate::token::verify::{check_signature, check_unkeyed};
 use crate::token::{Claims, Identity};
 
 /// `dcr-gateway explain`.
@@ -76,126 +76,81 @@ fn read_token(arg: &str) -> Result<String, Usage> {
     Ok(s.trim().trim_start_matches("Bearer ").to_owned())
 }
 
+/// What `explain` reads before it judges: the operation, settings, token, body and policy.
+struct Inputs {
+    op: Operation,
+    settings: Settings,
+    token: String,
+    body: Option<Vec<u8>>,
+    snap: Snapshot,
+}
+
+impl Inputs {
+    fn read(a: &ExplainArgs) -> Result<Self, Usage> {
+        let op = Operation::parse(&a.operation)
+            .filter(|o| *o != Operation::Preflight)
+            .ok_or_else(|| usage("--operation must be create, read, update or delete"))?;
+        let over = Overrides {
+            upstream: a.upstream.clone(),
+            public_url: a.public_url.clone(),
+            policies: a.policies.clone(),
+            ..Overrides::default()
+        };
+        let settings = load(a.config.as_deref(), &over).map_err(|e| usage(e.to_string()))?;
+        let token = read_token(&a.token)?;
+        let body = match &a.body {
+            Some(p) => Some(std::fs::read(p).map_err(|e| usage(format!("cannot read {}: {e}", p.display())))?),
+            None => None,
+        };
+        let policies = match &a.policies {
+            Some(p) => Some(p.clone()),
+            None => settings.policies_path(),
+        };
+        let snap = store::load(policies.as_deref(), 1)
+            .map_err(|errs| usage(errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")))?;
+        Ok(Inputs {
+            op,
+            settings,
+            token,
+            body,
+            snap,
+        })
+    }
+}
+
+/// How far the checks got: the caller once the token was read, and the first refusal.
+struct Judged {
+    identity: Option<Identity>,
+    refusal: Option<Refusal>,
+}
+
+impl Judged {
+    fn refused(identity: Option<Identity>, r: Refusal) -> Self {
+        Judged {
+            identity,
+            refusal: Some(r),
+        }
+    }
+}
+
 /// Runs `explain`; `Ok(true)` when the request would be allowed.
 pub fn run(a: &ExplainArgs, out: &mut String) -> Result<bool, Usage> {
-    let op = Operation::parse(&a.operation)
-        .filter(|o| *o != Operation::Preflight)
-        .ok_or_else(|| usage("--operation must be create, read, update or delete"))?;
-    let over = Overrides {
-        upstream: a.upstream.clone(),
-        public_url: a.public_url.clone(),
-        policies: a.policies.clone(),
-        ..Overrides::default()
-    };
-    let settings = load(a.config.as_deref(), &over).map_err(|e| usage(e.to_string()))?;
-    let token = read_token(&a.token)?;
-    let body = match &a.body {
-        Some(p) => Some(std::fs::read(p).map_err(|e| usage(format!("cannot read {}: {e}", p.display())))?),
-        None => None,
-    };
-    let snap = match &a.policies {
-        Some(p) => store::load(Some(p), 1)
-            .map_err(|errs| usage(errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")))?,
-        None => store::load(settings.policies_path().as_deref(), 1)
-            .map_err(|errs| usage(errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")))?,
-    };
-    let mut route = RegRoute {
-        realm: a.realm.clone(),
-        provider: a.provider.clone(),
-        client_id: None,
-        operation: op,
-    };
-    let issuer = explain_issuers(&settings, &a.realm, &token);
-    let leeway = i64::try_from(settings.jwt.leeway.as_secs()).unwrap_or(0);
-    let now = crate::token::now();
-    let metadata = match (&body, Dialect::of(&a.provider)) {
-        (Some(b), Some(d)) => match parse_object(b).and_then(|m| normalise(d, &m, op == Operation::Create)) {
-            Ok(md) => Some((md, d)),
-            Err(r) => {
-                return Ok(verdict(
-                    out,
-                    &r,
-                    &HintCtx {
-                        realm: Some(&a.realm),
-                        operation: Some(op),
-                        provider: Some(&a.provider),
-                        public_url: &settings.public_url.as_string(),
-                        upstream: &settings.upstream.as_string(),
-                        ..HintCtx::default()
-                    },
-                ));
-            }
-        },
-        _ => None,
-    };
-    if op != Operation::Create {
-        route.client_id = a
-            .client_id
-            .clone()
-            .or_else(|| metadata.as_ref().and_then(|(m, _)| m.client_id.clone()))
-            .or(Some("client".into()));
-    }
-    let public = settings.public_url.as_string();
-    let upstream = settings.upstream.as_string();
-    let mut ctx = HintCtx {
+    let inputs = Inputs::read(a)?;
+    let judged = judge(a, &inputs, out)?;
+    let public = inputs.settings.public_url.as_string();
+    let upstream = inputs.settings.upstream.as_string();
+    let claims = judged.identity.as_ref().map(|i| &*i.claims);
+    let ctx = HintCtx {
         realm: Some(&a.realm),
-        operation: Some(op),
+        operation: Some(inputs.op),
         provider: Some(&a.provider),
+        kind: judged.identity.as_ref().map(|i| i.kind),
+        azp: claims.and_then(Claims::client),
+        username: claims.and_then(|c| c.preferred_username.as_deref()),
         public_url: &public,
         upstream: &upstream,
-        ..HintCtx::default()
     };
-    let triaged = match triage(Presented::Bearer(&token), &route, &issuer, leeway, now) {
-        Ok(t) => t,
-        Err(r) => {
-            let _ = writeln!(out, "token:      refused before any policy rule");
-            return Ok(verdict(out, &r, &ctx));
-        }
-    };
-    let (kind, d) = match triaged {
-        Triaged::Bearer(d) => (TokenKind::Bearer, d),
-        Triaged::Hmac(k, d) => (k, d),
-        Triaged::Anonymous | Triaged::Basic => return Err(usage("no token given")),
-    };
-    let claims = Arc::new(d.claims.clone());
-    ctx.kind = Some(kind);
-    ctx.azp = claims.client();
-    ctx.username = claims.preferred_username.as_deref();
-    describe_token(out, kind, &d, &issuer, now);
-    if kind == TokenKind::Bearer {
-        let checked = check_alg(&d.header.alg, &settings.jwt.algorithms)
-            .and_then(|alg| {
-                check_claims(&d.claims, &a.realm, &issuer, &settings.realm(&a.realm), leeway, now).map(|()| alg)
-            })
-            .and_then(|alg| signature(out, a, &settings, &token, &d, alg));
-        if let Err(r) = checked {
-            return Ok(verdict(out, &r, &ctx));
-        }
-    } else {
-        let _ = writeln!(
-            out,
-            "signature:  not checkable outside Keycloak (HMAC key never published); shape, issuer and expiry checked"
-        );
-    }
-    let identity = Identity {
-        kind,
-        claims: claims.clone(),
-        kid: d.header.kid.clone(),
-        cached: false,
-    };
-    let input = Input {
-        route: &route,
-        identity: &identity,
-        metadata: metadata.as_ref().map(|(m, d)| (m, *d)),
-        current: None,
-        peer: [127, 0, 0, 1].into(),
-    };
-    let decision = decide(&snap, &input, true);
-    // Every rule runs shadowed here so all failures show; the few always-enforced checks (the
-    // update's client id) land in `refusal`.
-    let failed: Vec<Refusal> = decision.refusal.iter().chain(&decision.shadowed).cloned().collect();
-    rules(out, &snap, &route, kind, metadata.is_some(), &failed);
-    match failed.first() {
+    match &judged.refusal {
         Some(r) => Ok(verdict(out, r, &ctx)),
         None => {
             let _ = writeln!(
@@ -205,6 +160,105 @@ pub fn run(a: &ExplainArgs, out: &mut String) -> Result<bool, Usage> {
             Ok(true)
         }
     }
+}
+
+/// The body, the token (triage, then the verifier's own steps) and the policy, in the
+/// gateway's order; each step's outcome is written to `out`.
+fn judge(a: &ExplainArgs, inputs: &Inputs, out: &mut String) -> Result<Judged, Usage> {
+    let metadata = match parse_metadata(a, inputs) {
+        Ok(m) => m,
+        Err(r) => return Ok(Judged::refused(None, r)),
+    };
+    let route = route(a, inputs.op, metadata.as_ref());
+    let issuer = explain_issuers(&inputs.settings, &a.realm, &inputs.token);
+    let leeway = i64::try_from(inputs.settings.jwt.leeway.as_secs()).unwrap_or(0);
+    let now = crate::token::now();
+    let triaged = match triage(Presented::Bearer(&inputs.token), &route, &issuer, leeway, now) {
+        Ok(t) => t,
+        Err(r) => {
+            let _ = writeln!(out, "token:      refused before any policy rule");
+            return Ok(Judged::refused(None, r));
+        }
+    };
+    let (kind, d) = match triaged {
+        Triaged::Bearer(d) => (TokenKind::Bearer, d),
+        Triaged::Hmac(k, d) => (k, d),
+        Triaged::Anonymous | Triaged::Basic => return Err(usage("no token given")),
+    };
+    describe_token(out, kind, &d, &issuer, now);
+    let identity = Identity {
+        kind,
+        claims: Arc::new(d.claims.clone()),
+        kid: d.header.kid.clone(),
+        cached: false,
+    };
+    if kind == TokenKind::Bearer {
+        let checked = check_unkeyed(&d, &a.realm, &issuer, &inputs.settings, leeway, now)
+            .and_then(|alg| signature(out, a, &inputs.settings, &inputs.token, &d, alg));
+        if let Err(r) = checked {
+            return Ok(Judged::refused(Some(identity), r));
+        }
+    } else {
+        let _ = writeln!(
+            out,
+            "signature:  not checkable outside Keycloak (HMAC key never published); shape, issuer and expiry checked"
+        );
+    }
+    let refusal = policy(out, inputs, &route, &identity, metadata.as_ref());
+    Ok(Judged {
+        identity: Some(identity),
+        refusal,
+    })
+}
+
+/// The body's client metadata, normalised as the gateway does, on JSON providers.
+fn parse_metadata(a: &ExplainArgs, inputs: &Inputs) -> Result<Option<(ClientMetadata, Dialect)>, Refusal> {
+    match (&inputs.body, Dialect::of(&a.provider)) {
+        (Some(b), Some(d)) => {
+            let md = parse_object(b).and_then(|m| normalise(d, &m, inputs.op == Operation::Create))?;
+            Ok(Some((md, d)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The route a request with these arguments would take; read, update and delete name a client
+/// (`--client-id`, else the body's, else `client`).
+fn route(a: &ExplainArgs, op: Operation, metadata: Option<&(ClientMetadata, Dialect)>) -> RegRoute {
+    let client_id = (op != Operation::Create).then(|| {
+        a.client_id
+            .clone()
+            .or_else(|| metadata.and_then(|(m, _)| m.client_id.clone()))
+            .unwrap_or_else(|| "client".into())
+    });
+    RegRoute {
+        realm: a.realm.clone(),
+        provider: a.provider.clone(),
+        client_id,
+        operation: op,
+    }
+}
+
+/// Every rule runs shadowed here so all failures show; the few always-enforced checks (the
+/// update's client id) land in the decision's `refusal`. Returns the first failure.
+fn policy(
+    out: &mut String,
+    inputs: &Inputs,
+    route: &RegRoute,
+    identity: &Identity,
+    metadata: Option<&(ClientMetadata, Dialect)>,
+) -> Option<Refusal> {
+    let input = Input {
+        route,
+        identity,
+        metadata: metadata.map(|(m, d)| (m, *d)),
+        current: None,
+        peer: [127, 0, 0, 1].into(),
+    };
+    let decision = decide(&inputs.snap, &input, true);
+    let failed: Vec<Refusal> = decision.refusal.iter().chain(&decision.shadowed).cloned().collect();
+    rules(out, &inputs.snap, route, identity.kind, metadata.is_some(), &failed);
+    failed.into_iter().next()
 }
 
 /// The issuers the gateway would accept: the configured ones and, unless `[realms.R] issuer`

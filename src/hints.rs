@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::error::{Detail, Reason, Refusal, RuleId};
+use crate::error::{Detail, Reason, Refusal, RuleId, Stage};
 use crate::route::Operation;
 use crate::token::TokenKind;
 
@@ -92,14 +92,41 @@ pub fn hint(r: &Refusal, c: &HintCtx<'_>) -> String {
         azp: c.azp.or(azp_detail),
         ..*c
     };
-    let realm = c.realm.unwrap_or("<realm>");
-    let public = c.public_url;
-    let azp = c.azp.unwrap_or("<client>");
-    let op = c.operation.map(Operation::as_str).unwrap_or("register");
-    let rule = r.rule.as_ref().map_or("<rule>", RuleId::as_str);
-    let m = mgmt(realm);
-    let role = role_for(c.operation);
-    match r.reason {
+    let s = Said {
+        realm: c.realm.unwrap_or("<realm>"),
+        public: c.public_url,
+        azp: c.azp.unwrap_or("<client>"),
+        op: c.operation.map(Operation::as_str).unwrap_or("register"),
+        rule: r.rule.as_ref().map_or("<rule>", RuleId::as_str),
+        m: mgmt(c.realm.unwrap_or("<realm>")),
+        role: role_for(c.operation),
+    };
+    let found = match r.reason.stage() {
+        Stage::Request => hint_request(r, c, &s),
+        Stage::Token => hint_token(r, c, &s),
+        Stage::Policy => hint_policy(r, c, &s),
+        Stage::Gateway => hint_gateway(r, c, &s),
+        Stage::Keycloak => None,
+    };
+    found.unwrap_or_else(|| keycloak_hint(r, c, s.realm, s.m, s.role))
+}
+
+/// What every hint may name, with placeholders for what the gateway does not know.
+#[derive(Clone, Copy)]
+struct Said<'a> {
+    realm: &'a str,
+    public: &'a str,
+    azp: &'a str,
+    op: &'a str,
+    rule: &'a str,
+    m: &'static str,
+    role: &'static str,
+}
+
+/// The hint for a refusal at the routing and request shape stage; `None` for a reason it does not know.
+fn hint_request(r: &Refusal, _c: &HintCtx<'_>, s: &Said<'_>) -> Option<String> {
+    let Said { public, .. } = *s;
+    Some(match r.reason {
         Reason::PathMalformed if d(r, Detail::Area).and_then(Value::as_str) == Some("admin") => format!("Write the admin API path plainly{} (literal lower-case segments, no encoded or doubled slashes, dot segments, ;parameters or trailing slash).", d(r, Detail::Expected).and_then(Value::as_str).map(|e| format!(", as {e}")).unwrap_or_default()),
         Reason::PathMalformed => format!("Send registration requests to {public}/realms/<realm>/clients-registrations/<provider>[/<clientId>] written plainly: no encoded slashes, dot segments, empty segments, backslashes or ;parameters."),
         Reason::RouteRefused => "This gateway serves only Keycloak's client-registration endpoint (other_paths = \"refuse\"); send other Keycloak traffic to Keycloak's own address.".into(),
@@ -120,6 +147,16 @@ pub fn hint(r: &Refusal, c: &HintCtx<'_>) -> String {
             "Send one JSON object in UTF-8 with Content-Type: application/json, each key once, values of the documented types (redirect URIs as an array of strings), nested at most 32 levels.".into()
         }
         Reason::ClientIdMismatch => format!("Repeat the client id of the path in the body ({}: \"{}\") and change nothing else about it: Keycloak does not rename clients through registration.", ds(r, Detail::Field), ds(r, Detail::PathClientId)),
+        _ => return None,
+    })
+}
+
+/// The hint for a refusal at the token triage and verification stage; `None` for a reason it does not know.
+fn hint_token(r: &Refusal, c: &HintCtx<'_>, s: &Said<'_>) -> Option<String> {
+    let Said {
+        realm, public, azp, m, ..
+    } = *s;
+    Some(match r.reason {
         Reason::AuthSchemeUnsupported => format!("Send `Authorization: Bearer <token>` with a service-account access token ({public}/realms/{realm}/protocol/openid-connect/token, grant_type=client_credentials), an initial access token, or the registration access token returned when the client was created."),
         Reason::TokenMalformed => "Send exactly `Authorization: Bearer <token>`: one space, then the whole token as Keycloak returned it (three base64url parts joined by dots), with no quotes or line breaks.".into(),
         Reason::TokenTypeUnsupported => format!("Use an access token from {public}/realms/{realm}/protocol/openid-connect/token (typ Bearer), an initial access token, or a registration access token. ID tokens and refresh tokens are not accepted."),
@@ -149,26 +186,70 @@ pub fn hint(r: &Refusal, c: &HintCtx<'_>) -> String {
         Reason::AudienceMismatch => format!("Add an audience mapper: admin console → Clients → {azp} → Client scopes → {azp}-dedicated → Add mapper → By configuration → Audience → Included Client Audience = {}. Then request a new token.", ds(r, Detail::ExpectedAudiences)),
         Reason::AzpMismatch => format!("Use a token issued to one of {}, or add '{azp}' to azp under [realms.{realm}] in the gateway config.", ds(r, Detail::ExpectedAzp)),
         Reason::JwksUnavailable => format!("Check that Keycloak answers at {} from the gateway (last error: {}). The gateway retries in the background, and /readyz on its admin port lists realms whose keys are missing.", ds(r, Detail::JwksUri), ds(r, Detail::LastError)),
-        Reason::ProviderNotAllowed => format!("Use one of the allowed providers ({}), e.g. POST {public}/realms/{realm}/clients-registrations/openid-connect. To allow `{}`, add it to `providers` in {rule} of the policy.", ds(r, Detail::AllowedProviders), c.provider.unwrap_or("that provider")),
-        Reason::AnonymousNotAllowed => format!("Authenticate the request. Either: 1. {} 2. Or use a service account: Clients → <client> → Service account roles → Assign role → filter by clients → {m} → {role}, then send its client_credentials token. To let RFC 7591 and MCP clients register without a credential, enable the gateway's anonymous mode: [realms.{realm}.anonymous] in the policy and a [realms.{realm}.registrar] credential in the gateway config (Keycloak's Trusted Hosts stays closed).", new_iat(realm, public)),
-        Reason::TokenKindNotAllowed => format!("The policy allows {} to {op} clients in realm {realm} ({rule}); use one of those, or change that rule.", ds(r, Detail::AllowedTokenKinds)),
+        _ => return None,
+    })
+}
+
+/// The hint for a refusal at the policy stage; `None` for a reason it does not know.
+fn hint_policy(r: &Refusal, c: &HintCtx<'_>, s: &Said<'_>) -> Option<String> {
+    let Said {
+        realm,
+        public,
+        azp,
+        op,
+        rule,
+        m,
+        role,
+    } = *s;
+    Some(match r.reason {
+        Reason::ProviderNotAllowed => format!(
+            "Use one of the allowed providers ({}), e.g. POST {public}/realms/{realm}/clients-registrations/openid-connect. To allow `{}`, add it to `providers` in {rule} of the policy.",
+            ds(r, Detail::AllowedProviders),
+            c.provider.unwrap_or("that provider")
+        ),
+        Reason::AnonymousNotAllowed => format!(
+            "Authenticate the request. Either: 1. {} 2. Or use a service account: Clients → <client> → Service account roles → Assign role → filter by clients → {m} → {role}, then send its client_credentials token. To let RFC 7591 and MCP clients register without a credential, enable the gateway's anonymous mode: [realms.{realm}.anonymous] in the policy and a [realms.{realm}.registrar] credential in the gateway config (Keycloak's Trusted Hosts stays closed).",
+            new_iat(realm, public)
+        ),
+        Reason::TokenKindNotAllowed => format!(
+            "The policy allows {} to {op} clients in realm {realm} ({rule}); use one of those, or change that rule.",
+            ds(r, Detail::AllowedTokenKinds)
+        ),
         Reason::MissingRole => missing_role(r, c, realm, m),
         Reason::RolesNotInToken => format!(
             "The token carries no resource_access claim, so no client role is visible in it even if the service account holds {m}/{role}. This happens when the client has Full scope allowed off and no scope mapping for {m} roles (fix: Clients → {azp} → Client scopes → {azp}-dedicated → Scope → turn Full scope allowed on, or assign role {m}/{role} there), or when the `roles` client scope was removed from the client (fix: Clients → {azp} → Client scopes → Add client scope → roles, as Default). Then request a new token."
         ),
-        Reason::MissingScope => format!("Request the token with scope=\"{}\"; the client needs those client scopes assigned (Clients → {azp} → Client scopes → Add client scope).", ds(r, Detail::ScopesNeeded)),
-        Reason::AzpNotAllowed => format!("Use a token issued to one of {} (rule {rule}), or ask the operator to add '{azp}' there.", ds(r, Detail::AllowedAzp)),
-        Reason::RedirectUriNotAllowed | Reason::RedirectUriFragment | Reason::RedirectUriMalformed | Reason::TooManyRedirectUris => redirect_hint(r, rule),
+        Reason::MissingScope => format!(
+            "Request the token with scope=\"{}\"; the client needs those client scopes assigned (Clients → {azp} → Client scopes → Add client scope).",
+            ds(r, Detail::ScopesNeeded)
+        ),
+        Reason::AzpNotAllowed => format!(
+            "Use a token issued to one of {} (rule {rule}), or ask the operator to add '{azp}' there.",
+            ds(r, Detail::AllowedAzp)
+        ),
+        Reason::RedirectUriNotAllowed
+        | Reason::RedirectUriFragment
+        | Reason::RedirectUriMalformed
+        | Reason::TooManyRedirectUris => redirect_hint(r, rule),
         Reason::GrantTypeNotAllowed => format!(
             "Ask only for allowed grant types ({}; rule {rule}). Keycloak switches grants on in several ways, all counted here: {}",
             ds(r, Detail::Allowed),
             match c.provider {
-                Some("default") => "the flags standardFlowEnabled, implicitFlowEnabled, directAccessGrantsEnabled, serviceAccountsEnabled and authorizationServicesEnabled (true, \"true\" in any of Jackson's spellings, or a non-zero number), and the attributes oauth2.device.authorization.grant.enabled, oidc.ciba.grant.enabled, standard.token.exchange.enabled, oauth2.jwt.authorization.grant.enabled, use.refresh.tokens (on unless \"false\") and client_credentials.use_refresh_token (\"true\" in any case). Set the flag false, or leave the attribute out.",
-                _ => "grant_types, and response_types: code or none switch on authorization_code, token or id_token (alone or combined, e.g. \"code id_token\") the implicit flow. Leaving grant_types out keeps refresh tokens on. Use response_types [\"code\"] and list the grants you need.",
+                Some("default") =>
+                    "the flags standardFlowEnabled, implicitFlowEnabled, directAccessGrantsEnabled, serviceAccountsEnabled and authorizationServicesEnabled (true, \"true\" in any of Jackson's spellings, or a non-zero number), and the attributes oauth2.device.authorization.grant.enabled, oidc.ciba.grant.enabled, standard.token.exchange.enabled, oauth2.jwt.authorization.grant.enabled, use.refresh.tokens (on unless \"false\") and client_credentials.use_refresh_token (\"true\" in any case). Set the flag false, or leave the attribute out.",
+                _ =>
+                    "grant_types, and response_types: code or none switch on authorization_code, token or id_token (alone or combined, e.g. \"code id_token\") the implicit flow. Leaving grant_types out keeps refresh tokens on. Use response_types [\"code\"] and list the grants you need.",
             }
         ),
-        Reason::ResponseTypeNotAllowed | Reason::AuthMethodNotAllowed | Reason::ScopeNotAllowed | Reason::ClientTypeNotAllowed => {
-            format!("Set {} to allowed values only ({}); the operator sets them in {rule}.", ds(r, Detail::Field), ds(r, Detail::Allowed))
+        Reason::ResponseTypeNotAllowed
+        | Reason::AuthMethodNotAllowed
+        | Reason::ScopeNotAllowed
+        | Reason::ClientTypeNotAllowed => {
+            format!(
+                "Set {} to allowed values only ({}); the operator sets them in {rule}.",
+                ds(r, Detail::Field),
+                ds(r, Detail::Allowed)
+            )
         }
         Reason::FieldForbidden => forbidden_hint(r, c, rule),
         Reason::BrowserUrlNotAllowed => format!(
@@ -178,14 +259,52 @@ pub fn hint(r: &Refusal, c: &HintCtx<'_>) -> String {
         Reason::ServerUrlNotAllowed => format!(
             "Keycloak itself calls `{}`, so it must be a URL on a public host{}: loopback, private, link-local and cloud-metadata addresses (in any spelling) and local names (localhost, single-label names, .local, .internal) are refused by {rule}. The operator can list the hosts Keycloak may call ([*.metadata.server_urls] hosts) or, for an internal deployment, set private_addresses = true there.",
             ds(r, Detail::Field),
-            match d(r, Detail::AllowedHosts) { Some(_) => format!(" among {}", ds(r, Detail::AllowedHosts)), None => String::new() }
+            match d(r, Detail::AllowedHosts) {
+                Some(_) => format!(" among {}", ds(r, Detail::AllowedHosts)),
+                None => String::new(),
+            }
         ),
-        Reason::ClientIdPattern | Reason::ClientNamePattern => format!("Choose a {} that matches {} (rule {rule}).", ds(r, Detail::Field), ds(r, Detail::Pattern)),
-        Reason::AdminWriteRefused => format!("Make this change in the admin console (its user sessions are forwarded), through the registration endpoint (…/clients-registrations/default, under the same rules), or have the policy allow it: `{}` in the realm's [admin_api] (`allow = [\"{}\"]`, or `writes = \"forward\"`).", rule, d(r, Detail::AdminWrite).and_then(Value::as_str).unwrap_or("METHOD /path")),
-        Reason::QuotaExceeded => format!("Wait {}s (Retry-After) before creating more clients: the quota is {} creates per {}s per caller ({rule}).", r.retry_after.unwrap_or(1), ds(r, Detail::Creates), ds(r, Detail::WindowSeconds)),
-        Reason::RealmQuotaExceeded => format!("Wait {}s (Retry-After) before creating more clients: realm {} allows {} creates per {}s across all callers ({rule}).", r.retry_after.unwrap_or(1), realm, ds(r, Detail::RealmCreates), ds(r, Detail::WindowSeconds)),
-        Reason::ScopeMemberRefused => format!("Leave `scope` out of the registration body: in realm {realm} the client then gets the realm's default client scopes, and can ask for optional ones when it requests tokens ({rule})."),
-        Reason::CorsOriginNotAllowed => format!("Call the registration endpoint from an allowed origin ({}), or ask the operator to add `{}` to `cors.origins` ({rule}).", ds(r, Detail::AllowedOrigins), ds(r, Detail::Origin)),
+        Reason::ClientIdPattern | Reason::ClientNamePattern => format!(
+            "Choose a {} that matches {} (rule {rule}).",
+            ds(r, Detail::Field),
+            ds(r, Detail::Pattern)
+        ),
+        Reason::AdminWriteRefused => format!(
+            "Make this change in the admin console (its user sessions are forwarded), through the registration endpoint (…/clients-registrations/default, under the same rules), or have the policy allow it: `{}` in the realm's [admin_api] (`allow = [\"{}\"]`, or `writes = \"forward\"`).",
+            rule,
+            d(r, Detail::AdminWrite)
+                .and_then(Value::as_str)
+                .unwrap_or("METHOD /path")
+        ),
+        Reason::QuotaExceeded => format!(
+            "Wait {}s (Retry-After) before creating more clients: the quota is {} creates per {}s per caller ({rule}).",
+            r.retry_after.unwrap_or(1),
+            ds(r, Detail::Creates),
+            ds(r, Detail::WindowSeconds)
+        ),
+        Reason::RealmQuotaExceeded => format!(
+            "Wait {}s (Retry-After) before creating more clients: realm {} allows {} creates per {}s across all callers ({rule}).",
+            r.retry_after.unwrap_or(1),
+            realm,
+            ds(r, Detail::RealmCreates),
+            ds(r, Detail::WindowSeconds)
+        ),
+        Reason::ScopeMemberRefused => format!(
+            "Leave `scope` out of the registration body: in realm {realm} the client then gets the realm's default client scopes, and can ask for optional ones when it requests tokens ({rule})."
+        ),
+        Reason::CorsOriginNotAllowed => format!(
+            "Call the registration endpoint from an allowed origin ({}), or ask the operator to add `{}` to `cors.origins` ({rule}).",
+            ds(r, Detail::AllowedOrigins),
+            ds(r, Detail::Origin)
+        ),
+        _ => return None,
+    })
+}
+
+/// The hint for a refusal at the the gateway itself and the upstream connection stage; `None` for a reason it does not know.
+fn hint_gateway(r: &Refusal, c: &HintCtx<'_>, s: &Said<'_>) -> Option<String> {
+    let Said { realm, .. } = *s;
+    Some(match r.reason {
         Reason::RegistrarUnavailable => format!("Retry later. Operators: the gateway's own credential for realm {realm} ([realms.{realm}.registrar] in the gateway config) cannot be obtained; /readyz on the admin port says why."),
         Reason::NotReady => "The gateway is starting or cannot load its policy or keys; check /readyz on its admin port and retry shortly.".into(),
         Reason::QuotaStoreUnavailable => "Retry after a moment (Retry-After). Operators: the gateway counts registration quotas in Redis ([quota_store], on_error = \"closed\") and could not reach it; check Redis and the gateway's dcr_gateway_quota_store_errors_total metric and /readyz.".into(),
@@ -194,8 +313,8 @@ pub fn hint(r: &Refusal, c: &HintCtx<'_>) -> String {
         Reason::UpstreamConnectTimeout | Reason::UpstreamTimeout => format!("Keycloak at {} did not answer in time ({}). Check its health and load, or raise [timeouts] in the gateway config.", c.upstream, ds(r, Detail::Timeout)),
         Reason::UpstreamProtocol => format!("Keycloak's connection broke while answering ({}); check Keycloak's log and retry.", ds(r, Detail::Error)),
         Reason::Internal => "This is a gateway bug: report it with the request_id.".into(),
-        _ => keycloak_hint(r, c, realm, m, role),
-    }
+        _ => return None,
+    })
 }
 
 /// On create: leave the field out. On update, leaving a field out of a `default` PUT keeps it,

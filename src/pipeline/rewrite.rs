@@ -13,6 +13,7 @@ use crate::keycloak;
 use crate::net::{Body, ReadError, full, read_limited};
 use crate::policy::metadata::ClientMetadata;
 use crate::route::RegRoute;
+use crate::token::checks::{self, IssuerFault, Lifetime, TimeFault};
 use crate::token::{Identity, TokenKind};
 
 /// What the gateway knows about a request when Keycloak refuses it.
@@ -195,9 +196,8 @@ fn policy_refusal(desc: &str, k: &Known<'_>) -> Refusal {
 /// whether a bearer token's key is still in the realm's (just refetched) key set.
 pub fn diagnose_decode_failure(r: Refusal, k: &Known<'_>, kid_still_held: Option<bool>) -> Refusal {
     let c = &k.identity.claims;
-    let iss = c.iss.as_deref().unwrap_or_default();
     let kid = k.identity.kid.clone().unwrap_or_default();
-    if !iss.is_empty() && iss != k.seen_issuer {
+    if let Err(IssuerFault::Other(iss)) = checks::issuer(c.iss.as_deref(), &[k.seen_issuer]) {
         return Refusal::new(
             Reason::IssuerMismatch,
             format!("Keycloak refused the token: it was issued as `{iss}`, but this request reached Keycloak as `{}`, and Keycloak checks the issuer against the host it is reached through.", k.seen_issuer),
@@ -205,10 +205,9 @@ pub fn diagnose_decode_failure(r: Refusal, k: &Known<'_>, kid_still_held: Option
         .detail(Detail::TokenIssuer, iss)
         .detail(Detail::ExpectedIssuer, k.seen_issuer);
     }
-    let now = crate::token::now();
-    if c.exp.is_some_and(|e| e != 0 && e < now) {
+    if let Err(TimeFault::Expired(exp)) = checks::check_times(c, Lifetime::Keycloak, crate::token::now(), 0) {
         return Refusal::new(Reason::TokenExpired, "Keycloak refused the token: it has expired.")
-            .detail(Detail::Exp, c.exp.unwrap_or_default());
+            .detail(Detail::Exp, exp);
     }
     match (k.identity.kind, kid_still_held) {
         (TokenKind::Bearer, Some(false)) => Refusal::new(Reason::KidUnknown, format!("Keycloak refused the token: key {kid} that signed it was removed from realm {} (rotated away).", k.route.realm)).detail(Detail::Kid, kid),

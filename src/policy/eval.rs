@@ -293,62 +293,108 @@ fn kinds(ev: &mut Eval<'_>, policy: &RealmPolicy, op: &OpPolicy, input: &Input<'
     ev.fail(&op.kinds, r)
 }
 
+/// The rules on a bearer token's roles, scopes and `azp`, in that order. True when an enforced
+/// rule refused.
 fn bearer(ev: &mut Eval<'_>, op: &OpPolicy, input: &Input<'_>) -> bool {
     if input.identity.kind != TokenKind::Bearer {
         return false;
     }
     let c = &input.identity.claims;
-    let realm = ev.realm.to_owned();
-    let has = |r: &super::snapshot::RoleRef| match r.client_in(&realm) {
-        Some(client) => c.has_client_role(&client, &r.role),
-        None => c.has_realm_role(&r.role),
+    let caller = Caller {
+        c,
+        realm: ev.realm.to_owned(),
+        who: c
+            .client()
+            .map(|a| format!("client '{a}'"))
+            .unwrap_or_else(|| "this token".into()),
+        verb: input.route.operation.as_str(),
     };
-    let base = |reason: Reason, msg: String| {
+    roles(ev, &op.roles_any, Need::Any, &caller)
+        || roles(ev, &op.roles_all, Need::All, &caller)
+        || scopes(ev, op, &caller)
+        || azp(ev, op, &caller)
+}
+
+/// The bearer token the role, scope and `azp` rules judge.
+struct Caller<'a> {
+    c: &'a crate::token::Claims,
+    realm: String,
+    /// `client '<azp>'`, or `this token`.
+    who: String,
+    /// The operation.
+    verb: &'static str,
+}
+
+impl Caller<'_> {
+    fn has(&self, r: &super::snapshot::RoleRef) -> bool {
+        match r.client_in(&self.realm) {
+            Some(client) => self.c.has_client_role(&client, &r.role),
+            None => self.c.has_realm_role(&r.role),
+        }
+    }
+
+    /// A refusal with the details every caller rule records.
+    fn refusal(&self, reason: Reason, msg: String) -> Refusal {
         Refusal::new(reason, msg)
-            .detail(Detail::Azp, c.client().unwrap_or_default())
-            .detail(Detail::TokenRoles, c.role_names())
-            .detail(Detail::Operation, input.route.operation.as_str())
+            .detail(Detail::Azp, self.c.client().unwrap_or_default())
+            .detail(Detail::TokenRoles, self.c.role_names())
+            .detail(Detail::Operation, self.verb)
+    }
+}
+
+/// How a role rule reads its list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// `roles_any`: at least one of the roles.
+    Any,
+    /// `roles_all`: every role.
+    All,
+}
+
+/// A `roles_any` or `roles_all` rule. True when an enforced rule refused.
+fn roles(ev: &mut Eval<'_>, rule: &Rule<Vec<super::snapshot::RoleRef>>, need: Need, caller: &Caller<'_>) -> bool {
+    let realm = &caller.realm;
+    // What the refusal names: every role of `roles_any`, the missing ones of `roles_all`.
+    let named: Vec<String> = match need {
+        Need::Any if rule.value.iter().any(|r| caller.has(r)) => return false,
+        Need::Any => rule.value.iter().map(|r| r.display_in(realm)).collect(),
+        Need::All => rule
+            .value
+            .iter()
+            .filter(|r| !caller.has(r))
+            .map(|r| r.display_in(realm))
+            .collect(),
     };
-    let who = c
-        .client()
-        .map(|a| format!("client '{a}'"))
-        .unwrap_or_else(|| "this token".into());
-    let verb = input.route.operation.as_str();
-    if !op.roles_any.value.is_empty() && !op.roles_any.value.iter().any(has) {
-        let needed: Vec<String> = op.roles_any.value.iter().map(|r| r.display_in(&realm)).collect();
-        let reason = roles_reason(c, &op.roles_any.value);
-        let msg = format!(
-            "The token of {who} has none of the roles {} needed to {verb} clients in realm {realm}.",
-            needed.join(" or ")
-        );
-        let r = base(reason, msg)
-            .detail(Detail::RolesNeededAny, needed.clone())
-            .with_scope(needed.join(" "));
-        if ev.fail(&op.roles_any, r) {
-            return true;
-        }
+    if named.is_empty() {
+        return false;
     }
-    let missing: Vec<String> = op
-        .roles_all
-        .value
-        .iter()
-        .filter(|r| !has(r))
-        .map(|r| r.display_in(&realm))
-        .collect();
-    if !missing.is_empty() {
-        let reason = roles_reason(c, &op.roles_all.value);
-        let msg = format!(
-            "The token of {who} lacks the roles {} needed to {verb} clients in realm {realm}.",
-            missing.join(", ")
-        );
-        let r = base(reason, msg)
-            .detail(Detail::RolesNeededAll, missing.clone())
-            .with_scope(missing.join(" "));
-        if ev.fail(&op.roles_all, r) {
-            return true;
-        }
-    }
-    let scopes: Vec<&str> = c.scopes().collect();
+    let (who, verb) = (&caller.who, caller.verb);
+    let (msg, detail) = match need {
+        Need::Any => (
+            format!(
+                "The token of {who} has none of the roles {} needed to {verb} clients in realm {realm}.",
+                named.join(" or ")
+            ),
+            Detail::RolesNeededAny,
+        ),
+        Need::All => (
+            format!(
+                "The token of {who} lacks the roles {} needed to {verb} clients in realm {realm}.",
+                named.join(", ")
+            ),
+            Detail::RolesNeededAll,
+        ),
+    };
+    let r = caller
+        .refusal(roles_reason(caller.c, &rule.value), msg)
+        .detail(detail, named.clone())
+        .with_scope(named.join(" "));
+    ev.fail(rule, r)
+}
+
+/// The `scopes` rule. True when an enforced rule refused.
+fn scopes(ev: &mut Eval<'_>, op: &OpPolicy, caller: &Caller<'_>) -> bool {
+    let scopes: Vec<&str> = caller.c.scopes().collect();
     let missing: Vec<String> = op
         .scopes
         .value
@@ -356,30 +402,39 @@ fn bearer(ev: &mut Eval<'_>, op: &OpPolicy, input: &Input<'_>) -> bool {
         .filter(|s| !scopes.contains(&s.as_str()))
         .cloned()
         .collect();
-    if !missing.is_empty() {
-        let msg = format!(
-            "The token of {who} lacks the scopes {} needed to {verb} clients.",
-            missing.join(" ")
-        );
-        let r = base(Reason::MissingScope, msg)
-            .detail(Detail::ScopesNeeded, missing.clone())
-            .detail(Detail::TokenScopes, scopes.clone())
-            .with_scope(missing.join(" "));
-        if ev.fail(&op.scopes, r) {
-            return true;
-        }
+    if missing.is_empty() {
+        return false;
     }
-    if !op.azp.value.is_empty() && !c.azp.as_ref().is_some_and(|a| op.azp.value.contains(a)) {
-        let msg = format!(
-            "Tokens issued to {who} may not {verb} clients; allowed clients: {}.",
-            op.azp.value.join(", ")
-        );
-        let r = base(Reason::AzpNotAllowed, msg).detail(Detail::AllowedAzp, op.azp.value.clone());
-        if ev.fail(&op.azp, r) {
-            return true;
-        }
+    let msg = format!(
+        "The token of {} lacks the scopes {} needed to {} clients.",
+        caller.who,
+        missing.join(" "),
+        caller.verb
+    );
+    let r = caller
+        .refusal(Reason::MissingScope, msg)
+        .detail(Detail::ScopesNeeded, missing.clone())
+        .detail(Detail::TokenScopes, scopes.clone())
+        .with_scope(missing.join(" "));
+    ev.fail(&op.scopes, r)
+}
+
+/// The `azp` rule. True when an enforced rule refused.
+fn azp(ev: &mut Eval<'_>, op: &OpPolicy, caller: &Caller<'_>) -> bool {
+    let allowed = &op.azp.value;
+    if allowed.is_empty() || caller.c.azp.as_ref().is_some_and(|a| allowed.contains(a)) {
+        return false;
     }
-    false
+    let msg = format!(
+        "Tokens issued to {} may not {} clients; allowed clients: {}.",
+        caller.who,
+        caller.verb,
+        allowed.join(", ")
+    );
+    let r = caller
+        .refusal(Reason::AzpNotAllowed, msg)
+        .detail(Detail::AllowedAzp, allowed.clone());
+    ev.fail(&op.azp, r)
 }
 
 /// `roles_not_in_token` when client roles are needed and the token has no `resource_access` at

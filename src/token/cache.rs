@@ -62,7 +62,7 @@ impl TokenCache {
     pub fn get(&self, d: &Digest, now: i64, leeway: i64) -> Option<Entry> {
         let mut shard = self.shard(d).lock();
         match shard.get(d) {
-            Some(e) if e.exp.saturating_add(leeway) >= now => Some(e.clone()),
+            Some(e) if !super::checks::expired(e.exp, now, leeway) => Some(e.clone()),
             Some(_) => {
                 shard.remove(d);
                 None

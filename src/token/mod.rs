@@ -2,6 +2,7 @@
 //! verified-token cache.
 
 pub mod cache;
+pub mod checks;
 pub mod claims;
 pub mod jwks;
 pub mod triage;

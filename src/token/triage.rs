@@ -8,6 +8,8 @@
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
+use super::checks::{Lifetime, TimeFault, check_times};
+pub use super::checks::{check_issuer, issuer_mismatch};
 use super::claims::{Decoded, TokenKind, capitalise, decode};
 use crate::error::{Detail, Reason, Refusal};
 use crate::route::{Operation, RegRoute};
@@ -151,21 +153,17 @@ fn check_hmac(
     }
     check_issuer(d.claims.iss.as_deref(), &route.realm, issuers)
         .map_err(|r| r.detail(Detail::TokenKind, kind.as_str()))?;
-    match d.claims.exp {
-        Some(0) => {}
-        Some(exp) if exp.saturating_add(leeway) < now => {
-            return Err(Refusal::new(
-                Reason::TokenExpired,
-                format!(
-                    "{} expired at {} (Unix time {exp}).",
-                    capitalise(kind.phrase()),
-                    rfc3339(exp)
-                ),
-            )
-            .detail(Detail::Exp, exp)
-            .detail(Detail::TokenKind, kind.as_str()));
-        }
-        _ => {}
+    if let Err(TimeFault::Expired(exp)) = check_times(&d.claims, Lifetime::Keycloak, now, leeway) {
+        return Err(Refusal::new(
+            Reason::TokenExpired,
+            format!(
+                "{} expired at {} (Unix time {exp}).",
+                capitalise(kind.phrase()),
+                rfc3339(exp)
+            ),
+        )
+        .detail(Detail::Exp, exp)
+        .detail(Detail::TokenKind, kind.as_str()));
     }
     let fits = match kind {
         TokenKind::InitialAccess => {
@@ -190,37 +188,6 @@ fn check_hmac(
         .detail(Detail::Operation, route.operation.as_str()));
     }
     Ok(())
-}
-
-/// Checks `iss` against the issuers the realm accepts: `iss_missing` without one,
-/// `issuer_mismatch` for another.
-pub fn check_issuer(iss: Option<&str>, realm: &str, accepted: &[String]) -> Result<(), Refusal> {
-    match iss {
-        Some(iss) if accepted.iter().any(|a| a == iss) => Ok(()),
-        Some(iss) if !iss.is_empty() => Err(issuer_mismatch(iss, realm, accepted)),
-        _ => Err(Refusal::new(
-            Reason::IssMissing,
-            format!("The token has no iss claim, so it cannot be a token of realm {realm}."),
-        )
-        .detail(Detail::ExpectedIssuer, accepted.first().cloned().unwrap_or_default())
-        .detail(Detail::AcceptedIssuers, accepted.to_vec())),
-    }
-}
-
-/// The refusal for a token whose `iss` is none of the issuers the realm accepts.
-pub fn issuer_mismatch(iss: &str, realm: &str, accepted: &[String]) -> Refusal {
-    let shown = accepted
-        .iter()
-        .map(|a| format!("`{a}`"))
-        .collect::<Vec<_>>()
-        .join(" or ");
-    Refusal::new(
-        Reason::IssuerMismatch,
-        format!("The token's issuer `{iss}` is not realm {realm}'s issuer at this gateway ({shown})."),
-    )
-    .detail(Detail::TokenIssuer, iss)
-    .detail(Detail::ExpectedIssuer, accepted.first().cloned().unwrap_or_default())
-    .detail(Detail::AcceptedIssuers, accepted.to_vec())
 }
 
 /// Formats Unix seconds as RFC 3339 UTC (`2026-11-28T03:46:17Z`).

@@ -12,9 +12,10 @@ use http::HeaderMap;
 use jsonwebtoken::Algorithm;
 
 use super::cache::{Entry, TokenCache, digest};
+use super::checks::{Lifetime, TimeFault, check_issuer, check_times};
 use super::claims::{Claims, Decoded, TokenKind};
 use super::jwks::{Jwks, Key};
-use super::triage::{Presented, Triaged, check_issuer, extract, rfc3339, triage};
+use super::triage::{Presented, Triaged, extract, rfc3339, triage};
 use crate::config::{RealmSettings, Settings};
 use crate::error::{Detail, Reason, Refusal};
 use crate::metrics::Metrics;
@@ -86,6 +87,32 @@ pub fn check_alg(alg: &str, allowed: &[Algorithm]) -> Result<Algorithm, Refusal>
     }
 }
 
+/// The checks of a bearer token made before any key is touched, in the verifier's order: the
+/// algorithm (`check_alg`), then the claims (`check_claims`). Returns the algorithm the
+/// signature is to be verified with. `explain` runs the same steps.
+pub fn check_unkeyed(
+    d: &Decoded,
+    realm: &str,
+    issuers: &[String],
+    settings: &Settings,
+    leeway: i64,
+    now: i64,
+) -> Result<Algorithm, Refusal> {
+    let alg = check_alg(&d.header.alg, &settings.jwt.algorithms)?;
+    check_claims(&d.claims, realm, issuers, &settings.realm(realm), leeway, now)?;
+    Ok(alg)
+}
+
+/// The key id a bearer token's header names: `kid_missing` without one.
+pub fn check_kid(d: &Decoded) -> Result<&str, Refusal> {
+    d.header.kid.as_deref().ok_or_else(|| {
+        Refusal::new(
+            Reason::KidMissing,
+            "The bearer token's header has no kid, so no realm key can be chosen for it.",
+        )
+    })
+}
+
 /// The time and audience checks of a bearer token, made before any key is touched.
 pub fn check_claims(
     c: &Claims,
@@ -96,41 +123,7 @@ pub fn check_claims(
     now: i64,
 ) -> Result<(), Refusal> {
     check_issuer(c.iss.as_deref(), realm, issuers)?;
-    let exp = c.exp.ok_or_else(|| {
-        Refusal::new(
-            Reason::ExpMissing,
-            "The bearer token has no exp claim; the gateway requires one.",
-        )
-    })?;
-    if exp.saturating_add(leeway) < now {
-        return Err(Refusal::new(
-            Reason::TokenExpired,
-            format!(
-                "The bearer token expired at {} ({}s ago).",
-                rfc3339(exp),
-                now.saturating_sub(exp)
-            ),
-        )
-        .detail(Detail::Exp, exp)
-        .detail(Detail::LeewaySeconds, leeway));
-    }
-    if let Some(nbf) = c.nbf.filter(|nbf| nbf.saturating_sub(leeway) > now) {
-        return Err(Refusal::new(
-            Reason::TokenNotYetValid,
-            format!("The bearer token is not valid before {}.", rfc3339(nbf)),
-        )
-        .detail(Detail::Nbf, nbf));
-    }
-    if let Some(iat) = c.iat.filter(|iat| iat.saturating_sub(leeway) > now) {
-        return Err(Refusal::new(
-            Reason::TokenIssuedInFuture,
-            format!(
-                "The bearer token says it was issued at {}, in the future: check the clocks.",
-                rfc3339(iat)
-            ),
-        )
-        .detail(Detail::Iat, iat));
-    }
+    check_times(c, Lifetime::Bearer, now, leeway).map_err(|f| lifetime_refusal(f, leeway, now))?;
     if !rs.audiences.is_empty()
         && !rs
             .audiences
@@ -158,6 +151,39 @@ pub fn check_claims(
         .detail(Detail::ExpectedAzp, rs.azp.clone()));
     }
     Ok(())
+}
+
+/// The refusal of a bearer token whose lifetime claims do not hold at `now`.
+fn lifetime_refusal(fault: TimeFault, leeway: i64, now: i64) -> Refusal {
+    match fault {
+        TimeFault::ExpMissing => Refusal::new(
+            Reason::ExpMissing,
+            "The bearer token has no exp claim; the gateway requires one.",
+        ),
+        TimeFault::Expired(exp) => Refusal::new(
+            Reason::TokenExpired,
+            format!(
+                "The bearer token expired at {} ({}s ago).",
+                rfc3339(exp),
+                now.saturating_sub(exp)
+            ),
+        )
+        .detail(Detail::Exp, exp)
+        .detail(Detail::LeewaySeconds, leeway),
+        TimeFault::NotYetValid(nbf) => Refusal::new(
+            Reason::TokenNotYetValid,
+            format!("The bearer token is not valid before {}.", rfc3339(nbf)),
+        )
+        .detail(Detail::Nbf, nbf),
+        TimeFault::IssuedInFuture(iat) => Refusal::new(
+            Reason::TokenIssuedInFuture,
+            format!(
+                "The bearer token says it was issued at {}, in the future: check the clocks.",
+                rfc3339(iat)
+            ),
+        )
+        .detail(Detail::Iat, iat),
+    }
 }
 
 /// Checks that `key` may verify `alg`, then the signature over `header.payload`.
@@ -287,21 +313,8 @@ impl Verifier {
         leeway: i64,
         now: i64,
     ) -> Result<Identity, Refusal> {
-        let alg = check_alg(&d.header.alg, &self.settings.jwt.algorithms)?;
-        check_claims(
-            &d.claims,
-            &route.realm,
-            issuer,
-            &self.settings.realm(&route.realm),
-            leeway,
-            now,
-        )?;
-        let kid = d.header.kid.clone().ok_or_else(|| {
-            Refusal::new(
-                Reason::KidMissing,
-                "The bearer token's header has no kid, so no realm key can be chosen for it.",
-            )
-        })?;
+        let alg = check_unkeyed(&d, &route.realm, issuer, &self.settings, leeway, now)?;
+        let kid = check_kid(&d)?.to_owned();
         let keys = self.jwks.realm(&route.realm)?;
         let key = keys.key(&kid).await?;
         check_signature(token, &d, &key, alg)?;
