@@ -191,8 +191,61 @@ fn algorithms(raw: Option<Vec<String>>, file: Option<&Path>) -> Result<Vec<Algor
         .collect()
 }
 
+/// A duration from the file, else `default` seconds.
+fn secs(v: Option<super::Dur>, default: u64) -> Duration {
+    v.map(|d| d.0).unwrap_or(Duration::from_secs(default))
+}
+
+/// `path_prefix` (flag over file): empty, or starting with `/`, without a trailing `/`.
+fn path_prefix(from_file: Option<String>, file: Option<&Path>, over: &Overrides) -> Result<String, ConfigError> {
+    let (source, key) = match over.path_prefix {
+        Some(_) => (None, over.name("--path-prefix")),
+        None => (file, "path_prefix".to_owned()),
+    };
+    let prefix = over.path_prefix.clone().or(from_file).unwrap_or_default();
+    let prefix = prefix.trim_end_matches('/').to_owned();
+    if !prefix.is_empty() && (!prefix.starts_with('/') || prefix.contains("//")) {
+        return Err(file_err(
+            source,
+            &key,
+            format!("`{prefix}` must start with / (e.g. /auth)"),
+        ));
+    }
+    Ok(prefix)
+}
+
+/// `[timeouts]` with their defaults.
+fn timeouts(t: &super::FileTimeouts) -> Timeouts {
+    Timeouts {
+        connect: secs(t.connect, 5),
+        response: secs(t.response, 30),
+        body_read: secs(t.body_read, 30),
+        pool_idle: secs(t.pool_idle, 90),
+        shutdown_grace: secs(t.shutdown_grace, 30),
+        drain_delay: secs(t.drain_delay, 5),
+        policy_poll: secs(t.policy_poll, 5),
+        policy_settle: t.policy_settle.map(|v| v.0).unwrap_or(Duration::from_secs(1)),
+        header_read: secs(t.header_read, 10),
+        idle: secs(t.idle, 60),
+        response_write: secs(t.response_write, 30),
+    }
+}
+
+/// `[jwks]` with its defaults.
+fn jwks(j: &super::FileJwks) -> JwksSettings {
+    JwksSettings {
+        refresh_interval: secs(j.refresh_interval, 300),
+        min_refetch_interval: secs(j.min_refetch_interval, 10),
+        max_staleness: secs(j.max_staleness, 3600),
+        fetch_timeout: secs(j.fetch_timeout, 5),
+        unknown_kid_ttl: secs(j.unknown_kid_ttl, 60),
+        discovery: j.discovery.unwrap_or(false),
+        prefetch: j.prefetch.clone().unwrap_or_default(),
+    }
+}
+
+/// Settings from the file's model and the overrides, validated.
 pub(crate) fn build(raw: FileConfig, file: Option<&Path>, over: &Overrides) -> Result<Settings, ConfigError> {
-    let d = |v: Option<super::Dur>, default: u64| v.map(|d| d.0).unwrap_or(Duration::from_secs(default));
     let upstream = flag::<BaseUrl>(over.name("--upstream"), &over.upstream)?
         .or(raw.upstream)
         .unwrap_or_else(|| BaseUrl {
@@ -203,21 +256,7 @@ pub(crate) fn build(raw: FileConfig, file: Option<&Path>, over: &Overrides) -> R
     let public_url = flag::<BaseUrl>(over.name("--public-url"), &over.public_url)?
         .or(raw.public_url)
         .unwrap_or_else(|| upstream.clone());
-    let (prefix_source, prefix_key) = match over.path_prefix {
-        Some(_) => (None, over.name("--path-prefix")),
-        None => (file, "path_prefix".to_owned()),
-    };
-    let prefix = over.path_prefix.clone().or(raw.path_prefix).unwrap_or_default();
-    let prefix = prefix.trim_end_matches('/').to_owned();
-    if !prefix.is_empty() && (!prefix.starts_with('/') || prefix.contains("//")) {
-        return Err(file_err(
-            prefix_source,
-            &prefix_key,
-            format!("`{prefix}` must start with / (e.g. /auth)"),
-        ));
-    }
-    let t = raw.timeouts;
-    let j = raw.jwks;
+    let prefix = path_prefix(raw.path_prefix.clone(), file, over)?;
     let server_tls = raw
         .tls
         .as_ref()
@@ -269,35 +308,15 @@ pub(crate) fn build(raw: FileConfig, file: Option<&Path>, over: &Overrides) -> R
         max_in_flight_per_peer,
         max_connections,
         max_connections_per_peer,
-        timeouts: Timeouts {
-            connect: d(t.connect, 5),
-            response: d(t.response, 30),
-            body_read: d(t.body_read, 30),
-            pool_idle: d(t.pool_idle, 90),
-            shutdown_grace: d(t.shutdown_grace, 30),
-            drain_delay: d(t.drain_delay, 5),
-            policy_poll: d(t.policy_poll, 5),
-            policy_settle: t.policy_settle.map(|v| v.0).unwrap_or(Duration::from_secs(1)),
-            header_read: d(t.header_read, 10),
-            idle: d(t.idle, 60),
-            response_write: d(t.response_write, 30),
-        },
+        timeouts: timeouts(&raw.timeouts),
         tls: server_tls,
         upstream_tls,
         jwt: JwtSettings {
             algorithms: algorithms(raw.jwt.algorithms, file)?,
-            leeway: d(raw.jwt.leeway, 30),
+            leeway: secs(raw.jwt.leeway, 30),
             token_cache_capacity: raw.jwt.token_cache_capacity.unwrap_or(10_000),
         },
-        jwks: JwksSettings {
-            refresh_interval: d(j.refresh_interval, 300),
-            min_refetch_interval: d(j.min_refetch_interval, 10),
-            max_staleness: d(j.max_staleness, 3600),
-            fetch_timeout: d(j.fetch_timeout, 5),
-            unknown_kid_ttl: d(j.unknown_kid_ttl, 60),
-            discovery: j.discovery.unwrap_or(false),
-            prefetch: j.prefetch.unwrap_or_default(),
-        },
+        jwks: jwks(&raw.jwks),
         realms: raw.realms,
         quota_store: super::store::build(&raw.quota_store).map_err(|(k, m)| file_err(file, k, m))?,
     };

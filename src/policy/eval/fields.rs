@@ -53,9 +53,15 @@ fn subset(
 }
 
 pub(super) fn metadata(ev: &mut Eval<'_>, p: &MetadataPolicy, md: &ClientMetadata, d: Dialect) -> bool {
-    if redirects(ev, &p.redirect, md, d) || urls(ev, p, md, d) {
-        return true;
-    }
+    redirects(ev, &p.redirect, md, d)
+        || urls(ev, p, md, d)
+        || value_lists(ev, p, md, d)
+        || forbidden(ev, p, md, d)
+        || patterns(ev, p, md, d)
+}
+
+/// Grant types, response types, auth method, scopes and client type against their allowed lists.
+fn value_lists(ev: &mut Eval<'_>, p: &MetadataPolicy, md: &ClientMetadata, d: Dialect) -> bool {
     // Empty means "not set by this update" (Keycloak's partial updates): nothing to check.
     let auth: Vec<String> = [md.auth_method.clone()].into_iter().filter(|s| !s.is_empty()).collect();
     let client_type: Vec<String> = [md.client_type.to_owned()]
@@ -95,6 +101,11 @@ pub(super) fn metadata(ev: &mut Eval<'_>, p: &MetadataPolicy, md: &ClientMetadat
     {
         return true;
     }
+    false
+}
+
+/// Fields the policy forbids, set to a value that does something.
+fn forbidden(ev: &mut Eval<'_>, p: &MetadataPolicy, md: &ClientMetadata, d: Dialect) -> bool {
     if let Some(rule) = &p.forbidden_fields {
         for f in rule.value.iter().filter(|f| {
             match NORMALISED_FIELDS.contains(&f.as_str()) || f.starts_with("attributes.") {
@@ -111,6 +122,11 @@ pub(super) fn metadata(ev: &mut Eval<'_>, p: &MetadataPolicy, md: &ClientMetadat
             }
         }
     }
+    false
+}
+
+/// `client_id` and `client_name` against their required patterns.
+fn patterns(ev: &mut Eval<'_>, p: &MetadataPolicy, md: &ClientMetadata, d: Dialect) -> bool {
     for (rule, value, reason, field) in [
         (
             &p.client_id_pattern,
