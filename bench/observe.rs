@@ -18,7 +18,8 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use dcr_gateway::config::{Overrides, load};
 use dcr_gateway::metrics::Metrics;
 use dcr_gateway::net::empty;
-use dcr_gateway::pipeline::ctx::{ConnInfo, Ctx, new_request_id};
+use dcr_gateway::net::ids::request_id;
+use dcr_gateway::pipeline::ctx::{ConnInfo, Ctx};
 use dcr_gateway::pipeline::observe;
 use dcr_gateway::route::{Operation, RegRoute};
 use dcr_gateway::token::cache::digest;
@@ -142,7 +143,7 @@ fn metrics_bench(c: &mut Criterion) {
 }
 
 fn id_and_key_bench(c: &mut Criterion) {
-    c.bench_function("request_id/new", |b| b.iter(new_request_id));
+    c.bench_function("request_id/new", |b| b.iter(request_id));
     let key = TestKey::rsa("k1", "RS256").unwrap();
     let token = key.token(&service_account_claims(ISS, "registrar", &["create-client"], 3600));
     c.bench_function(&format!("token_cache/digest_{}_bytes", token.len()), |b| {

@@ -8,6 +8,7 @@
 //! [`Clock`] writes the same timestamps as `tracing_subscriber`'s default timer, formatting the
 //! date and time of day once per second instead of once per line.
 
+use std::cell::Cell;
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::mpsc::{RecvTimeoutError, Sender, channel};
@@ -146,17 +147,17 @@ impl Drop for Guard {
 }
 
 /// RFC 3339 UTC timestamps with microseconds, `2026-12-01T22:20:52.123456Z`: the format of
-/// `tracing_subscriber::fmt::time::SystemTime`, with the part before the fraction cached.
-#[derive(Debug, Default)]
-pub struct Clock {
-    second: Mutex<(u64, String)>,
-}
+/// `tracing_subscriber::fmt::time::SystemTime`, with the part before the fraction cached per
+/// thread (no lock shared between the threads that log).
+#[derive(Debug, Default, Clone)]
+pub struct Clock(());
 
-impl Clone for Clock {
-    /// A clock with its own cache.
-    fn clone(&self) -> Self {
-        Clock::default()
-    }
+/// Length of `YYYY-MM-DDTHH:MM:SS`.
+const CIVIL: usize = 19;
+
+thread_local! {
+    /// The second last formatted on this thread and its `YYYY-MM-DDTHH:MM:SS`.
+    static SECOND: Cell<(u64, [u8; CIVIL])> = const { Cell::new((u64::MAX, [0; CIVIL])) };
 }
 
 /// `YYYY-MM-DDTHH:MM:SS` for Unix time `secs` (proleptic Gregorian, UTC).
@@ -187,11 +188,28 @@ impl FormatTime for Clock {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         let secs = now.as_secs();
-        let mut cached = self.second.lock();
-        if cached.0 != secs || cached.1.is_empty() {
-            *cached = (secs, civil(secs));
+        let cached = SECOND.with(|c| {
+            let (at, text) = c.get();
+            if at == secs {
+                return Some(text);
+            }
+            let text: [u8; CIVIL] = civil(secs).into_bytes().try_into().ok()?; // past year 9999: not cached
+            c.set((secs, text));
+            Some(text)
+        });
+        let Some(date) = cached else {
+            return write!(w, "{}.{:06}Z", civil(secs), now.subsec_micros());
+        };
+        let mut line = [0u8; CIVIL + 8];
+        line[..CIVIL].copy_from_slice(&date);
+        line[CIVIL] = b'.';
+        let mut micros = now.subsec_micros();
+        for d in line[CIVIL + 1..CIVIL + 7].iter_mut().rev() {
+            *d = b'0' + (micros % 10) as u8;
+            micros /= 10;
         }
-        write!(w, "{}.{:06}Z", cached.1, now.subsec_micros())
+        line[CIVIL + 7] = b'Z';
+        w.write_str(std::str::from_utf8(&line).map_err(|_| std::fmt::Error)?)
     }
 }
 

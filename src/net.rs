@@ -1,6 +1,7 @@
 //! Shared HTTP plumbing: the boxed body type, the pooled upstream client, and bounded body reads;
 //! [`peers`] counts what each client address holds.
 
+pub mod ids;
 pub mod peers;
 
 use std::time::Duration;

@@ -6,6 +6,8 @@
 
 pub mod admin;
 
+use std::borrow::Cow;
+
 use http::Method;
 
 use crate::error::{Detail, Reason, Refusal};
@@ -81,8 +83,11 @@ pub enum Route {
 const REGISTRATIONS: &str = "clients-registrations";
 
 /// Percent-decodes one segment; `None` when the encoding is bad, hides a `/` or `\`, or yields
-/// a control character (which could forge log lines).
-fn decode_segment(seg: &str) -> Option<String> {
+/// a control character (which could forge log lines). A segment without escapes is borrowed.
+fn decode_segment(seg: &str) -> Option<Cow<'_, str>> {
+    if !seg.contains('%') {
+        return Some(Cow::Borrowed(seg));
+    }
     let bytes = seg.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -100,7 +105,7 @@ fn decode_segment(seg: &str) -> Option<String> {
             i += 1;
         }
     }
-    String::from_utf8(out).ok()
+    String::from_utf8(out).ok().map(Cow::Owned)
 }
 
 fn malformed(path: &str, why: &str) -> Refusal {
@@ -138,12 +143,24 @@ pub fn decode_lossy(s: &str) -> String {
 /// Whether Keycloak could read any part of the path as `clients-registrations` (any case,
 /// percent-encoded once or more, with matrix parameters or encoded separators).
 fn mentions_registrations(path: &str) -> bool {
-    decode_repeatedly(path).to_ascii_lowercase().contains(REGISTRATIONS)
+    let needle = REGISTRATIONS.as_bytes();
+    decode_generously(path)
+        .as_bytes()
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// Decodes until nothing changes (at most four rounds): a generous reading, so that a path
 /// some layer might decode twice (`%252D`) is still recognised, and then refused as unplain.
 pub fn decode_repeatedly(s: &str) -> String {
+    decode_generously(s).into_owned()
+}
+
+/// [`decode_repeatedly`], borrowing `s` when it has no escape (decoding would not change it).
+pub(crate) fn decode_generously(s: &str) -> Cow<'_, str> {
+    if !s.contains('%') {
+        return Cow::Borrowed(s);
+    }
     let mut cur = s.to_owned();
     for _ in 0..4 {
         let next = decode_lossy(&cur);
@@ -152,7 +169,7 @@ pub fn decode_repeatedly(s: &str) -> String {
         }
         cur = next;
     }
-    cur
+    Cow::Owned(cur)
 }
 
 /// Classifies a request. `prefix` is the configured path prefix (`""` or e.g. `/auth`).
@@ -171,7 +188,7 @@ pub fn classify(method: &Method, path: &str, prefix: &str) -> Result<Route, Refu
     let decoded = raw
         .iter()
         .map(|s| decode_segment(s))
-        .collect::<Option<Vec<String>>>()
+        .collect::<Option<Vec<Cow<'_, str>>>>()
         .ok_or_else(|| malformed(path, "it has an encoded slash or invalid percent-encoding"))?;
     if decoded.iter().any(|s| s == "." || s == "..") {
         return Err(malformed(path, "it contains a dot segment"));
@@ -184,18 +201,18 @@ pub fn classify(method: &Method, path: &str, prefix: &str) -> Result<Route, Refu
         let why = format!("it does not have the form {expected}");
         return Err(malformed(path, &why).detail(Detail::Expected, expected));
     }
-    let realm = decoded[n + 1].clone();
+    let realm = decoded[n + 1].clone().into_owned();
     if realm.is_empty() {
         return Err(malformed(path, "the realm is empty"));
     }
     let rest = &decoded[n + 3..];
     let provider = match rest.first() {
-        Some(p) if !p.is_empty() => p.clone(),
+        Some(p) if !p.is_empty() => p.clone().into_owned(),
         _ => return Err(malformed(path, "the provider is missing")),
     };
     let client_id = match rest.len() {
         1 => None,
-        2 if !rest[1].is_empty() => Some(rest[1].clone()),
+        2 if !rest[1].is_empty() => Some(rest[1].clone().into_owned()),
         2 => return Err(malformed(path, "the client id is empty")),
         _ => return Err(malformed(path, "it has segments after the client id")),
     };

@@ -113,25 +113,6 @@ pub fn valid_request_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:@+=/".contains(&b))
 }
 
-/// A fresh random request id (32 hex digits).
-pub fn new_request_id() -> String {
-    let mut bytes = [0u8; 16];
-    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        bytes = t.to_le_bytes();
-    }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut id = String::with_capacity(32);
-    for b in bytes {
-        id.push(char::from(HEX[usize::from(b >> 4)]));
-        id.push(char::from(HEX[usize::from(b & 15)]));
-    }
-    id
-}
-
 /// Headers of the request kept for explaining Keycloak's answers.
 #[derive(Debug, Clone, Default)]
 pub struct Sent {
@@ -159,7 +140,7 @@ impl Ctx {
             .and_then(|v| v.to_str().ok())
             .filter(|id| valid_request_id(id))
             .map(str::to_owned)
-            .unwrap_or_else(new_request_id);
+            .unwrap_or_else(crate::net::ids::request_id);
         Ctx {
             request_id,
             method: req.method().clone(),
@@ -242,8 +223,8 @@ mod tests {
         assert!(!valid_request_id("has space"));
         assert!(!valid_request_id("new\nline"));
         assert!(!valid_request_id(&"a".repeat(129)));
-        let id = new_request_id();
+        let id = crate::net::ids::request_id();
         assert_eq!(id.len(), 32);
-        assert_ne!(id, new_request_id());
+        assert_ne!(id, crate::net::ids::request_id());
     }
 }

@@ -60,10 +60,10 @@ pub struct AdminRoute {
     pub method: Method,
 }
 
-/// Segments of the generous reading: decoded (repeatedly), `;…` dropped, dots resolved.
-fn generous(path: &str) -> Vec<String> {
-    let decoded = super::decode_repeatedly(path);
-    let mut segs: Vec<String> = Vec::new();
+/// Segments of the generous reading of `decoded` (the path decoded repeatedly): `;…` dropped,
+/// dots resolved.
+fn generous(decoded: &str) -> Vec<&str> {
+    let mut segs: Vec<&str> = Vec::new();
     for seg in decoded.split(['/', '\\']) {
         let seg = seg.split(';').next().unwrap_or("");
         match seg {
@@ -71,7 +71,7 @@ fn generous(path: &str) -> Vec<String> {
             ".." => {
                 segs.pop();
             }
-            s => segs.push(s.to_owned()),
+            s => segs.push(s),
         }
     }
     segs
@@ -83,7 +83,7 @@ fn is_write(m: &Method) -> bool {
 }
 
 /// The target of `rest` (the segments after `/admin/realms/{realm}`), lower-cased keywords.
-fn target_of(rest: &[String], method: &Method) -> Option<AdminTarget> {
+fn target_of(rest: &[&str], method: &Method) -> Option<AdminTarget> {
     let kw: Vec<String> = rest.iter().map(|s| s.to_ascii_lowercase()).collect();
     let first = kw.first()?.as_str();
     match first {
@@ -118,17 +118,18 @@ pub fn classify(method: &Method, path: &str, prefix: &str) -> Result<Option<Admi
     if !is_write(method) {
         return Ok(None);
     }
-    let segs = generous(path);
+    let decoded = super::decode_generously(path);
+    let segs = generous(&decoded);
     let prefix_segs: Vec<&str> = prefix.split('/').filter(|s| !s.is_empty()).collect();
     let n = prefix_segs.len();
-    let lower = |i: usize| segs.get(i).map(|s| s.to_ascii_lowercase());
+    let is = |i: usize, word: &str| segs.get(i).is_some_and(|s| s.eq_ignore_ascii_case(word));
     let prefixed = segs.len() >= n + 2
         && segs[..n]
             .iter()
             .zip(&prefix_segs)
             .all(|(a, b)| a.eq_ignore_ascii_case(b))
-        && lower(n).as_deref() == Some("admin")
-        && lower(n + 1).as_deref() == Some("realms");
+        && is(n, "admin")
+        && is(n + 1, "realms");
     if !prefixed {
         return Ok(None);
     }
@@ -136,7 +137,7 @@ pub fn classify(method: &Method, path: &str, prefix: &str) -> Result<Option<Admi
         2 => (None, AdminTarget::RealmImport),
         3 => return Ok(None), // the realm itself (its representation holds no clients)
         _ => match target_of(&segs[n + 3..], method) {
-            Some(t) => (Some(segs[n + 2].clone()), t),
+            Some(t) => (Some(segs[n + 2].to_owned()), t),
             None => return Ok(None),
         },
     };
@@ -147,7 +148,7 @@ pub fn classify(method: &Method, path: &str, prefix: &str) -> Result<Option<Admi
         .iter()
         .enumerate()
         .map(|(i, s)| match s.to_ascii_lowercase().as_str() {
-            _ if is_name(i) => s.clone(),
+            _ if is_name(i) => (*s).to_owned(),
             "partialimport" => "partialImport".to_owned(),
             kw => kw.to_owned(),
         })

@@ -84,7 +84,7 @@ pub(crate) fn refusal_for(status: StatusCode) -> Refusal {
 /// The bytes of the JSON answer replacing hyper's, keeping hyper's status.
 pub(crate) fn json_answer(status: StatusCode, public_url: &str) -> Bytes {
     let refusal = refusal_for(status);
-    let request_id = crate::pipeline::ctx::new_request_id();
+    let request_id = crate::net::ids::request_id();
     let hints = HintCtx {
         public_url,
         upstream: "",

@@ -189,3 +189,25 @@ fn a_token_without_iss_is_told_apart_from_a_wrong_one() {
     );
     assert_eq!(e.details["accepted_issuers"], serde_json::json!(accepted));
 }
+
+#[test]
+fn the_blockwise_checks_agree_with_to_str_and_is_ascii_whitespace() {
+    // Every byte value, at the start, in the middle of a long token and at its end.
+    let long = "a".repeat(200);
+    for b in 0..=255u8 {
+        for at in [0, 100, 199, 64, 63] {
+            let mut bytes = long.clone().into_bytes();
+            bytes[at] = b;
+            let Ok(v) = HeaderValue::from_bytes(&bytes) else {
+                continue;
+            };
+            assert_eq!(visible_ascii(v.as_bytes()), v.to_str().ok(), "byte {b:#x} at {at}");
+            let spaced = bytes.iter().any(|b| b.is_ascii_whitespace());
+            if v.to_str().is_ok() {
+                assert_eq!(!all_bytes(&bytes, |b| b > b' '), spaced, "byte {b:#x} at {at}");
+            }
+        }
+    }
+    let tab = headers("Bearer abc\tdef");
+    assert_eq!(extract(&tab).unwrap_err().reason, Reason::TokenMalformed);
+}
