@@ -5,13 +5,16 @@
 //! Lossless: past its bound the buffer is written out by the logging thread itself (the
 //! backpressure a plain writer would apply), in order. Dropping the [`Guard`] writes what is left.
 //!
+//! [`LogWriter::serve_direct`] lets code that formats a whole line itself (the access line, see
+//! [`direct`]) append it without going through the `tracing` subscriber.
+//!
 //! [`Clock`] writes the same timestamps as `tracing_subscriber`'s default timer, formatting the
 //! date and time of day once per second instead of once per line.
 
 use std::cell::Cell;
 use std::io::Write;
-use std::sync::Arc;
 use std::sync::mpsc::{RecvTimeoutError, Sender, channel};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -53,6 +56,26 @@ pub struct Guard {
     stop: Option<Sender<()>>,
     thread: Option<JoinHandle<()>>,
     shared: Arc<Shared>,
+}
+
+/// The writer that [`direct`] hands out, once installed.
+static DIRECT: OnceLock<Arc<Shared>> = OnceLock::new();
+
+/// The installed direct writer, if any: whole lines appended to it reach the same output, in
+/// the same buffer, as the subscriber's lines.
+pub fn direct() -> Option<Direct> {
+    DIRECT.get().map(|s| Direct(s.as_ref()))
+}
+
+/// Appends whole lines to the log writer (see [`direct`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Direct(&'static Shared);
+
+impl Direct {
+    /// Appends `line` (which ends in a newline).
+    pub fn push(&self, line: &[u8]) {
+        self.0.push(line);
+    }
 }
 
 /// A writer over `out` and the guard that drains it.
@@ -114,6 +137,14 @@ impl Shared {
 pub struct Line<'a>(&'a Shared);
 
 // === impl LogWriter ===
+
+impl LogWriter {
+    /// Makes this writer the one [`direct`] returns (once per process; `false` if another
+    /// writer was installed first).
+    pub fn serve_direct(&self) -> bool {
+        DIRECT.set(self.shared.clone()).is_ok()
+    }
+}
 
 impl<'a> MakeWriter<'a> for LogWriter {
     type Writer = Line<'a>;

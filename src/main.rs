@@ -24,9 +24,14 @@ fn colour() -> bool {
 
 /// Logs go to standard error through `logwriter`: a request appends its line to a buffer that a
 /// background thread writes every few milliseconds. Lines still buffered are written when the
-/// returned guard drops.
+/// returned guard drops. In the JSON format the access line skips the subscriber (same bytes).
 fn init_tracing(format: LogFormat) -> dcr_gateway::logwriter::Guard {
     let (writer, guard) = dcr_gateway::logwriter::new(std::io::stderr());
+    if format == LogFormat::Json {
+        // The access line is written straight into the writer's buffer, in the JSON format's
+        // bytes (`pipeline::observe`); every other line goes through the subscriber.
+        writer.serve_direct();
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()

@@ -118,3 +118,26 @@ fn writes_the_bytes_the_stock_json_format_writes() {
     }
     assert_eq!(stock, ours);
 }
+
+#[test]
+fn strings_are_escaped_as_serde_json_escapes_them() {
+    let mut cases: Vec<String> = (0u32..0x80).filter_map(char::from_u32).map(String::from).collect();
+    cases.extend(["", "plain", "é 日本 \u{7f}", "\u{2028}\u{2029}", "a\"b\\c"].map(String::from));
+    // A special byte at every position of strings longer than one sixteen-byte chunk.
+    for special in ['"', '\\', '\n', '\u{1}', '\u{1f}'] {
+        for at in 0..40 {
+            let mut s: String = "abcdefghijklmnopqrstuvwxyz0123456789ABCD".chars().take(40).collect();
+            s.replace_range(at..=at, &special.to_string());
+            cases.push(s);
+        }
+    }
+    for s in &cases {
+        let mut ours = Vec::new();
+        string(&mut ours, s);
+        assert_eq!(
+            String::from_utf8(ours).unwrap(),
+            serde_json::to_string(s).unwrap(),
+            "{s:?}"
+        );
+    }
+}

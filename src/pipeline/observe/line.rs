@@ -11,9 +11,13 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::Frame;
+use tracing::Level;
+use tracing_subscriber::fmt::time::FormatTime;
 
 use super::Ctx;
 use crate::error::RuleId;
+use crate::logformat::Object;
+use crate::logwriter::{self, Clock};
 use crate::net::{Body, BoxError};
 use crate::route::RegRoute;
 
@@ -86,47 +90,100 @@ impl<G> Drop for Observed<G> {
 
 // === impl Line ===
 
+/// The values both forms of the line share, read once.
+struct Values<'a> {
+    line: &'a Line,
+    user_agent: &'a str,
+    trace_id: &'a str,
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
 impl Line {
+    /// Writes the line: straight into the log writer's buffer when the JSON format serves it
+    /// directly (see [`logwriter::direct`]), else through `tracing`. Both give the same bytes.
     fn write(self, bytes_out: u64) {
         let ctx = &self.ctx;
-        let bytes_in = ctx.bytes_in.as_ref().map_or(0, |n| n.load(Ordering::Relaxed));
-        let user_agent = ctx
-            .user_agent
-            .as_ref()
-            .map_or("", |v| v.to_str().unwrap_or("(not ASCII)"));
-        let trace_id = ctx.trace_id.as_deref().unwrap_or("");
-        match &ctx.reg {
-            Some(reg) => self.audit(reg, user_agent, trace_id, bytes_in, bytes_out),
-            None => tracing::info!(
-                target: "dcr_gateway::access",
-                method = %ctx.method,
-                route = "other",
-                realm = "",
-                operation = "none",
-                status = self.status,
-                latency_ms = self.latency_ms,
-                reason = self.reason,
-                dropped = %ctx.dropped,
-                request_id = %ctx.request_id,
-                azp = ctx.identity.as_ref().and_then(|i| i.claims.client()).unwrap_or(""),
-                source = %Ip(ctx.client_ip),
-                peer = %Peer(ctx.conn.peer),
-                user_agent,
-                bytes_in,
-                bytes_out,
-                trace_id,
-                "request"
-            ),
+        let v = Values {
+            line: &self,
+            user_agent: ctx
+                .user_agent
+                .as_ref()
+                .map_or("", |v| v.to_str().unwrap_or("(not ASCII)")),
+            trace_id: ctx.trace_id.as_deref().unwrap_or(""),
+            bytes_in: ctx.bytes_in.as_ref().map_or(0, |n| n.load(Ordering::Relaxed)),
+            bytes_out,
+        };
+        let direct = logwriter::direct();
+        match (&ctx.reg, direct) {
+            (Some(reg), Some(out)) if tracing::enabled!(target: "audit", Level::INFO) => {
+                out.push(&v.audit_json(reg, &Clock::default()))
+            }
+            (None, Some(out)) if tracing::enabled!(target: "dcr_gateway::access", Level::INFO) => {
+                out.push(&v.access_json(&Clock::default()))
+            }
+            (Some(reg), _) => v.audit(reg),
+            (None, _) => v.access(),
         }
+    }
+}
+
+// === impl Values ===
+
+impl Values<'_> {
+    /// The line of any other request, through `tracing`.
+    fn access(&self) {
+        let (line, ctx) = (self.line, &self.line.ctx);
+        tracing::info!(
+            target: "dcr_gateway::access",
+            method = %ctx.method,
+            route = "other",
+            realm = "",
+            operation = "none",
+            status = line.status,
+            latency_ms = line.latency_ms,
+            reason = line.reason,
+            dropped = %ctx.dropped,
+            request_id = %ctx.request_id,
+            azp = azp(ctx),
+            source = %Ip(ctx.client_ip),
+            peer = %Peer(ctx.conn.peer),
+            user_agent = self.user_agent,
+            bytes_in = self.bytes_in,
+            bytes_out = self.bytes_out,
+            trace_id = self.trace_id,
+            "request"
+        );
+    }
+
+    /// The same line, as the JSON format writes it.
+    fn access_json(&self, timer: &impl FormatTime) -> Vec<u8> {
+        let (line, ctx) = (self.line, &self.line.ctx);
+        let mut o = Object::new(timer, &Level::INFO);
+        o.str("message", "request")
+            .str("method", ctx.method.as_str())
+            .str("route", "other")
+            .str("realm", "")
+            .str("operation", "none")
+            .u64("status", u64::from(line.status))
+            .f64("latency_ms", line.latency_ms)
+            .str("reason", line.reason)
+            .str("dropped", &ctx.dropped)
+            .str("request_id", &ctx.request_id)
+            .str("azp", azp(ctx))
+            .str("source", Ip(ctx.client_ip).text().as_str())
+            .str("peer", Peer(ctx.conn.peer).text().as_str())
+            .str("user_agent", self.user_agent)
+            .u64("bytes_in", self.bytes_in)
+            .u64("bytes_out", self.bytes_out)
+            .str("trace_id", self.trace_id);
+        o.finish("dcr_gateway::access")
     }
 
     /// The line of a registration request: the decision and who asked, with the access fields.
-    fn audit(&self, reg: &RegRoute, user_agent: &str, trace_id: &str, bytes_in: u64, bytes_out: u64) {
-        let ctx = &self.ctx;
-        let id = ctx.identity.as_ref();
-        let claims = id.map(|i| &i.claims);
-        let kind = id.map(|i| i.kind.as_str()).unwrap_or("unknown");
-        let md = ctx.metadata.as_ref();
+    fn audit(&self, reg: &RegRoute) {
+        let (line, ctx) = (self.line, &self.line.ctx);
+        let a = Audit::of(ctx, reg);
         tracing::info!(
             target: "audit",
             request_id = %ctx.request_id,
@@ -135,29 +192,97 @@ impl Line {
             realm = %reg.realm,
             provider = %reg.provider,
             operation = reg.operation.as_str(),
-            token_kind = kind,
-            token_cached = id.is_some_and(|i| i.cached),
-            azp = claims.and_then(|c| c.client()).unwrap_or(""),
-            sub = claims.and_then(|c| c.sub.as_deref()).unwrap_or(""),
+            token_kind = a.kind,
+            token_cached = a.cached,
+            azp = azp(ctx),
+            sub = a.sub,
             source = %Ip(ctx.client_ip),
             peer = %Peer(ctx.conn.peer),
-            user_agent,
-            client_id = md.and_then(|m| m.client_id.as_deref()).or(reg.client_id.as_deref()).unwrap_or(""),
-            client_name = md.and_then(|m| m.client_name.as_deref()).unwrap_or(""),
+            user_agent = self.user_agent,
+            client_id = a.client_id,
+            client_name = a.client_name,
             decision = ctx.decision.as_str(),
             anonymous = ctx.anonymous,
             credential = ctx.lent.unwrap_or(""),
             dropped = %ctx.dropped,
-            rule = ctx.rule.as_ref().map_or("", RuleId::as_str),
-            reason = self.reason,
+            rule = a.rule,
+            reason = line.reason,
             upstream_status = ctx.upstream_status.unwrap_or(0),
-            status = self.status,
-            latency_ms = self.latency_ms,
-            bytes_in,
-            bytes_out,
-            trace_id,
+            status = line.status,
+            latency_ms = line.latency_ms,
+            bytes_in = self.bytes_in,
+            bytes_out = self.bytes_out,
+            trace_id = self.trace_id,
             "registration decision"
         );
+    }
+
+    /// The same line, as the JSON format writes it.
+    fn audit_json(&self, reg: &RegRoute, timer: &impl FormatTime) -> Vec<u8> {
+        let (line, ctx) = (self.line, &self.line.ctx);
+        let a = Audit::of(ctx, reg);
+        let mut o = Object::new(timer, &Level::INFO);
+        o.str("message", "registration decision")
+            .str("request_id", &ctx.request_id)
+            .str("method", ctx.method.as_str())
+            .str("route", "registration")
+            .str("realm", &reg.realm)
+            .str("provider", &reg.provider)
+            .str("operation", reg.operation.as_str())
+            .str("token_kind", a.kind)
+            .bool("token_cached", a.cached)
+            .str("azp", azp(ctx))
+            .str("sub", a.sub)
+            .str("source", Ip(ctx.client_ip).text().as_str())
+            .str("peer", Peer(ctx.conn.peer).text().as_str())
+            .str("user_agent", self.user_agent)
+            .str("client_id", a.client_id)
+            .str("client_name", a.client_name)
+            .str("decision", ctx.decision.as_str())
+            .bool("anonymous", ctx.anonymous)
+            .str("credential", ctx.lent.unwrap_or(""))
+            .str("dropped", &ctx.dropped)
+            .str("rule", a.rule)
+            .str("reason", line.reason)
+            .u64("upstream_status", u64::from(ctx.upstream_status.unwrap_or(0)))
+            .u64("status", u64::from(line.status))
+            .f64("latency_ms", line.latency_ms)
+            .u64("bytes_in", self.bytes_in)
+            .u64("bytes_out", self.bytes_out)
+            .str("trace_id", self.trace_id);
+        o.finish("audit")
+    }
+}
+
+fn azp(ctx: &Ctx) -> &str {
+    ctx.identity.as_ref().and_then(|i| i.claims.client()).unwrap_or("")
+}
+
+/// The audit line's own fields.
+struct Audit<'a> {
+    kind: &'static str,
+    cached: bool,
+    sub: &'a str,
+    client_id: &'a str,
+    client_name: &'a str,
+    rule: &'a str,
+}
+
+impl<'a> Audit<'a> {
+    fn of(ctx: &'a Ctx, reg: &'a RegRoute) -> Self {
+        let id = ctx.identity.as_ref();
+        let md = ctx.metadata.as_ref();
+        Audit {
+            kind: id.map(|i| i.kind.as_str()).unwrap_or("unknown"),
+            cached: id.is_some_and(|i| i.cached),
+            sub: id.and_then(|i| i.claims.sub.as_deref()).unwrap_or(""),
+            client_id: md
+                .and_then(|m| m.client_id.as_deref())
+                .or(reg.client_id.as_deref())
+                .unwrap_or(""),
+            client_name: md.and_then(|m| m.client_name.as_deref()).unwrap_or(""),
+            rule: ctx.rule.as_ref().map_or("", RuleId::as_str),
+        }
     }
 }
 
@@ -203,27 +328,55 @@ fn v4(buf: &mut [u8; 21], ip: Ipv4Addr, port: Option<u16>) -> usize {
     at
 }
 
-fn write_v4(f: &mut fmt::Formatter<'_>, ip: Ipv4Addr, port: Option<u16>) -> fmt::Result {
-    let mut buf = [0u8; 21];
-    let n = v4(&mut buf, ip, port);
-    f.write_str(std::str::from_utf8(&buf[..n]).map_err(|_| fmt::Error)?)
+/// An address's text: IPv4 on the stack, anything else through its `Display`.
+enum Text {
+    Short([u8; 21], usize),
+    Long(String),
+}
+
+impl Text {
+    fn as_str(&self) -> &str {
+        match self {
+            // `v4` writes ASCII digits, dots and a colon only.
+            Text::Short(buf, n) => std::str::from_utf8(&buf[..*n]).unwrap_or(""),
+            Text::Long(s) => s,
+        }
+    }
+
+    fn v4(ip: Ipv4Addr, port: Option<u16>) -> Self {
+        let mut buf = [0u8; 21];
+        let n = v4(&mut buf, ip, port);
+        Text::Short(buf, n)
+    }
+}
+
+impl Ip {
+    fn text(&self) -> Text {
+        match self.0 {
+            IpAddr::V4(ip) => Text::v4(ip, None),
+            ip => Text::Long(ip.to_string()),
+        }
+    }
+}
+
+impl Peer {
+    fn text(&self) -> Text {
+        match self.0 {
+            SocketAddr::V4(a) => Text::v4(*a.ip(), Some(a.port())),
+            a => Text::Long(a.to_string()),
+        }
+    }
 }
 
 impl fmt::Display for Ip {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            IpAddr::V4(ip) => write_v4(f, ip, None),
-            ip => fmt::Display::fmt(&ip, f),
-        }
+        f.write_str(self.text().as_str())
     }
 }
 
 impl fmt::Display for Peer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            SocketAddr::V4(a) => write_v4(f, *a.ip(), Some(a.port())),
-            a => fmt::Display::fmt(&a, f),
-        }
+        f.write_str(self.text().as_str())
     }
 }
 
@@ -231,6 +384,119 @@ impl fmt::Display for Peer {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    use std::sync::{Arc, Mutex};
+
+    use crate::logformat::JsonLine;
+    use crate::policy::Verdict;
+    use crate::policy::metadata::ClientMetadata;
+    use crate::route::Operation;
+    use crate::token::{Identity, TokenKind};
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Capture {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[derive(Clone)]
+    struct Fixed;
+
+    impl FormatTime for Fixed {
+        fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> fmt::Result {
+            w.write_str("2026-12-02T08:10:11.000042Z")
+        }
+    }
+
+    /// A line with every member set, some needing escapes.
+    fn line(peer: &str, registration: bool) -> Line {
+        let req = http::Request::post("/x")
+            .header("user-agent", "kcreg \"26\" \\ tab\t é")
+            .body(())
+            .unwrap();
+        let peer: SocketAddr = peer.parse().unwrap();
+        let mut ctx = Ctx::new(&req, crate::pipeline::ConnInfo { peer, tls: false });
+        ctx.request_id = "req-\"1\"".into();
+        ctx.dropped = "software_statement".into();
+        ctx.trace_id = Some("0af7651916cd43dd8448eb211c80319c".into());
+        ctx.upstream_status = Some(201);
+        ctx.decision = Verdict::ShadowDeny;
+        ctx.lent = Some("service_account");
+        ctx.anonymous = true;
+        ctx.rule = Some(RuleId::new("realms.demo.create.roles_any"));
+        let claims = serde_json::from_value(serde_json::json!({"azp": "ci-bot", "sub": "1f2e"})).unwrap();
+        ctx.identity = Some(Identity {
+            kind: TokenKind::Bearer,
+            claims: Arc::new(claims),
+            kid: None,
+            cached: true,
+        });
+        ctx.metadata = Some(ClientMetadata {
+            client_name: Some("App \u{1}\n".into()),
+            ..ClientMetadata::default()
+        });
+        if registration {
+            ctx.reg = Some(RegRoute {
+                realm: "demo".into(),
+                provider: "openid-connect".into(),
+                client_id: Some("c-1".into()),
+                operation: Operation::Create,
+            });
+        }
+        Line {
+            ctx,
+            status: 201,
+            latency_ms: 0.418,
+            reason: "shadowed",
+        }
+    }
+
+    /// What `tracing` with the gateway's JSON format writes for `emit`.
+    fn through_tracing(emit: impl FnOnce()) -> String {
+        let out = Capture::default();
+        let writer = {
+            let out = out.clone();
+            move || out.clone()
+        };
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(writer)
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .event_format(JsonLine::new(Fixed))
+            .finish();
+        tracing::subscriber::with_default(subscriber, emit);
+        String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn the_direct_line_is_the_bytes_tracing_writes() {
+        for peer in ["10.1.2.3:40000", "[2001:db8::7]:443"] {
+            for registration in [false, true] {
+                let line = line(peer, registration);
+                let v = Values {
+                    line: &line,
+                    user_agent: "kcreg \"26\" \\ tab\t é",
+                    trace_id: "0af7651916cd43dd8448eb211c80319c",
+                    bytes_in: 73,
+                    bytes_out: 21,
+                };
+                let (stock, direct) = match &line.ctx.reg {
+                    Some(reg) => (through_tracing(|| v.audit(reg)), v.audit_json(reg, &Fixed)),
+                    None => (through_tracing(|| v.access()), v.access_json(&Fixed)),
+                };
+                assert!(stock.contains("\"azp\":\"ci-bot\""), "{stock}");
+                assert_eq!(String::from_utf8(direct).unwrap(), stock);
+            }
+        }
+    }
 
     #[test]
     fn addresses_are_written_as_their_display_writes_them() {
