@@ -248,11 +248,7 @@ fn jwks(j: &super::FileJwks) -> JwksSettings {
 pub(crate) fn build(raw: FileConfig, file: Option<&Path>, over: &Overrides) -> Result<Settings, ConfigError> {
     let upstream = flag::<BaseUrl>(over.name("--upstream"), &over.upstream)?
         .or(raw.upstream)
-        .unwrap_or_else(|| BaseUrl {
-            scheme: "http".into(),
-            authority: "127.0.0.1:8080".into(),
-            path: String::new(),
-        });
+        .unwrap_or_else(BaseUrl::local_default);
     let public_url = flag::<BaseUrl>(over.name("--public-url"), &over.public_url)?
         .or(raw.public_url)
         .unwrap_or_else(|| upstream.clone());

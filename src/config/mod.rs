@@ -289,18 +289,23 @@ impl Settings {
 
     /// The configured issuers of `realm`: its pinned `issuer` list, else `{public_url}/realms/R`.
     pub fn issuers_for(&self, realm: &str) -> Vec<String> {
-        match self.realms.get(realm).and_then(|r| r.issuer.clone()) {
-            Some(list) if !list.is_empty() => list,
-            _ => vec![format!("{}/realms/{realm}", self.public_url)],
+        match self.pinned_issuers(realm) {
+            Some(list) => list.to_vec(),
+            None => vec![format!("{}/realms/{realm}", self.public_url)],
         }
     }
 
     /// Whether `[realms.R] issuer` pins the issuers, so the request's own is not accepted too.
     pub fn issuer_pinned(&self, realm: &str) -> bool {
+        self.pinned_issuers(realm).is_some()
+    }
+
+    /// The issuers `[realms.R] issuer` pins, if it names any.
+    pub fn pinned_issuers(&self, realm: &str) -> Option<&[String]> {
         self.realms
             .get(realm)
-            .and_then(|r| r.issuer.as_ref())
-            .is_some_and(|l| !l.is_empty())
+            .and_then(|r| r.issuer.as_deref())
+            .filter(|l| !l.is_empty())
     }
 
     /// Where the keys of `realm` are fetched from (before discovery).

@@ -116,6 +116,9 @@ pub struct BaseUrl {
     pub authority: String,
     /// Path prefix without a trailing slash (often empty).
     pub path: String,
+    /// `scheme` and `authority` parsed once, for the URI of every upstream request. Set with
+    /// them by the constructors; replace a `BaseUrl` whole rather than edit its text fields.
+    origin: (http::uri::Scheme, http::uri::Authority),
 }
 
 impl BaseUrl {
@@ -123,16 +126,39 @@ impl BaseUrl {
     pub fn as_string(&self) -> String {
         format!("{}://{}{}", self.scheme, self.authority, self.path)
     }
+
+    /// The default upstream, `http://127.0.0.1:8080`.
+    pub fn local_default() -> BaseUrl {
+        let authority = http::uri::Authority::from_static("127.0.0.1:8080");
+        BaseUrl {
+            scheme: "http".into(),
+            authority: authority.as_str().to_owned(),
+            path: String::new(),
+            origin: (http::uri::Scheme::HTTP, authority),
+        }
+    }
+
+    /// `scheme`, parsed.
+    pub fn uri_scheme(&self) -> &http::uri::Scheme {
+        &self.origin.0
+    }
+
+    /// `authority`, parsed.
+    pub fn uri_authority(&self) -> &http::uri::Authority {
+        &self.origin.1
+    }
 }
 
 impl FromStr for BaseUrl {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let uri: http::Uri = s.parse().map_err(|e| format!("`{s}` is not a URL: {e}"))?;
-        let scheme = uri
-            .scheme_str()
-            .filter(|sc| *sc == "http" || *sc == "https")
+        let parsed_scheme = uri
+            .scheme()
+            .filter(|sc| sc.as_str() == "http" || sc.as_str() == "https")
+            .cloned()
             .ok_or_else(|| format!("`{s}` must start with http:// or https://"))?;
+        let scheme = parsed_scheme.as_str();
         let authority = uri
             .authority()
             .filter(|a| !a.host().is_empty())
@@ -144,6 +170,7 @@ impl FromStr for BaseUrl {
             scheme: scheme.to_owned(),
             authority: authority.as_str().to_owned(),
             path: uri.path().trim_end_matches('/').to_owned(),
+            origin: (parsed_scheme, authority.clone()),
         })
     }
 }
@@ -261,5 +288,26 @@ mod tests {
         assert!("ftp://x".parse::<BaseUrl>().is_err());
         assert!("/relative".parse::<BaseUrl>().is_err());
         assert!("http://x/?q=1".parse::<BaseUrl>().is_err());
+    }
+
+    #[test]
+    fn base_urls_keep_what_their_text_parses_to() {
+        let mut urls: Vec<BaseUrl> = [
+            "http://kc:8080",
+            "HTTPS://User@SSO.example.com/auth/",
+            "http://[::1]:80/x",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        urls.push(BaseUrl::local_default());
+        for u in urls {
+            let scheme: http::uri::Scheme = u.scheme.parse().unwrap();
+            let authority: http::uri::Authority = u.authority.parse().unwrap();
+            assert_eq!((u.uri_scheme(), u.uri_authority()), (&scheme, &authority), "{u}");
+            assert_eq!(u.uri_authority().as_str(), u.authority, "{u}");
+            assert_eq!(u.uri_scheme().as_str(), u.scheme, "{u}");
+        }
+        assert_eq!(BaseUrl::local_default(), "http://127.0.0.1:8080".parse().unwrap());
     }
 }

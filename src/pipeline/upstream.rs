@@ -5,8 +5,10 @@
 
 use std::net::IpAddr;
 
-use http::header::{CONNECTION, HOST, HeaderName};
-use http::{HeaderMap, HeaderValue, Request, Response, Uri, Version};
+use bytes::Bytes;
+use http::header::{HOST, HeaderName};
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 
 use crate::app::App;
@@ -15,203 +17,33 @@ use crate::error::{Detail, Reason, Refusal};
 use crate::net::{Body, HttpClient, boxed, describe_client_error};
 use crate::route::Operation;
 
-/// Headers that never cross a proxy (RFC 9110 §7.6.1), besides those named in `Connection`;
-/// `upgrade` too: the gateway does not tunnel protocol upgrades. Names, not strings: removing
-/// by a string parses it into a name first, on every request.
-const HOP_BY_HOP: [HeaderName; 9] = [
-    CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    http::header::PROXY_AUTHENTICATE,
-    http::header::PROXY_AUTHORIZATION,
-    http::header::TE,
-    http::header::TRAILER,
-    http::header::TRANSFER_ENCODING,
-    http::header::UPGRADE,
-];
+mod headers;
+mod issuers;
 
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
-const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
-const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
-const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+pub use headers::{check_connection, client_ip, ip_text, set_forwarded, strip_hop_by_hop};
+pub use issuers::{accepted_issuers, arrival_issuers, seen_origin};
 
 /// The request-id header.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// End-to-end headers the gateway checks or sets; a `Connection` header may not name them,
-/// or stripping them would forward something other than what was checked.
-const PROTECTED: [&str; 10] = [
-    "authorization",
-    "host",
-    "content-length",
-    "content-type",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "forwarded",
-    "x-request-id",
-    "cookie",
-];
-
-fn connection_named(h: &HeaderMap) -> Vec<String> {
-    h.get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()).collect::<Vec<_>>())
-        .filter(|s| !s.is_empty())
-        .collect()
-}
-
-/// Refuses a request whose `Connection` header names a header the gateway checks (e.g.
-/// `Connection: authorization`, which would strip the credential after it was checked).
-pub fn check_connection(h: &HeaderMap) -> Result<(), Refusal> {
-    match connection_named(h).into_iter().find(|n| PROTECTED.contains(&n.as_str())) {
-        Some(name) => Err(Refusal::new(
-            Reason::ConnectionHeaderInvalid,
-            format!("The Connection header names `{name}`, an end-to-end header the gateway checks; it cannot be hop-by-hop."),
-        )
-        .detail(Detail::Header, name)),
-        None => Ok(()),
-    }
-}
-
-/// Removes hop-by-hop headers and every header named in `Connection`. `upgrade` goes too: the
-/// gateway does not tunnel protocol upgrades.
-pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    if h.contains_key(CONNECTION) {
-        for name in connection_named(h) {
-            h.remove(name.as_str());
-        }
-    }
-    for name in &HOP_BY_HOP {
-        h.remove(name);
-    }
-}
-
-/// `ip` as text, as its `Display` writes it; IPv4 without the formatting machinery (the
-/// gateway writes the peer into two headers and the log line of every request).
-pub fn ip_text(ip: IpAddr) -> String {
-    let IpAddr::V4(v4) = ip else {
-        return ip.to_string();
-    };
-    let mut out = String::with_capacity(15);
-    for (i, o) in v4.octets().into_iter().enumerate() {
-        if i > 0 {
-            out.push('.');
-        }
-        if o >= 100 {
-            out.push(char::from(b'0' + o / 100));
-        }
-        if o >= 10 {
-            out.push(char::from(b'0' + o / 10 % 10));
-        }
-        out.push(char::from(b'0' + o % 10));
-    }
-    out
-}
-
-fn forwarded_node(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(_) => ip_text(ip),
-        IpAddr::V6(v6) => format!("\"[{v6}]\""),
-    }
-}
-
-/// Sets `X-Forwarded-For/-Proto/-Host` and `Forwarded`. From an untrusted peer, whatever the
-/// client sent is replaced (and `X-Forwarded-Port`/`-Prefix` dropped); from a trusted proxy,
-/// the peer is appended and the proxy's proto and host are kept.
-pub fn set_forwarded(h: &mut HeaderMap, peer: IpAddr, proto: &str, host: Option<&str>, trusted: bool) {
-    let (xff, xfp, xfh, fwd) = (X_FORWARDED_FOR, X_FORWARDED_PROTO, X_FORWARDED_HOST, FORWARDED);
-    let peer_text = ip_text(peer);
-    let mut element = String::with_capacity(64);
-    element.push_str("for=");
-    match peer {
-        IpAddr::V4(_) => element.push_str(&peer_text),
-        IpAddr::V6(_) => element.push_str(&forwarded_node(peer)),
-    }
-    element.push_str(";proto=");
-    element.push_str(proto);
-    if let Some(host) = host {
-        element.push_str(&format!(";host=\"{}\"", host.replace(['"', '\\'], "")));
-    }
-    let join = |h: &HeaderMap, name: &HeaderName| -> Option<String> {
-        let parts: Vec<&str> = h.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect();
-        (!parts.is_empty()).then(|| parts.join(", "))
-    };
-    let (xff_value, fwd_value) = if trusted {
-        let prior_xff = join(h, &xff);
-        let prior_fwd = join(h, &fwd);
-        (
-            prior_xff
-                .map(|p| format!("{p}, {peer_text}"))
-                .unwrap_or_else(|| peer_text.clone()),
-            prior_fwd
-                .map(|p| format!("{p}, {element}"))
-                .unwrap_or_else(|| element.clone()),
-        )
-    } else {
-        for name in [&xfp, &xfh] {
-            h.remove(name);
-        }
-        h.remove(X_FORWARDED_PORT);
-        h.remove(X_FORWARDED_PREFIX);
-        h.remove(X_REAL_IP);
-        (peer_text, element)
-    };
-    let set = |h: &mut HeaderMap, name: HeaderName, v: &str| {
-        if let Ok(v) = HeaderValue::from_str(v) {
-            h.insert(name, v);
-        }
-    };
-    set(h, xff, &xff_value);
-    set(h, fwd, &fwd_value);
-    if !trusted || !h.contains_key(&xfp) {
-        set(h, xfp, proto);
-    }
-    if let Some(host) = host
-        && (!trusted || !h.contains_key(&xfh))
-    {
-        set(h, xfh, host);
-    }
-}
-
-/// The client's address: the peer, or — when the peer is a trusted proxy — the right-most
-/// `X-Forwarded-For` entry that is not itself a trusted proxy.
-pub fn client_ip(peer: IpAddr, h: &HeaderMap, trusted: &[crate::config::Cidr]) -> IpAddr {
-    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
-    if !is_trusted(peer) {
-        return peer;
-    }
-    let hops: Vec<&str> = h
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .collect();
-    let mut client = peer;
-    for hop in hops.iter().rev() {
-        let Ok(ip) = hop.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() else {
-            break;
-        };
-        client = ip;
-        if !is_trusted(ip) {
-            break;
-        }
-    }
-    client
-}
-
 /// The host the client addressed: `Host`, or the authority of an HTTP/2 request.
 pub fn client_host<B>(req: &Request<B>) -> Option<String> {
+    client_host_str(req).map(str::to_owned)
+}
+
+fn client_host_str<B>(req: &Request<B>) -> Option<&str> {
     req.headers()
         .get(HOST)
         .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()))
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+}
+
+/// `client_host`, kept as the `Host` value itself when it is one (a cheap handle on its bytes).
+fn client_host_parts<B>(req: &Request<B>) -> (Option<HeaderValue>, Option<http::uri::Authority>) {
+    match req.headers().get(HOST).filter(|v| v.to_str().is_ok()) {
+        Some(v) => (Some(v.clone()), None),
+        None => (None, req.uri().authority().cloned()),
+    }
 }
 
 /// Everything `prepare` needs to know about the connection.
@@ -226,8 +58,9 @@ pub struct Hop<'a> {
 }
 
 /// The upstream URI of an origin-form request target, built from parsed parts only: the
-/// configured scheme and authority, the configured base path, then the request's own path and
-/// query. Anything but an origin-form path (which `target::check` already refused) is refused.
+/// configured scheme and authority (parsed with the settings), the configured base path, then
+/// the request's own path and query. Anything but an origin-form path (which `target::check`
+/// already refused) is refused.
 pub fn upstream_uri(settings: &Settings, target: &Uri) -> Result<Uri, Refusal> {
     let refuse = |why: String| {
         Refusal::new(
@@ -238,41 +71,43 @@ pub fn upstream_uri(settings: &Settings, target: &Uri) -> Result<Uri, Refusal> {
     };
     let pq = target
         .path_and_query()
-        .map(|p| p.as_str())
-        .filter(|p| p.starts_with('/'))
+        .filter(|p| p.as_str().starts_with('/'))
         .ok_or_else(|| refuse("it is not an origin-form path".into()))?;
+    let base = &settings.upstream;
     let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(settings.upstream.scheme.parse().map_err(|e| refuse(format!("{e}")))?);
-    parts.authority = Some(
-        settings
-            .upstream
-            .authority
-            .parse()
-            .map_err(|e| refuse(format!("{e}")))?,
-    );
-    let joined = format!("{}{pq}", settings.upstream.path);
-    parts.path_and_query = Some(joined.parse().map_err(|e| refuse(format!("{e}")))?);
+    parts.scheme = Some(base.uri_scheme().clone());
+    parts.authority = Some(base.uri_authority().clone());
+    parts.path_and_query = Some(if base.path.is_empty() {
+        pq.clone()
+    } else {
+        let mut joined = Vec::with_capacity(base.path.len() + pq.as_str().len());
+        joined.extend_from_slice(base.path.as_bytes());
+        joined.extend_from_slice(pq.as_str().as_bytes());
+        PathAndQuery::from_maybe_shared(Bytes::from(joined)).map_err(|e| refuse(format!("{e}")))?
+    });
     Uri::from_parts(parts).map_err(|e| refuse(format!("{e}")))
 }
 
 /// Rewrites a client request into the upstream request.
 pub fn prepare(settings: &Settings, hop: &Hop<'_>, mut req: Request<Body>) -> Result<Request<Body>, Refusal> {
-    let host = client_host(&req);
+    let (host_value, authority) = client_host_parts(&req);
     *req.uri_mut() = upstream_uri(settings, req.uri())?;
     *req.version_mut() = Version::HTTP_11;
     let trusted = settings.trusted_proxies.iter().any(|c| c.contains(hop.peer));
+    let text = host_value.as_ref().and_then(|v| v.to_str().ok());
+    let host = text
+        .or(authority.as_ref().map(|a| a.as_str()))
+        .map(|text| headers::ClientHost {
+            text,
+            value: host_value.clone(),
+        });
     let h = req.headers_mut();
     strip_hop_by_hop(h);
-    set_forwarded(
-        h,
-        hop.peer,
-        if hop.tls { "https" } else { "http" },
-        host.as_deref(),
-        trusted,
-    );
+    let proto = if hop.tls { "https" } else { "http" };
+    headers::set_forwarded_for(h, hop.peer, proto, host.as_ref(), trusted);
     h.remove(HOST);
     if settings.preserve_host
-        && let Some(v) = host.as_deref().and_then(|s| HeaderValue::from_str(s).ok())
+        && let Some(v) = host.as_ref().and_then(headers::ClientHost::header_value)
     {
         h.insert(HOST, v);
     }
@@ -280,104 +115,6 @@ pub fn prepare(settings: &Settings, hop: &Hop<'_>, mut req: Request<Body>) -> Re
         h.insert(REQUEST_ID, v);
     }
     Ok(req)
-}
-
-/// The issuers realm `realm` accepts for this request: the configured ones (`[realms.R]
-/// issuer`, else `{public_url}/realms/R`) and, unless `issuer` pins them, the ones Keycloak
-/// itself derives from this request when its hostname is not pinned.
-pub fn accepted_issuers<B>(req: &Request<B>, settings: &Settings, peer: IpAddr, tls: bool, realm: &str) -> Vec<String> {
-    let mut out = settings.issuers_for(realm);
-    if !settings.issuer_pinned(realm) {
-        for iss in arrival_issuers(req, settings, peer, tls, realm) {
-            if !out.contains(&iss) {
-                out.push(iss);
-            }
-        }
-    }
-    out
-}
-
-/// What Keycloak's hostname provider (v2) makes of this request, as the gateway forwards it,
-/// when neither `hostname` nor the realm's frontend URL is set: the request's own base URI,
-/// `{scheme}://{host[:port]}{context path}`, with the default port dropped. With
-/// `proxy-headers=xforwarded` (or `forwarded`) scheme and host come from the forwarded headers
-/// the gateway sets; without it, from the connection (the upstream scheme) and `Host`.
-pub fn arrival_issuers<B>(req: &Request<B>, settings: &Settings, peer: IpAddr, tls: bool, realm: &str) -> Vec<String> {
-    let trusted = settings.trusted_proxies.iter().any(|c| c.contains(peer));
-    let first = |name: &str| first_value(req.headers(), name).filter(|v| !v.is_empty());
-    let client = client_host(req);
-    let path = format!("{}{}", settings.upstream.path, settings.path_prefix);
-    let mut out = Vec::new();
-    // proxy-headers: the X-Forwarded-* the gateway sends (a trusted proxy's are kept).
-    let proto = trusted
-        .then(|| first("x-forwarded-proto"))
-        .flatten()
-        .unwrap_or_else(|| if tls { "https" } else { "http" }.to_owned());
-    let mut host = trusted
-        .then(|| first("x-forwarded-host"))
-        .flatten()
-        .or_else(|| client.clone());
-    if let (Some(h), Some(port)) = (host.as_mut(), trusted.then(|| first("x-forwarded-port")).flatten()) {
-        *h = format!("{}:{port}", strip_port(h));
-    }
-    if let Some(h) = host {
-        out.push(issuer_url(&proto, &h, &path, realm));
-    }
-    // No proxy headers: the connection's scheme and the Host Keycloak receives.
-    let host = if settings.preserve_host {
-        client
-    } else {
-        Some(settings.upstream.authority.clone())
-    };
-    if let Some(h) = host {
-        let iss = issuer_url(&settings.upstream.scheme, &h, &path, realm);
-        if !out.contains(&iss) {
-            out.push(iss);
-        }
-    }
-    out
-}
-
-fn strip_port(host: &str) -> &str {
-    match host.rfind(':') {
-        Some(i) if !host[i..].contains(']') => &host[..i],
-        _ => host,
-    }
-}
-
-/// `Urls.realmIssuer`: `{base}/realms/{realm}`, where the base drops port 80 of http and 443 of
-/// https as Keycloak's `HostnameV2Provider` does.
-fn issuer_url(scheme: &str, host: &str, path: &str, realm: &str) -> String {
-    let scheme = scheme.to_ascii_lowercase();
-    let default = match scheme.as_str() {
-        "http" => ":80",
-        "https" => ":443",
-        _ => "",
-    };
-    let host = match host.strip_suffix(default) {
-        Some(h) if !default.is_empty() => h,
-        _ => host,
-    };
-    format!("{scheme}://{host}{path}/realms/{realm}")
-}
-
-/// The first comma-separated element of header `name`, trimmed.
-fn first_value(headers: &http::HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .map(|v| v.trim().to_owned())
-}
-
-/// `scheme://host` as Keycloak will see this prepared request (forwarded proto and host).
-pub fn seen_origin<B>(req: &Request<B>, settings: &Settings) -> String {
-    let first = |name: &str| first_value(req.headers(), name);
-    let proto = first("x-forwarded-proto").unwrap_or_else(|| settings.upstream.scheme.clone());
-    let host = first("x-forwarded-host")
-        .or_else(|| first("host"))
-        .unwrap_or_else(|| settings.upstream.authority.clone());
-    format!("{proto}://{host}")
 }
 
 fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {

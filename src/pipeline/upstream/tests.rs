@@ -1,4 +1,5 @@
 use super::*;
+use http::HeaderMap;
 
 fn h(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
     let mut m = HeaderMap::new();
@@ -205,4 +206,84 @@ fn ip_text_writes_what_display_writes() {
     for ip in ips {
         assert_eq!(ip_text(ip), ip.to_string());
     }
+}
+
+#[test]
+fn stripping_keeps_the_order_the_old_removals_left() {
+    // Removal moves the last header into the gap, so the order depends on what goes in which
+    // order: Connection's names first, as listed, then the fixed list.
+    let mut m = h(&[
+        ("te", "trailers"),
+        ("x-a", "1"),
+        ("connection", " Keep-Alive ,,X-Custom-Hop\t"),
+        ("x-custom-hop", "1"),
+        ("x-b", "2"),
+        ("connection", "close"),
+        ("upgrade", "h2c"),
+        ("x-c", "3"),
+        ("keep-alive", "timeout=5"),
+        ("x-d", "4"),
+    ]);
+    let mut old = m.clone();
+    let named: Vec<String> = ["keep-alive", "x-custom-hop", "close"].map(String::from).to_vec();
+    for n in &named {
+        old.remove(n.as_str());
+    }
+    for n in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ] {
+        old.remove(n);
+    }
+    strip_hop_by_hop(&mut m);
+    let keys = |m: &HeaderMap| m.keys().map(|k| k.as_str().to_owned()).collect::<Vec<_>>();
+    assert_eq!(keys(&m), keys(&old));
+    let mut left = keys(&m);
+    left.sort();
+    assert_eq!(left, ["x-a", "x-b", "x-c", "x-d"]);
+}
+
+#[test]
+fn a_trusted_chain_keeps_every_prior_value_in_order() {
+    let mut m = HeaderMap::new();
+    m.append("x-forwarded-for", HeaderValue::from_static("1.1.1.1"));
+    m.append("x-forwarded-for", HeaderValue::from_static(""));
+    m.append("x-forwarded-for", HeaderValue::from_bytes(b"\xff").unwrap()); // not text: dropped
+    m.append("x-forwarded-for", HeaderValue::from_static("10.0.0.9"));
+    m.append("x-real-ip", HeaderValue::from_static("1.1.1.1"));
+    set_forwarded(&mut m, "10.0.0.5".parse().unwrap(), "https", Some("a\"b\\c:8443"), true);
+    assert_eq!(m["x-forwarded-for"], "1.1.1.1, , 10.0.0.9, 10.0.0.5");
+    assert_eq!(m.get_all("x-forwarded-for").iter().count(), 1);
+    assert_eq!(m["forwarded"], "for=10.0.0.5;proto=https;host=\"abc:8443\"");
+    assert_eq!(m["x-forwarded-proto"], "https");
+    assert_eq!(m["x-forwarded-host"], "a\"b\\c:8443");
+    assert_eq!(m["x-real-ip"], "1.1.1.1"); // a trusted proxy's are kept
+    // From an untrusted peer, X-Real-IP goes and one value of each is set.
+    set_forwarded(&mut m, "::1".parse().unwrap(), "http", None, false);
+    assert_eq!(m["x-forwarded-for"], "::1");
+    assert!(m.get("x-forwarded-host").is_none()); // removed, not set again: no host
+    assert!(m.get("x-real-ip").is_none());
+}
+
+#[test]
+fn upstream_uris_join_the_base_path() {
+    let s = settings("upstream = \"https://kc.internal:8443/kc/\"\n");
+    let u = upstream_uri(&s, &"/realms/demo/x?a=1&b=%20".parse().unwrap()).unwrap();
+    assert_eq!(u.to_string(), "https://kc.internal:8443/kc/realms/demo/x?a=1&b=%20");
+    assert_eq!(u.query(), Some("a=1&b=%20"));
+    let s = settings("upstream = \"http://kc:8080\"\n");
+    let u = upstream_uri(&s, &"/realms/demo?q".parse().unwrap()).unwrap();
+    assert_eq!(
+        (u.scheme_str(), u.authority().map(|a| a.as_str())),
+        (Some("http"), Some("kc:8080"))
+    );
+    assert_eq!(u.path_and_query().map(|p| p.as_str()), Some("/realms/demo?q"));
+    assert!(upstream_uri(&s, &"*".parse().unwrap()).is_err());
 }
