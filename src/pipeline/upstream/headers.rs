@@ -137,13 +137,18 @@ pub fn ip_text(ip: IpAddr) -> String {
     out
 }
 
-/// A header value of exactly these pieces, in one allocation of their length.
-fn value_of(pieces: &[&[u8]]) -> Option<HeaderValue> {
+/// These pieces, one after the other, in one allocation of their length.
+fn join(pieces: &[&[u8]]) -> Vec<u8> {
     let mut out = Vec::with_capacity(pieces.iter().map(|p| p.len()).sum());
     for p in pieces {
         out.extend_from_slice(p);
     }
-    HeaderValue::from_maybe_shared(Bytes::from(out)).ok()
+    out
+}
+
+/// A header value of exactly these bytes.
+fn value_of(bytes: Vec<u8>) -> Option<HeaderValue> {
+    HeaderValue::from_maybe_shared(Bytes::from(bytes)).ok()
 }
 
 /// `prior, tail`: the text values of `name` joined with `", "`, then `tail`; `tail` alone
@@ -156,7 +161,7 @@ fn appended(h: &HeaderMap, name: &HeaderName, tail: &[u8]) -> Option<HeaderValue
         out.extend_from_slice(b", ");
     }
     out.extend_from_slice(tail);
-    HeaderValue::from_maybe_shared(Bytes::from(out)).ok()
+    value_of(out)
 }
 
 /// The host the client addressed, as text, and (when at hand) as the header value it came in.
@@ -201,11 +206,7 @@ fn element(peer: &str, v6: bool, proto: &str, host: Option<&ClientHost<'_>>) -> 
         host_text,
         host_close,
     ];
-    let mut out = Vec::with_capacity(pieces.iter().map(|p| p.len()).sum());
-    for p in pieces {
-        out.extend_from_slice(p);
-    }
-    out
+    join(&pieces)
 }
 
 fn proto_value(proto: &str) -> Option<HeaderValue> {
@@ -248,7 +249,7 @@ pub(super) fn set_forwarded_for(
                 h.remove(name);
             }
         }
-        (value_of(&[peer_text.as_bytes()]), value_of(&[&element]), 0)
+        (value_of(peer_text.into_bytes()), value_of(element), 0)
     };
     for (name, value) in [(X_FORWARDED_FOR, xff), (FORWARDED, fwd)] {
         if let Some(v) = value {
