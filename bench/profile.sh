@@ -102,7 +102,7 @@ callgrind_control -d "$PID" >/dev/null
 sleep 1
 DUMP=$(ls -t "$OUT"/callgrind."$PID".* | head -1)
 SENT=$(( (N / RATE) * RATE ))
-TOTAL=$(callgrind_annotate "$DUMP" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1; exit}')
+TOTAL=$(callgrind_annotate "$DUMP" 2>/dev/null | awk '/PROGRAM TOTALS/ && !done {gsub(",","",$1); print $1; done = 1}')
 echo "kind=$KIND requests=$SENT instructions=$TOTAL per_request=$((TOTAL / SENT))"
 echo "profile: $DUMP   (callgrind_annotate --inclusive=yes $DUMP)"
-callgrind_annotate --inclusive=yes "$DUMP" 2>/dev/null | sed -n '/^Ir/,$p' | head -60
+callgrind_annotate --inclusive=yes "$DUMP" 2>/dev/null | sed -n '/^Ir/,$p' | head -60 || true

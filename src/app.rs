@@ -8,7 +8,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::Settings;
 use crate::metrics::Metrics;
-use crate::net::{HttpClient, client};
+use crate::net::{HttpClient, client, connector};
 use crate::policy::{PolicyStore, Quotas};
 use crate::token::Verifier;
 use crate::token::cache::TokenCache;
@@ -82,8 +82,10 @@ impl Listener {
 pub struct App {
     /// Validated settings.
     pub settings: Arc<Settings>,
-    /// Pooled upstream client.
+    /// Pooled client for JWKS fetches and the registrars.
     pub client: HttpClient,
+    /// Connections to Keycloak for forwarded requests.
+    pub upstream: Arc<crate::net::pool::Pool>,
     /// Token triage and verification.
     pub verifier: Verifier,
     /// The active policy.
@@ -132,6 +134,8 @@ impl App {
         let verifier = Verifier::new(settings.clone(), jwks, cache, metrics.clone());
         let quotas = Quotas::new(&settings.quota_store, &metrics).map_err(|e| StartError::QuotaStore(e.to_string()))?;
         let registrars = crate::registrar::Registrars::new(&settings, &client, &metrics);
+        let upstream =
+            crate::net::pool::Pool::new(&settings.upstream, connector(&settings), settings.timeouts.pool_idle);
         let upstream_url = settings.upstream.as_string();
         let public_url = settings.public_url.as_string();
         Ok(Arc::new(App {
@@ -139,6 +143,7 @@ impl App {
             peer_in_flight: crate::net::peers::PeerCounts::new(settings.max_in_flight_per_peer),
             draining: AtomicBool::new(false),
             settings,
+            upstream,
             client,
             verifier,
             policy,

@@ -3,6 +3,7 @@
 
 pub mod ids;
 pub mod peers;
+pub mod pool;
 
 use std::time::Duration;
 
@@ -22,8 +23,13 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type used for every request and response the gateway handles.
 pub type Body = BoxBody<Bytes, BoxError>;
 
-/// The pooled HTTP(S) client used for the upstream and for JWKS fetches.
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
+/// The connector behind every outgoing connection: TCP (connect timeout, no Nagle) and TLS
+/// from `[upstream_tls]` for `https` URLs.
+pub type Connector = HttpsConnector<HttpConnector>;
+
+/// The pooled HTTP(S) client used for JWKS fetches, the registrars and `doctor` (requests
+/// forwarded to Keycloak go through [`pool::Pool`]).
+pub type HttpClient = Client<Connector, Body>;
 
 /// A body holding `bytes`.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
@@ -35,22 +41,26 @@ pub fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed()
 }
 
-/// Builds the pooled client: keep-alive, connect timeout, TLS from `[upstream_tls]`.
-pub fn client(settings: &Settings) -> HttpClient {
+/// The connector: connect timeout, TCP_NODELAY, TLS from `[upstream_tls]` (HTTP/1.1 only).
+pub fn connector(settings: &Settings) -> Connector {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(Some(settings.timeouts.connect));
     http.set_nodelay(true);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
+    hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config((*settings.upstream_tls.0).clone())
         .https_or_http()
         .enable_http1()
-        .wrap_connector(http);
+        .wrap_connector(http)
+}
+
+/// Builds the pooled client: keep-alive, connect timeout, TLS from `[upstream_tls]`.
+pub fn client(settings: &Settings) -> HttpClient {
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(settings.timeouts.pool_idle)
         .pool_max_idle_per_host(256)
         .set_host(true)
-        .build(https)
+        .build(connector(settings))
 }
 
 /// Why a bounded read failed.
@@ -110,8 +120,13 @@ pub async fn get_bytes(client: &HttpClient, uri: &str, timeout: Duration, limit:
 
 /// A client error with its causes, on one line.
 pub fn describe_client_error(e: &hyper_util::client::legacy::Error) -> String {
+    describe_error(e)
+}
+
+/// An error with its causes, on one line.
+pub fn describe_error(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
-    let mut src = std::error::Error::source(e);
+    let mut src = e.source();
     while let Some(s) = src {
         out.push_str(": ");
         out.push_str(&s.to_string());

@@ -47,7 +47,7 @@ pub async fn read(app: &App, ctx: &Ctx, parts: &Parts, dialect: Dialect) -> Opti
         request_id: &ctx.request_id,
     };
     let req = upstream::prepare(&app.settings, &hop, req).ok()?;
-    let resp = match upstream::send(&app.client, &app.settings, req).await {
+    let resp = match upstream::send(&app.upstream, &app.settings, req).await {
         Ok(r) => r,
         Err((r, _)) => {
             tracing::info!(request_id = %ctx.request_id, reason = r.reason.code(), "could not read the current client; judging the update whole");

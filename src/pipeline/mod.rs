@@ -135,7 +135,9 @@ fn acquire(app: &App, client: std::net::IpAddr) -> Result<InFlight, Refusal> {
 }
 
 /// The stages in order; each returns what it found, and only this function and its stage
-/// helpers below record it in `ctx`.
+/// helpers below record it in `ctx`. Rare or deep stages (the admin API, a read-back, a
+/// lent credential, a signature check, a new upstream connection, Redis) are awaited boxed, so
+/// that the future every request moves into its `Box` stays small.
 async fn run(app: &App, ctx: &mut Ctx, req: Request<Body>) -> Result<Response<Body>, Refusal> {
     upstream::check_connection(req.headers())?;
     if let Some(answer) = target::check(&req)? {
@@ -144,7 +146,7 @@ async fn run(app: &App, ctx: &mut Ctx, req: Request<Body>) -> Result<Response<Bo
     match route::classify(req.method(), req.uri().path(), &app.settings.path_prefix)? {
         Route::Registration(reg) => registration(app, ctx, reg, req).await, // 1
         Route::Admin(admin) => {
-            let (found, judged) = admin_api::handle(app, ctx, admin, req).await;
+            let (found, judged) = Box::pin(admin_api::handle(app, ctx, admin, req)).await;
             ctx.learn(found);
             forward(app, ctx, judged?).await
         }
@@ -197,7 +199,7 @@ async fn registration(app: &App, ctx: &mut Ctx, reg: RegRoute, req: Request<Body
         (body, ctx.dropped) = (prepared, dropped);
     }
     if ctx.anonymous {
-        ctx.lent = Some(anonymous::lend(app, &reg, &mut parts.headers).await?); // 4g: the gateway's credential
+        ctx.lent = Some(Box::pin(anonymous::lend(app, &reg, &mut parts.headers)).await?); // 4g: the gateway's credential
     }
     if realm_policy.cors.is_some() {
         parts.headers.remove(http::header::ORIGIN); // CORS is answered by the gateway
@@ -241,7 +243,8 @@ async fn decide(
     let mut decision = policy::finish(who.caller_part(), snap, &input, shadow); // 4c: what is asked
     if let Some((_, dialect)) = md
         && current::worth_reading(reg, &decision)
-        && let Some(now) = current::read(app, ctx, &parts, dialect).await
+        && let Some(now) = Box::pin(current::read(app, ctx, &parts, dialect)).await
+    // rare: boxed
     {
         let again = Input {
             current: Some(&now),

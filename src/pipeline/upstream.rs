@@ -1,4 +1,4 @@
-//! Stage 5, upstream: forward an allowed request to Keycloak over the pooled client, with
+//! Stage 5, upstream: forward an allowed request to Keycloak over the connection pool, with
 //! hop-by-hop headers removed (RFC 9110 §7.6.1), `X-Forwarded-*` and `Forwarded` set by the
 //! gateway (overwritten unless the peer is a trusted proxy), `Host` preserved, the request id
 //! sent along, and connect/response timeouts. Failures become 502/504 refusals.
@@ -14,7 +14,8 @@ use hyper::body::Incoming;
 use crate::app::App;
 use crate::config::Settings;
 use crate::error::{Detail, Reason, Refusal};
-use crate::net::{Body, HttpClient, boxed, describe_client_error};
+use crate::net::pool::{Pool, SendError};
+use crate::net::{Body, boxed, describe_error};
 use crate::route::Operation;
 
 mod headers;
@@ -174,9 +175,9 @@ impl ErrorKind {
 }
 
 /// The refusal for a failed upstream request, and its kind.
-pub fn classify(e: &hyper_util::client::legacy::Error, settings: &Settings) -> (Refusal, ErrorKind) {
-    let text = describe_client_error(e);
-    let (reason, kind, desc) = if e.is_connect() && timed_out(e) {
+pub fn classify(e: &SendError, settings: &Settings) -> (Refusal, ErrorKind) {
+    let text = describe_error(e.as_error());
+    let (reason, kind, desc) = if e.is_connect() && timed_out(e.as_error()) {
         (
             Reason::UpstreamConnectTimeout,
             ErrorKind::ConnectTimeout,
@@ -186,7 +187,7 @@ pub fn classify(e: &hyper_util::client::legacy::Error, settings: &Settings) -> (
                 settings.timeouts.connect.as_millis()
             ),
         )
-    } else if e.is_connect() || tls_refused(e) {
+    } else if e.is_connect() || tls_refused(e.as_error()) {
         (
             Reason::UpstreamUnreachable,
             ErrorKind::Unreachable,
@@ -211,11 +212,11 @@ pub fn classify(e: &hyper_util::client::legacy::Error, settings: &Settings) -> (
 
 /// Sends the request with the response timeout; `Err` carries the refusal and its kind.
 pub async fn send(
-    client: &HttpClient,
+    pool: &Pool,
     settings: &Settings,
     req: Request<Body>,
 ) -> Result<Response<Incoming>, (Refusal, ErrorKind)> {
-    match tokio::time::timeout(settings.timeouts.response, client.request(req)).await {
+    match tokio::time::timeout(settings.timeouts.response, pool.send(req)).await {
         Ok(Ok(resp)) => Ok(resp),
         Ok(Err(e)) => Err(classify(&e, settings)),
         Err(_) => {
@@ -234,7 +235,7 @@ pub async fn send(
 /// Keycloak's answer with its hop-by-hop headers removed.
 pub async fn forward(app: &App, operation: Option<Operation>, req: Request<Body>) -> Result<Response<Body>, Refusal> {
     let sent = tokio::time::Instant::now();
-    let resp = send(&app.client, &app.settings, req).await.map_err(|(r, kind)| {
+    let resp = send(&app.upstream, &app.settings, req).await.map_err(|(r, kind)| {
         app.metrics.upstream_errors.with_label_values(&[kind.as_str()]).inc();
         r
     })?;

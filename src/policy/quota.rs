@@ -127,7 +127,7 @@ impl Quotas {
             return Ok(self.take_local(limits, ask.force));
         };
         let realm = digest(b'r', ask.realm, "");
-        match store.take(&realm, limits, ask.force).await {
+        match Box::pin(store.take(&realm, limits, ask.force)).await {
             Ok((slot, waits, used)) => Ok(Taken {
                 slot: slot.map(Slot::Redis),
                 waits,
@@ -159,7 +159,7 @@ impl Quotas {
         match (slot, &self.redis) {
             (Slot::Local(s), _) => self.local.refund(&s),
             (Slot::Redis(s), Some((store, _))) => {
-                if let Err(e) = store.refund(&s).await {
+                if let Err(e) = Box::pin(store.refund(&s)).await {
                     tracing::warn!(error = %e, "quota store: could not refund a create; it expires with its window");
                 }
             }

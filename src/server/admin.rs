@@ -98,7 +98,7 @@ pub(crate) async fn serve(app: Arc<App>, listener: TcpListener, mut stop: watch:
         let (app, builder, stop) = (app.clone(), builder.clone(), stop.clone());
         tokio::spawn(async move {
             let _slot = slot;
-            let state = ConnState::new();
+            let state = ConnState::new(bounds);
             let marks = state.clone();
             let svc = service_fn(move |req| {
                 let mut mark = marks.begin();
@@ -106,7 +106,7 @@ pub(crate) async fn serve(app: Arc<App>, listener: TcpListener, mut stop: watch:
                 mark.writing();
                 async move { Ok::<_, Infallible>(resp.map(|b| Guarded::new(b, mark).boxed())) }
             });
-            let _ = conn::drive(&builder, TokioIo::new(stream), svc, state, stop, bounds).await;
+            let _ = conn::drive(&builder, TokioIo::new(stream), svc, state, stop).await;
         });
     }
 }

@@ -37,6 +37,7 @@ pub(crate) struct Bounds {
 pub(crate) struct ConnState {
     inner: Mutex<Inner>,
     changed: Notify,
+    bounds: Bounds,
 }
 
 #[derive(Debug)]
@@ -46,6 +47,9 @@ struct Inner {
     idle_since: Instant,
     writing: BTreeMap<u64, Instant>,
     next: u64,
+    /// When the watchdog next looks, at the latest. A change that brings a deadline before it
+    /// wakes the watchdog; any other change waits for that look, so a request costs no wake-up.
+    armed: Option<Instant>,
 }
 
 /// Marks one request of a connection from its headers until its response is written (or
@@ -59,7 +63,8 @@ pub(crate) struct RequestMark {
 enum Check {
     Stalled,
     Idle(&'static str),
-    Wait(Option<Instant>),
+    /// Nothing is due before this.
+    Wait(Instant),
 }
 
 /// Why a connection ended early.
@@ -74,8 +79,8 @@ pub(crate) enum End {
 // === impl ConnState ===
 
 impl ConnState {
-    /// A connection accepted now.
-    pub(crate) fn new() -> Arc<Self> {
+    /// A connection accepted now, held to `bounds`.
+    pub(crate) fn new(bounds: Bounds) -> Arc<Self> {
         Arc::new(ConnState {
             inner: Mutex::new(Inner {
                 active: 0,
@@ -83,8 +88,10 @@ impl ConnState {
                 idle_since: Instant::now(),
                 writing: BTreeMap::new(),
                 next: 0,
+                armed: None,
             }),
             changed: Notify::new(),
+            bounds,
         })
     }
 
@@ -99,8 +106,14 @@ impl ConnState {
         }
     }
 
-    fn check(&self, b: &Bounds, now: Instant) -> Check {
-        let i = self.inner.lock();
+    /// What is due at `now`; when nothing is, the watchdog waits until the returned time: the
+    /// first deadline, and no later than the shorter of `response_write` and `idle` from now, so
+    /// that no deadline a request brings can come before it (the watchdog then needs no
+    /// wake-up per request; it looks at least that often).
+    fn check(&self, now: Instant) -> Check {
+        let b = &self.bounds;
+        let mut i = self.inner.lock();
+        i.armed = None; // until it waits again, every change wakes it
         let write_by = i.writing.values().next().map(|since| *since + b.response_write);
         if write_by.is_some_and(|t| now >= t) {
             return Check::Stalled;
@@ -114,10 +127,19 @@ impl ConnState {
         if idle_by.is_some_and(|t| now >= t) {
             return Check::Idle(bound);
         }
-        Check::Wait(match (write_by, idle_by) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        })
+        // Never later than the earliest deadline a change could bring (a response starting to
+        // write, the last request ending), so that changes need not wake it.
+        let look = now + b.response_write.min(b.idle);
+        let wait = [write_by, idle_by].into_iter().flatten().fold(look, Instant::min);
+        i.armed = Some(wait);
+        Check::Wait(wait)
+    }
+
+    /// Wakes the watchdog when `due` comes before its next look.
+    fn wake_for(&self, i: &Inner, due: Instant) {
+        if i.armed.is_none_or(|a| due < a) {
+            self.changed.notify_one();
+        }
     }
 }
 
@@ -126,13 +148,14 @@ impl ConnState {
 impl RequestMark {
     /// The response headers are ready: from now on its writing is timed.
     pub(crate) fn writing(&mut self) {
+        let b = self.state.bounds;
         let mut i = self.state.inner.lock();
         let id = i.next;
         i.next += 1;
-        i.writing.insert(id, Instant::now());
+        let now = Instant::now();
+        i.writing.insert(id, now);
         self.id = Some(id);
-        drop(i);
-        self.state.changed.notify_one();
+        self.state.wake_for(&i, now + b.response_write);
     }
 }
 
@@ -144,10 +167,10 @@ impl Drop for RequestMark {
         }
         i.active = i.active.saturating_sub(1);
         if i.active == 0 {
-            i.idle_since = Instant::now();
+            let now = Instant::now();
+            i.idle_since = now;
+            self.state.wake_for(&i, now + self.state.bounds.idle);
         }
-        drop(i);
-        self.state.changed.notify_one();
     }
 }
 
@@ -164,7 +187,6 @@ pub(crate) async fn drive<I, S>(
     svc: S,
     state: Arc<ConnState>,
     mut stop: watch::Receiver<bool>,
-    bounds: Bounds,
 ) -> Result<(), End>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
@@ -186,7 +208,7 @@ where
         if hard.is_some_and(|t| now >= t) {
             return Err(End::Bound(closing.unwrap_or("idle")));
         }
-        let next = match state.check(&bounds, now) {
+        let next = match state.check(now) {
             Check::Stalled => return Err(End::Bound("response_write")),
             Check::Idle(bound) if !stopping => {
                 conn.as_mut().graceful_shutdown();
@@ -196,10 +218,7 @@ where
                 continue;
             }
             Check::Idle(_) => hard,
-            Check::Wait(t) => match (t, hard) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            },
+            Check::Wait(t) => Some(hard.map_or(t, |h| t.min(h))),
         };
         let wake = next.unwrap_or(now + Duration::from_secs(3600));
         tokio::select! {
@@ -234,18 +253,49 @@ mod tests {
 
     #[test]
     fn header_read_runs_from_accept_then_idle_after_a_request() {
-        let s = ConnState::new();
+        let s = ConnState::new(B);
         let t0 = s.inner.lock().idle_since;
-        assert!(matches!(s.check(&B, t0), Check::Wait(Some(t)) if t == t0 + B.header_read));
-        assert!(matches!(s.check(&B, t0 + B.header_read), Check::Idle("header_read")));
+        assert!(matches!(s.check(t0), Check::Wait(t) if t == t0 + B.header_read));
+        assert!(matches!(s.check(t0 + B.header_read), Check::Idle("header_read")));
         let mut m = s.begin();
-        assert!(matches!(s.check(&B, t0 + B.header_read), Check::Wait(None)));
+        let t1 = t0 + B.header_read;
+        assert!(matches!(s.check(t1), Check::Wait(t) if t == t1 + B.response_write));
+        assert!(matches!(s.check(t0), Check::Wait(t) if t == t0 + B.response_write));
         m.writing();
         let w = *s.inner.lock().writing.values().next().unwrap();
-        assert!(matches!(s.check(&B, w + B.response_write), Check::Stalled));
+        assert!(matches!(s.check(w + B.response_write), Check::Stalled));
         drop(m);
         let idle = s.inner.lock().idle_since;
-        assert!(matches!(s.check(&B, idle + Duration::from_secs(4)), Check::Wait(_)));
-        assert!(matches!(s.check(&B, idle + B.idle), Check::Idle("idle")));
+        assert!(matches!(s.check(idle + Duration::from_secs(4)), Check::Wait(_)));
+        assert!(matches!(s.check(idle + B.idle), Check::Idle("idle")));
+    }
+
+    /// Whether `s` has a wake-up stored (`Notify` keeps one permit).
+    fn woken(s: &ConnState) -> bool {
+        let n = s.changed.notified();
+        tokio::pin!(n);
+        n.as_mut().enable()
+    }
+
+    #[test]
+    fn a_request_wakes_the_watchdog_only_for_a_deadline_before_its_next_look() {
+        let s = ConnState::new(B);
+        let now = Instant::now();
+        // Waiting for header_read (1 s): a request's idle deadline (5 s) comes later.
+        assert!(matches!(s.check(now), Check::Wait(_)));
+        let mut m = s.begin();
+        m.writing();
+        assert!(!woken(&s), "the write deadline (3 s) is after the armed look (1 s)");
+        drop(m);
+        assert!(!woken(&s), "the idle deadline (5 s) is after the armed look");
+        // Armed far out (a request in flight for a while): a write due earlier wakes it.
+        s.inner.lock().armed = Some(now + Duration::from_secs(60));
+        let mut m = s.begin();
+        m.writing();
+        assert!(woken(&s));
+        // Not armed (the watchdog is between looks): every change wakes it.
+        s.inner.lock().armed = None;
+        drop(m);
+        assert!(woken(&s));
     }
 }

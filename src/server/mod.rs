@@ -211,7 +211,7 @@ async fn connection(
     bounds: Bounds,
 ) -> Result<(), End> {
     let public_url = app.public_url.clone();
-    let state = ConnState::new();
+    let state = ConnState::new(bounds);
     let marks = state.clone();
     let svc = service_fn(move |req| {
         let mut mark = marks.begin();
@@ -230,11 +230,11 @@ async fn connection(
                 .map_err(|_| End::Bound("header_read"))?
                 .map_err(|e| End::Failed(format!("TLS handshake failed: {e}")))?;
             let io = TokioIo::new(JsonParseErrors::new(s, &public_url));
-            conn::drive(builder, io, svc, state, stop, bounds).await
+            conn::drive(builder, io, svc, state, stop).await
         }
         None => {
             let io = TokioIo::new(JsonParseErrors::new(stream, &public_url));
-            conn::drive(builder, io, svc, state, stop, bounds).await
+            conn::drive(builder, io, svc, state, stop).await
         }
     }
 }

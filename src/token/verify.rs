@@ -268,7 +268,8 @@ impl Verifier {
                 let Presented::Bearer(token) = presented else {
                     return Err(Refusal::new(Reason::Internal, "bearer without token"));
                 };
-                let result = self.verify(route, token, d, issuer, leeway, now).await;
+                // Boxed: the verification future is large, and the cached path above should not carry it.
+                let result = Box::pin(self.verify(route, token, d, issuer, leeway, now)).await;
                 match &result {
                     Ok(_) => self.metrics.verified(false).inc(),
                     Err(r) => self

@@ -1,0 +1,232 @@
+//! The upstream connection pool: HTTP/1.1 connections to the one configured Keycloak, kept
+//! alive and reused, most recently used first.
+//!
+//! Connections are made by the same connector as the general client (DNS, connect timeout,
+//! TCP_NODELAY, TLS from `[upstream_tls]`) and driven by `hyper::client::conn::http1`. A
+//! connection goes back on the idle list as soon as a request has been handed to it; a checkout
+//! takes only a connection that says it is ready (its last exchange is over), skips busy ones
+//! and drops closed ones. A request that a reused connection closed before taking is sent again
+//! on another connection (never one it may have reached Keycloak on). Connections idle longer
+//! than `pool_idle` are closed by a sweep.
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use http::header::HOST;
+use http::{HeaderValue, Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use parking_lot::Mutex;
+use tower_service::Service;
+
+use super::{Body, BoxError, Connector};
+use crate::config::BaseUrl;
+
+/// Most idle connections kept.
+const MAX_IDLE: usize = 256;
+
+/// Why a request to the upstream failed.
+#[derive(Debug)]
+pub enum SendError {
+    /// No connection could be made (DNS, refused, connect timeout, TLS handshake).
+    Connect(BoxError),
+    /// The connection failed during the exchange.
+    Exchange(hyper::Error),
+}
+
+impl SendError {
+    /// The error as a `std::error::Error`, for walking its causes.
+    pub fn as_error(&self) -> &(dyn std::error::Error + 'static) {
+        match self {
+            SendError::Connect(e) => e.as_ref(),
+            SendError::Exchange(e) => e,
+        }
+    }
+
+    /// Whether no connection could be made.
+    pub fn is_connect(&self) -> bool {
+        matches!(self, SendError::Connect(_))
+    }
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Connect(e) => write!(f, "connect: {e}"),
+            SendError::Exchange(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// One idle (or busy) connection.
+struct Idle {
+    tx: http1::SendRequest<Body>,
+    since: Instant,
+}
+
+/// The pool of connections to the upstream.
+pub struct Pool {
+    connector: Connector,
+    /// `scheme://authority/`, what the connector dials.
+    dial: Uri,
+    /// The `Host` sent when the request has none: the authority, without a default port.
+    host: HeaderValue,
+    idle_timeout: Duration,
+    idle: Mutex<Vec<Idle>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool").field("dial", &self.dial).finish_non_exhaustive()
+    }
+}
+
+impl Pool {
+    /// A pool for `base`, closing connections idle longer than `idle_timeout`; must run inside a
+    /// Tokio runtime (the idle sweep is a task).
+    pub fn new(base: &BaseUrl, connector: Connector, idle_timeout: Duration) -> Arc<Pool> {
+        let pool = Arc::new(Pool {
+            connector,
+            dial: dial_uri(base),
+            host: host_value(base),
+            idle_timeout,
+            idle: Mutex::new(Vec::new()),
+        });
+        tokio::spawn(sweep(Arc::downgrade(&pool), idle_timeout));
+        pool
+    }
+
+    /// Sends `req` (absolute or origin form; it goes out in origin form, with `Host` added when
+    /// missing) and returns the response head.
+    pub async fn send(&self, mut req: Request<Body>) -> Result<Response<Incoming>, SendError> {
+        origin_form(req.uri_mut());
+        req.headers_mut().entry(HOST).or_insert_with(|| self.host.clone());
+        loop {
+            let (mut tx, reused) = match self.checkout() {
+                Some(tx) => (tx, true),
+                None => (Box::pin(self.connect()).await?, false), // rare: boxed, so the common path's future stays small
+            };
+            let sent = tx.try_send_request(req);
+            self.put(tx);
+            match sent.await {
+                Ok(resp) => return Ok(resp),
+                Err(mut e) => match e.take_message() {
+                    Some(again) if reused => req = again,
+                    _ => return Err(SendError::Exchange(e.into_error())),
+                },
+            }
+        }
+    }
+
+    /// The most recently used ready connection; closed ones are dropped on the way.
+    fn checkout(&self) -> Option<http1::SendRequest<Body>> {
+        let mut idle = self.idle.lock();
+        let mut i = idle.len();
+        while i > 0 {
+            i -= 1;
+            let entry = &idle[i];
+            if entry.tx.is_closed() {
+                idle.remove(i);
+            } else if entry.tx.is_ready() {
+                return Some(idle.remove(i).tx);
+            }
+        }
+        None
+    }
+
+    /// Keeps `tx` for the next request, unless the pool is full or it is closed.
+    fn put(&self, tx: http1::SendRequest<Body>) {
+        if tx.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock();
+        if idle.len() < MAX_IDLE {
+            idle.push(Idle {
+                tx,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    /// A new connection, its driver spawned.
+    async fn connect(&self) -> Result<http1::SendRequest<Body>, SendError> {
+        let mut connector = self.connector.clone();
+        let io = connector.call(self.dial.clone()).await.map_err(SendError::Connect)?;
+        let (tx, conn) = http1::handshake(io)
+            .await
+            .map_err(|e| SendError::Connect(Box::new(e)))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(tx)
+    }
+
+    /// Drops connections that are closed or idle longer than the idle timeout.
+    fn expire(&self, now: Instant) {
+        let timeout = self.idle_timeout;
+        self.idle
+            .lock()
+            .retain(|e| !e.tx.is_closed() && now.saturating_duration_since(e.since) < timeout);
+    }
+
+    /// Connections held (idle or busy), for tests.
+    pub fn held(&self) -> usize {
+        self.idle.lock().len()
+    }
+}
+
+/// Sweeps `pool` every quarter of the idle timeout (between 50 ms and 30 s) until it is gone.
+async fn sweep(pool: Weak<Pool>, idle_timeout: Duration) {
+    let every = (idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(30));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match pool.upgrade() {
+            Some(pool) => pool.expire(Instant::now()),
+            None => return,
+        }
+    }
+}
+
+/// `scheme://authority/`.
+fn dial_uri(base: &BaseUrl) -> Uri {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(base.uri_scheme().clone());
+    parts.authority = Some(base.uri_authority().clone());
+    parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    Uri::from_parts(parts).unwrap_or_default()
+}
+
+/// The authority as a `Host` value, without the port when it is the scheme's default.
+fn host_value(base: &BaseUrl) -> HeaderValue {
+    let authority = base.uri_authority();
+    let default_port = match base.uri_scheme().as_str() {
+        "https" => 443,
+        _ => 80,
+    };
+    let text = match authority.port_u16() {
+        Some(p) if p == default_port => authority.host(),
+        _ => authority.as_str(),
+    };
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("localhost"))
+}
+
+/// Replaces an absolute-form URI by its path and query (`/` when it has none).
+fn origin_form(uri: &mut Uri) {
+    if uri.scheme().is_none() && uri.authority().is_none() {
+        return;
+    }
+    let mut parts = http::uri::Parts::default();
+    parts.path_and_query = Some(
+        uri.path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+    );
+    *uri = Uri::from_parts(parts).unwrap_or_default();
+}
+
+#[cfg(test)]
+mod tests;
