@@ -3,14 +3,20 @@
 //!
 //! Connections are made by the same connector as the general client (DNS, connect timeout,
 //! TCP_NODELAY, TLS from `[upstream_tls]`) and driven by `hyper::client::conn::http1`. A
-//! connection goes back on the idle list as soon as a request has been handed to it; a checkout
-//! takes only a connection that says it is ready (its last exchange is over), skips busy ones
-//! and drops closed ones. A request that a reused connection closed before taking is sent again
-//! on another connection (never one it may have reached Keycloak on). Connections idle longer
-//! than `pool_idle` are closed by a sweep.
+//! checked-out connection belongs to one request: it travels with the response body
+//! ([`Returning`]) and goes back on the idle list when that body ends or is dropped, stamped
+//! with the time. A checkout takes the most recently returned connection that says it is ready,
+//! and drops closed ones and ones idle for `pool_idle` or longer (a sweep closes those too). A
+//! request that a reused connection closed before taking is sent again on another connection;
+//! one that may have reached Keycloak never is.
 
+use std::pin::Pin;
 use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
 
 use http::header::HOST;
 use http::{HeaderValue, Request, Response, Uri};
@@ -22,7 +28,7 @@ use tower_service::Service;
 use super::{Body, BoxError, Connector};
 use crate::config::BaseUrl;
 
-/// Most idle connections kept.
+/// Most idle connections kept (connections in use are not counted).
 const MAX_IDLE: usize = 256;
 
 /// Why a request to the upstream failed.
@@ -58,7 +64,7 @@ impl std::fmt::Display for SendError {
     }
 }
 
-/// One idle (or busy) connection.
+/// One idle connection.
 struct Idle {
     tx: http1::SendRequest<Body>,
     since: Instant,
@@ -97,8 +103,8 @@ impl Pool {
     }
 
     /// Sends `req` (absolute or origin form; it goes out in origin form, with `Host` added when
-    /// missing) and returns the response head.
-    pub async fn send(&self, mut req: Request<Body>) -> Result<Response<Incoming>, SendError> {
+    /// missing) and returns the response; its connection comes back when the body is done.
+    pub async fn send(self: &Arc<Self>, mut req: Request<Body>) -> Result<Response<Returning>, SendError> {
         origin_form(req.uri_mut());
         req.headers_mut().entry(HOST).or_insert_with(|| self.host.clone());
         loop {
@@ -106,10 +112,14 @@ impl Pool {
                 Some(tx) => (tx, true),
                 None => (Box::pin(self.connect()).await?, false), // rare: boxed, so the common path's future stays small
             };
-            let sent = tx.try_send_request(req);
-            self.put(tx);
-            match sent.await {
-                Ok(resp) => return Ok(resp),
+            match tx.try_send_request(req).await {
+                Ok(resp) => {
+                    let back = Back {
+                        pool: Arc::downgrade(self),
+                        tx: Some(tx),
+                    };
+                    return Ok(resp.map(|body| Returning { body, back }));
+                }
                 Err(mut e) => match e.take_message() {
                     Some(again) if reused => req = again,
                     _ => return Err(SendError::Exchange(e.into_error())),
@@ -118,14 +128,16 @@ impl Pool {
         }
     }
 
-    /// The most recently used ready connection; closed ones are dropped on the way.
+    /// The most recently returned ready connection; closed and expired ones are dropped on
+    /// the way, busy ones (their last response still being read by hyper) are left.
     fn checkout(&self) -> Option<http1::SendRequest<Body>> {
         let mut idle = self.idle.lock();
+        let now = Instant::now();
         let mut i = idle.len();
         while i > 0 {
             i -= 1;
             let entry = &idle[i];
-            if entry.tx.is_closed() {
+            if entry.tx.is_closed() || now.saturating_duration_since(entry.since) >= self.idle_timeout {
                 idle.remove(i);
             } else if entry.tx.is_ready() {
                 return Some(idle.remove(i).tx);
@@ -163,7 +175,7 @@ impl Pool {
         Ok(tx)
     }
 
-    /// Drops connections that are closed or idle longer than the idle timeout.
+    /// Drops connections that are closed or idle for the idle timeout or longer.
     fn expire(&self, now: Instant) {
         let timeout = self.idle_timeout;
         self.idle
@@ -171,9 +183,66 @@ impl Pool {
             .retain(|e| !e.tx.is_closed() && now.saturating_duration_since(e.since) < timeout);
     }
 
-    /// Connections held (idle or busy), for tests.
-    pub fn held(&self) -> usize {
+    /// Connections on the idle list, for tests.
+    #[cfg(test)]
+    fn idle_len(&self) -> usize {
         self.idle.lock().len()
+    }
+}
+
+/// A connection on loan to one response, given back to its pool when dropped.
+struct Back {
+    pool: Weak<Pool>,
+    tx: Option<http1::SendRequest<Body>>,
+}
+
+impl Back {
+    fn give_back(&mut self) {
+        if let (Some(tx), Some(pool)) = (self.tx.take(), self.pool.upgrade()) {
+            pool.put(tx);
+        }
+    }
+}
+
+impl Drop for Back {
+    fn drop(&mut self) {
+        self.give_back();
+    }
+}
+
+/// A response body from the pool: hyper's body, and the connection it came on, returned to the
+/// pool when the body ends or is dropped.
+pub struct Returning {
+    body: Incoming,
+    back: Back,
+}
+
+impl std::fmt::Debug for Returning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Returning")
+            .field("body", &self.body)
+            .finish_non_exhaustive()
+    }
+}
+
+impl http_body::Body for Returning {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            self.back.give_back();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -208,10 +277,10 @@ fn host_value(base: &BaseUrl) -> HeaderValue {
         _ => 80,
     };
     let text = match authority.port_u16() {
-        Some(p) if p == default_port => authority.host(),
-        _ => authority.as_str(),
+        Some(p) if p != default_port => format!("{}:{p}", authority.host()),
+        _ => authority.host().to_owned(),
     };
-    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("localhost"))
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("localhost"))
 }
 
 /// Replaces an absolute-form URI by its path and query (`/` when it has none).

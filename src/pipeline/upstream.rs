@@ -4,17 +4,17 @@
 //! sent along, and connect/response timeouts. Failures become 502/504 refusals.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{HOST, HeaderName};
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response, Uri, Version};
-use hyper::body::Incoming;
 
 use crate::app::App;
 use crate::config::Settings;
 use crate::error::{Detail, Reason, Refusal};
-use crate::net::pool::{Pool, SendError};
+use crate::net::pool::{Pool, Returning, SendError};
 use crate::net::{Body, boxed, describe_error};
 use crate::route::Operation;
 
@@ -212,10 +212,10 @@ pub fn classify(e: &SendError, settings: &Settings) -> (Refusal, ErrorKind) {
 
 /// Sends the request with the response timeout; `Err` carries the refusal and its kind.
 pub async fn send(
-    pool: &Pool,
+    pool: &Arc<Pool>,
     settings: &Settings,
     req: Request<Body>,
-) -> Result<Response<Incoming>, (Refusal, ErrorKind)> {
+) -> Result<Response<Returning>, (Refusal, ErrorKind)> {
     match tokio::time::timeout(settings.timeouts.response, pool.send(req)).await {
         Ok(Ok(resp)) => Ok(resp),
         Ok(Err(e)) => Err(classify(&e, settings)),

@@ -78,7 +78,7 @@ fn pool_for(base: &BaseUrl, idle: Duration) -> Arc<Pool> {
     Pool::new(base, crate::net::connector(&settings), idle)
 }
 
-async fn get(pool: &Pool, uri: &str) -> u16 {
+async fn get(pool: &Arc<Pool>, uri: &str) -> u16 {
     let req = Request::get(uri).body(crate::net::empty()).unwrap();
     let resp = pool.send(req).await.unwrap();
     let status = resp.status().as_u16();
@@ -106,15 +106,38 @@ async fn a_busy_connection_is_not_shared_and_both_are_kept() {
     let s = server(Mode::Slow).await;
     let pool = pool_for(&s.base, Duration::from_secs(60));
     let uri = format!("{}/x", s.base.as_string());
-    // The first response's body is not read yet, so its connection is busy.
+    // The first response's body is still arriving, so its connection is on loan.
     let first = pool
         .send(Request::get(&uri).body(crate::net::empty()).unwrap())
         .await
         .unwrap();
+    assert_eq!(pool.idle_len(), 0);
     assert_eq!(get(&pool, &uri).await, 200);
     assert_eq!(s.accepted.load(Ordering::SeqCst), 2);
-    drop(first);
-    assert_eq!(pool.held(), 2);
+    assert_eq!(pool.idle_len(), 1);
+    let body = crate::net::read_limited(first.into_body(), 1024).await.unwrap();
+    assert_eq!(&body[..], b"okok");
+    assert_eq!(pool.idle_len(), 2);
+    for _ in 0..3 {
+        assert_eq!(get(&pool, &uri).await, 200);
+    }
+    assert_eq!(s.accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_dropped_response_gives_its_connection_back() {
+    let s = server(Mode::Keep).await;
+    let pool = pool_for(&s.base, Duration::from_secs(60));
+    let uri = format!("{}/x", s.base.as_string());
+    let resp = pool
+        .send(Request::get(&uri).body(crate::net::empty()).unwrap())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await; // the body has arrived
+    drop(resp);
+    assert_eq!(pool.idle_len(), 1);
+    assert_eq!(get(&pool, &uri).await, 200);
+    assert_eq!(s.accepted.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
@@ -148,9 +171,9 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
     let pool = pool_for(&s.base, Duration::from_millis(100));
     let uri = format!("{}/x", s.base.as_string());
     assert_eq!(get(&pool, &uri).await, 200);
-    assert_eq!(pool.held(), 1);
+    assert_eq!(pool.idle_len(), 1);
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(pool.held(), 0);
+    assert_eq!(pool.idle_len(), 0);
     assert_eq!(get(&pool, &uri).await, 200);
     assert_eq!(s.accepted.load(Ordering::SeqCst), 2);
 }
@@ -167,7 +190,7 @@ async fn a_refused_connection_is_a_connect_error() {
         .unwrap();
     let e = pool.send(req).await.unwrap_err();
     assert!(e.is_connect(), "{e}");
-    assert_eq!(pool.held(), 0);
+    assert_eq!(pool.idle_len(), 0);
 }
 
 #[test]
@@ -178,6 +201,8 @@ fn the_host_drops_only_the_scheme_default_port() {
     assert_eq!(host("https://kc:443/auth"), "kc");
     assert_eq!(host("https://kc:80"), "kc:80");
     assert_eq!(host("http://[::1]:8080"), "[::1]:8080");
+    assert_eq!(host("http://u:p@kc:8080"), "kc:8080");
+    assert_eq!(host("https://u@kc"), "kc");
 }
 
 #[test]
