@@ -57,7 +57,8 @@ pub struct Ctx {
     pub upstream_status: Option<u16>,
     /// Metric label of the realm (bounded).
     pub realm_label: String,
-    /// `scheme://host` this request reached Keycloak as (from the forwarded headers sent).
+    /// `scheme://host` this request reached Keycloak as (from the forwarded headers sent); set
+    /// for registration requests only, whose answers stage 6 rewrites.
     pub seen_origin: String,
     /// The request's `Origin` and `Content-Type`, for explaining Keycloak's CORS and 415 answers.
     pub sent: Sent,

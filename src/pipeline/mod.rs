@@ -285,7 +285,9 @@ async fn forward(app: &App, ctx: &mut Ctx, req: Request<Body>) -> Result<Respons
         request_id: &ctx.request_id,
     };
     let req = upstream::prepare(&app.settings, &hop, req)?;
-    ctx.seen_origin = upstream::seen_origin(&req, &app.settings);
+    if ctx.reg.is_some() {
+        ctx.seen_origin = upstream::seen_origin(&req, &app.settings); // read by stage 6 only
+    }
     ctx.forwarded = true; // a refusal from here on is not a policy denial
     let resp = upstream::forward(app, ctx.reg.as_ref().map(|r| r.operation), req).await?;
     ctx.upstream_status = Some(resp.status().as_u16());
