@@ -281,11 +281,12 @@ async fn readiness_follows_the_credential() {
     kc.failing.store(true, Ordering::SeqCst);
     let t = start(kc, POLICY, service_account).await;
     let gw = &t.gw;
+    // Until the first fetch has failed, the problem is "no token fetched yet"; wait for the
+    // failure itself.
     assert!(
         until(Duration::from_secs(10), || async {
-            readyz(gw).await["problems"]
-                .to_string()
-                .contains("registration credential of realm demo")
+            let problems = readyz(gw).await["problems"].to_string();
+            problems.contains("registration credential of realm demo") && problems.contains("unauthorized_client")
         })
         .await
     );
