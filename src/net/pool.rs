@@ -146,18 +146,23 @@ impl Pool {
         None
     }
 
-    /// Keeps `tx` for the next request, unless the pool is full or it is closed.
+    /// Keeps `tx` for the next request unless it is closed; a full list gives up its oldest
+    /// connection (the likeliest to have been closed by the other side) for it.
     fn put(&self, tx: http1::SendRequest<Body>) {
         if tx.is_closed() {
             return;
         }
         let mut idle = self.idle.lock();
-        if idle.len() < MAX_IDLE {
-            idle.push(Idle {
-                tx,
-                since: Instant::now(),
-            });
+        if idle.len() >= MAX_IDLE {
+            idle.retain(|e| !e.tx.is_closed());
+            if idle.len() >= MAX_IDLE {
+                idle.remove(0);
+            }
         }
+        idle.push(Idle {
+            tx,
+            since: Instant::now(),
+        });
     }
 
     /// A new connection, its driver spawned.
