@@ -233,4 +233,4 @@ where
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -4,8 +4,10 @@ use tracing_subscriber::fmt::MakeWriter;
 
 use super::*;
 
+/// A writer keeping what it is given, shared by its clones (also used by the access-line
+/// tests in `pipeline::observe::line`).
 #[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
+pub(crate) struct Capture(pub(crate) Arc<Mutex<Vec<u8>>>);
 
 impl std::io::Write for Capture {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {

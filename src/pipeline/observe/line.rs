@@ -385,26 +385,14 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
 
     use crate::logformat::JsonLine;
+    use crate::logformat::tests::Capture;
     use crate::policy::Verdict;
     use crate::policy::metadata::ClientMetadata;
     use crate::route::Operation;
     use crate::token::{Identity, TokenKind};
-
-    #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Capture {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
 
     #[derive(Clone)]
     struct Fixed;
@@ -461,12 +449,8 @@ mod tests {
     /// What `tracing` with the gateway's JSON format writes for `emit`.
     fn through_tracing(emit: impl FnOnce()) -> String {
         let out = Capture::default();
-        let writer = {
-            let out = out.clone();
-            move || out.clone()
-        };
         let subscriber = tracing_subscriber::fmt()
-            .with_writer(writer)
+            .with_writer(out.clone())
             .json()
             .flatten_event(true)
             .with_current_span(false)
