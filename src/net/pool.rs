@@ -2,31 +2,33 @@
 //! alive and reused, most recently used first.
 //!
 //! Connections are made by the same connector as the general client (DNS, connect timeout,
-//! TCP_NODELAY, TLS from `[upstream_tls]`) and driven by `hyper::client::conn::http1`. A
-//! checked-out connection belongs to one request: it travels with the response body
-//! ([`Returning`]) and goes back on the idle list when that body ends or is dropped, stamped
-//! with the time. A checkout takes the most recently returned connection that says it is ready,
-//! and drops closed ones and ones idle for `pool_idle` or longer (a sweep closes those too). A
-//! request that a reused connection closed before taking is sent again on another connection;
-//! one that may have reached Keycloak never is.
+//! TCP_NODELAY, TLS from `[upstream_tls]`) and spoken to by [`wire`] in the task of the request
+//! that holds them. A checked-out connection belongs to one request: it travels with the
+//! response body ([`Returning`]) and goes back on the idle list, stamped with the time, as soon
+//! as that body has been read to its end. A checkout takes the most recently returned
+//! connection; on the way it drops ones idle for `pool_idle` or longer and ones on which
+//! anything arrived while idle (the other side closed, or sent what nobody asked for), and a
+//! sweep closes those too. A request is written once: what may have reached Keycloak is never
+//! sent again.
 
-use std::pin::Pin;
 use std::sync::{Arc, Weak};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body::{Frame, SizeHint};
-
 use http::header::HOST;
-use http::{HeaderValue, Request, Response, Uri};
-use hyper::body::Incoming;
-use hyper::client::conn::http1;
+use http::{HeaderValue, Method, Request, Response, Uri};
+use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use tower_service::Service;
 
 use super::{Body, BoxError, Connector};
 use crate::config::BaseUrl;
+
+mod body;
+mod wire;
+
+pub use body::Returning;
+use wire::Conn;
+pub use wire::WireError;
 
 /// Most idle connections kept (connections in use are not counted).
 const MAX_IDLE: usize = 256;
@@ -37,7 +39,7 @@ pub enum SendError {
     /// No connection could be made (DNS, refused, connect timeout, TLS handshake).
     Connect(BoxError),
     /// The connection failed during the exchange.
-    Exchange(hyper::Error),
+    Exchange(WireError),
 }
 
 impl SendError {
@@ -64,9 +66,10 @@ impl std::fmt::Display for SendError {
     }
 }
 
-/// One idle connection.
+/// One idle connection (boxed: a connection is large, and moves between the list and its
+/// response).
 struct Idle {
-    tx: http1::SendRequest<Body>,
+    conn: Box<Conn>,
     since: Instant,
 }
 
@@ -103,151 +106,67 @@ impl Pool {
     }
 
     /// Sends `req` (absolute or origin form; it goes out in origin form, with `Host` added when
-    /// missing) and returns the response; its connection comes back when the body is done.
+    /// missing) and returns the response once its head has arrived; the connection comes back
+    /// when the body has been read.
     pub async fn send(self: &Arc<Self>, mut req: Request<Body>) -> Result<Response<Returning>, SendError> {
         origin_form(req.uri_mut());
         req.headers_mut().entry(HOST).or_insert_with(|| self.host.clone());
-        loop {
-            let (mut tx, reused) = match self.checkout() {
-                Some(tx) => (tx, true),
-                None => (Box::pin(self.connect()).await?, false), // rare: boxed, so the common path's future stays small
-            };
-            match tx.try_send_request(req).await {
-                Ok(resp) => {
-                    let back = Back {
-                        pool: Arc::downgrade(self),
-                        tx: Some(tx),
-                    };
-                    return Ok(resp.map(|body| Returning { body, back }));
-                }
-                Err(mut e) => match e.take_message() {
-                    Some(again) if reused => req = again,
-                    _ => return Err(SendError::Exchange(e.into_error())),
-                },
-            }
-        }
+        let head_request = req.method() == Method::HEAD;
+        let mut conn = match self.checkout() {
+            Some(conn) => conn,
+            None => Box::pin(self.connect()).await?, // rare: boxed, so the common path's future stays small
+        };
+        conn.write_request(req).await.map_err(SendError::Exchange)?;
+        let head = conn.read_head(head_request).await.map_err(SendError::Exchange)?;
+        let body = Returning::new(head.framing, head.keep_alive, conn, Arc::downgrade(self));
+        Ok(head.response.map(|()| body))
     }
 
-    /// The most recently returned ready connection; closed and expired ones are dropped on
-    /// the way, busy ones (their last response still being read by hyper) are left.
-    fn checkout(&self) -> Option<http1::SendRequest<Body>> {
+    /// The most recently returned usable connection; expired ones, and ones on which anything
+    /// arrived while they were idle, are dropped on the way.
+    fn checkout(&self) -> Option<Box<Conn>> {
         let mut idle = self.idle.lock();
         let now = Instant::now();
-        let mut i = idle.len();
-        while i > 0 {
-            i -= 1;
-            let entry = &idle[i];
-            if entry.tx.is_closed() || now.saturating_duration_since(entry.since) >= self.idle_timeout {
-                idle.remove(i);
-            } else if entry.tx.is_ready() {
-                return Some(idle.remove(i).tx);
+        while let Some(mut entry) = idle.pop() {
+            if now.saturating_duration_since(entry.since) < self.idle_timeout && entry.conn.is_idle_usable() {
+                return Some(entry.conn);
             }
         }
         None
     }
 
-    /// Keeps `tx` for the next request unless it is closed; a full list gives up its oldest
-    /// connection (the likeliest to have been closed by the other side) for it.
-    fn put(&self, tx: http1::SendRequest<Body>) {
-        if tx.is_closed() {
-            return;
-        }
+    /// Keeps `conn` for the next request; a full list gives up its oldest connection (the
+    /// likeliest to have been closed by the other side) for it.
+    fn put(&self, conn: Box<Conn>) {
         let mut idle = self.idle.lock();
         if idle.len() >= MAX_IDLE {
-            idle.retain(|e| !e.tx.is_closed());
-            if idle.len() >= MAX_IDLE {
-                idle.remove(0);
-            }
+            idle.remove(0);
         }
         idle.push(Idle {
-            tx,
+            conn,
             since: Instant::now(),
         });
     }
 
-    /// A new connection, its driver spawned.
-    async fn connect(&self) -> Result<http1::SendRequest<Body>, SendError> {
+    /// A new connection.
+    async fn connect(&self) -> Result<Box<Conn>, SendError> {
         let mut connector = self.connector.clone();
         let io = connector.call(self.dial.clone()).await.map_err(SendError::Connect)?;
-        let (tx, conn) = http1::handshake(io)
-            .await
-            .map_err(|e| SendError::Connect(Box::new(e)))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "upstream connection ended with an error");
-            }
-        });
-        Ok(tx)
+        Ok(Box::new(Conn::new(TokioIo::new(io))))
     }
 
-    /// Drops connections that are closed or idle for the idle timeout or longer.
+    /// Drops connections idle for the idle timeout or longer, and ones the other side closed.
     fn expire(&self, now: Instant) {
         let timeout = self.idle_timeout;
         self.idle
             .lock()
-            .retain(|e| !e.tx.is_closed() && now.saturating_duration_since(e.since) < timeout);
+            .retain_mut(|e| now.saturating_duration_since(e.since) < timeout && e.conn.is_idle_usable());
     }
 
     /// Connections on the idle list, for tests.
     #[cfg(test)]
     fn idle_len(&self) -> usize {
         self.idle.lock().len()
-    }
-}
-
-/// A connection on loan to one response, given back to its pool when dropped.
-struct Back {
-    pool: Weak<Pool>,
-    tx: Option<http1::SendRequest<Body>>,
-}
-
-impl Back {
-    fn give_back(&mut self) {
-        if let (Some(tx), Some(pool)) = (self.tx.take(), self.pool.upgrade()) {
-            pool.put(tx);
-        }
-    }
-}
-
-impl Drop for Back {
-    fn drop(&mut self) {
-        self.give_back();
-    }
-}
-
-/// A response body from the pool: hyper's body, and the connection it came on, returned to the
-/// pool when the body ends or is dropped.
-pub struct Returning {
-    body: Incoming,
-    back: Back,
-}
-
-impl std::fmt::Debug for Returning {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Returning")
-            .field("body", &self.body)
-            .finish_non_exhaustive()
-    }
-}
-
-impl http_body::Body for Returning {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.body).poll_frame(cx);
-        if let Poll::Ready(None) = polled {
-            self.back.give_back();
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
     }
 }
 
@@ -302,5 +221,7 @@ fn origin_form(uri: &mut Uri) {
     *uri = Uri::from_parts(parts).unwrap_or_default();
 }
 
+#[cfg(test)]
+mod exchange_tests;
 #[cfg(test)]
 mod tests;

@@ -72,7 +72,7 @@ async fn server(mode: Mode) -> Server {
     }
 }
 
-fn pool_for(base: &BaseUrl, idle: Duration) -> Arc<Pool> {
+pub(super) fn pool_for(base: &BaseUrl, idle: Duration) -> Arc<Pool> {
     let raw: crate::config::FileConfig = toml::from_str("").unwrap();
     let settings: Settings = crate::config::load::build(raw, None, &crate::config::Overrides::default()).unwrap();
     Pool::new(base, crate::net::connector(&settings), idle)

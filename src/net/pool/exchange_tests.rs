@@ -1,0 +1,316 @@
+//! The exchange on the wire, against scripted raw-TCP servers: request framing as the server
+//! reads it, response bodies by every framing, and when a connection is reused.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::tests::pool_for;
+use super::*;
+
+/// One scripted answer: written in segments with a short pause between them, then the
+/// connection is closed (after a pause) when `close` is set.
+#[derive(Clone)]
+struct Answer {
+    segments: Vec<&'static [u8]>,
+    close: bool,
+}
+
+fn answer(segments: &[&'static [u8]]) -> Answer {
+    Answer {
+        segments: segments.to_vec(),
+        close: false,
+    }
+}
+
+fn closing(segments: &[&'static [u8]]) -> Answer {
+    Answer {
+        segments: segments.to_vec(),
+        close: true,
+    }
+}
+
+struct Script {
+    base: BaseUrl,
+    accepted: Arc<AtomicUsize>,
+    requests: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+/// A server whose connections answer their requests in turn with `answers` (cycling).
+async fn scripted(answers: Vec<Answer>) -> Script {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let (a, r) = (accepted.clone(), requests.clone());
+    tokio::spawn(async move {
+        loop {
+            let (sock, _) = listener.accept().await.unwrap();
+            a.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(serve(sock, answers.clone(), r.clone()));
+        }
+    });
+    Script {
+        base: format!("http://127.0.0.1:{port}").parse().unwrap(),
+        accepted,
+        requests,
+    }
+}
+
+async fn serve(mut sock: TcpStream, answers: Vec<Answer>, requests: Arc<Mutex<Vec<Vec<u8>>>>) {
+    let mut buf = Vec::new();
+    for i in 0.. {
+        let Some(request) = read_request(&mut sock, &mut buf).await else {
+            return;
+        };
+        requests.lock().push(request);
+        let a = &answers[i % answers.len()];
+        for (n, segment) in a.segments.iter().enumerate() {
+            if n > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if sock.write_all(segment).await.is_err() {
+                return;
+            }
+        }
+        if a.close {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            return;
+        }
+    }
+}
+
+/// One whole request (head and body, by `Content-Length` or chunked) taken from `buf`,
+/// reading more as needed.
+async fn read_request(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .map(|n| n.trim().parse::<usize>().unwrap());
+            let whole = match length {
+                Some(n) if buf.len() >= end + 4 + n => Some(end + 4 + n),
+                None if head.contains("transfer-encoding: chunked") => {
+                    buf.windows(5).position(|w| w == b"0\r\n\r\n").map(|p| p + 5)
+                }
+                None => Some(end + 4),
+                _ => None,
+            };
+            if let Some(whole) = whole {
+                return Some(buf.drain(..whole).collect());
+            }
+        }
+        match sock.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+fn req(s: &Script, method: Method, body: Body) -> Request<Body> {
+    Request::builder()
+        .method(method)
+        .uri(format!("{}/x", s.base.as_string()))
+        .body(body)
+        .unwrap()
+}
+
+/// Status and body, or the error text of whichever failed.
+async fn exchange(pool: &Arc<Pool>, r: Request<Body>) -> Result<(u16, Bytes), String> {
+    let resp = pool.send(r).await.map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let body = crate::net::read_limited(resp.into_body(), 1 << 20)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    Ok((status, body))
+}
+
+const EMPTY_200: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+
+#[tokio::test]
+async fn request_bodies_arrive_framed_by_what_is_sent() {
+    let s = scripted(vec![answer(&[EMPTY_200])]).await;
+    let pool = pool_for(&s.base, Duration::from_secs(60));
+    let mut claimed = req(&s, Method::POST, crate::net::full("abc"));
+    claimed
+        .headers_mut()
+        .insert("content-length", HeaderValue::from_static("99"));
+    assert_eq!(exchange(&pool, claimed).await.unwrap().0, 200);
+    assert_eq!(
+        exchange(&pool, req(&s, Method::POST, wire::tests::streaming()))
+            .await
+            .unwrap()
+            .0,
+        200
+    );
+    let big = vec![b'x'; 50_000];
+    assert_eq!(
+        exchange(&pool, req(&s, Method::PUT, crate::net::full(big.clone())))
+            .await
+            .unwrap()
+            .0,
+        200
+    );
+    let seen = s.requests.lock().clone();
+    let text = |i: usize| String::from_utf8_lossy(&seen[i]).into_owned();
+    assert!(text(0).ends_with("content-length: 3\r\n\r\nabc"), "{}", text(0));
+    assert!(!text(0).contains("99"), "{}", text(0));
+    assert!(
+        text(1).ends_with("transfer-encoding: chunked\r\n\r\n2\r\nab\r\n1\r\nc\r\n0\r\n\r\n"),
+        "{}",
+        text(1)
+    );
+    assert!(seen[2].ends_with(&big) && text(2).contains("content-length: 50000\r\n"));
+    assert_eq!(s.accepted.load(Ordering::SeqCst), 1, "one connection carried all three");
+}
+
+#[tokio::test]
+async fn chunked_bodies_decode_across_reads_and_the_connection_is_reused() {
+    let s = scripted(vec![answer(&[
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;ext=1\r\nhel",
+        b"lo\r\n6\r\n world\r\n0\r\nx-trailer: t\r\n",
+        b"\r\n",
+    ])])
+    .await;
+    let pool = pool_for(&s.base, Duration::from_secs(60));
+    for _ in 0..2 {
+        let (status, body) = exchange(&pool, req(&s, Method::GET, crate::net::empty()))
+            .await
+            .unwrap();
+        assert_eq!((status, &body[..]), (200, &b"hello world"[..]));
+    }
+    assert_eq!(s.accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn interim_responses_are_skipped_and_bodiless_ones_keep_the_connection() {
+    let s = scripted(vec![
+        answer(&[
+            b"HTTP/1.1 100 Continue\r\n\r\n",
+            b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\nok",
+        ]),
+        answer(&[b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n"]),
+        answer(&[b"HTTP/1.1 204 No Content\r\ncontent-length: 10\r\n\r\n"]),
+        answer(&[b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nend"]),
+    ])
+    .await;
+    let pool = pool_for(&s.base, Duration::from_secs(60));
+    let got = exchange(&pool, req(&s, Method::POST, crate::net::full("x")))
+        .await
+        .unwrap();
+    assert_eq!((got.0, &got.1[..]), (201, &b"ok"[..]));
+    let got = exchange(&pool, req(&s, Method::HEAD, crate::net::empty()))
+        .await
+        .unwrap();
+    assert_eq!((got.0, got.1.len()), (200, 0), "a HEAD answer has no body");
+    let got = exchange(&pool, req(&s, Method::DELETE, crate::net::empty()))
+        .await
+        .unwrap();
+    assert_eq!((got.0, got.1.len()), (204, 0));
+    let got = exchange(&pool, req(&s, Method::GET, crate::net::empty()))
+        .await
+        .unwrap();
+    assert_eq!((got.0, &got.1[..]), (200, &b"end"[..]));
+    assert_eq!(s.accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_body_until_close_ends_at_the_close_and_its_connection_is_not_reused() {
+    let s = scripted(vec![closing(&[b"HTTP/1.1 200 OK\r\n\r\npart1", b"part2"])]).await;
+    let pool = pool_for(&s.base, Duration::from_secs(60));
+    for _ in 0..2 {
+        let (_, body) = exchange(&pool, req(&s, Method::GET, crate::net::empty()))
+            .await
+            .unwrap();
+        assert_eq!(&body[..], b"part1part2");
+    }
+    assert_eq!(s.accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_connection_closed_while_idle_is_not_used() {
+    let s = scripted(vec![closing(&[b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"])]).await;
+    let pool = pool_for(&s.base, Duration::from_secs(60));
+    assert_eq!(
+        exchange(&pool, req(&s, Method::POST, crate::net::full("a")))
+            .await
+            .unwrap()
+            .0,
+        200
+    );
+    assert_eq!(pool.idle_len(), 1, "nothing said the connection would close");
+    tokio::time::sleep(Duration::from_millis(200)).await; // the server has closed it by now
+    assert_eq!(
+        exchange(&pool, req(&s, Method::POST, crate::net::full("b")))
+            .await
+            .unwrap()
+            .0,
+        200
+    );
+    assert_eq!(s.accepted.load(Ordering::SeqCst), 2);
+    assert_eq!(s.requests.lock().len(), 2, "each request was written once");
+}
+
+#[tokio::test]
+async fn bytes_beyond_the_body_keep_the_connection_out_of_the_pool() {
+    let s = scripted(vec![answer(&[b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokEXTRA"])]).await;
+    let pool = pool_for(&s.base, Duration::from_secs(60));
+    let (_, body) = exchange(&pool, req(&s, Method::GET, crate::net::empty()))
+        .await
+        .unwrap();
+    assert_eq!(&body[..], b"ok");
+    assert_eq!(pool.idle_len(), 0);
+}
+
+#[tokio::test]
+async fn broken_answers_fail_and_are_not_reused() {
+    let cases: [(&'static [u8], &str); 5] = [
+        (
+            b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabcd",
+            "closed before the response body ended",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabcd\r\n0\r\n\r\n",
+            "longer than its size",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+            "chunk-size",
+        ),
+        (b"NOT HTTP\r\n\r\n", "malformed response head"),
+        (b"HTTP/1.1 200", "closed before a complete response head (12 bytes"),
+    ];
+    for (raw, expect) in cases {
+        let s = scripted(vec![closing(&[raw])]).await;
+        let pool = pool_for(&s.base, Duration::from_secs(60));
+        let e = exchange(&pool, req(&s, Method::GET, crate::net::empty()))
+            .await
+            .unwrap_err();
+        assert!(e.contains(expect), "{}: {e}", String::from_utf8_lossy(raw));
+        assert_eq!(pool.idle_len(), 0);
+    }
+}
+
+#[tokio::test]
+async fn a_large_body_streams_through_and_the_connection_is_kept() {
+    let body: &'static [u8] = Box::leak(
+        [
+            &b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n"[..],
+            &[b'y'; 100_000][..],
+        ]
+        .concat()
+        .into_boxed_slice(),
+    );
+    let s = scripted(vec![answer(&[body])]).await;
+    let pool = pool_for(&s.base, Duration::from_secs(60));
+    let (_, got) = exchange(&pool, req(&s, Method::GET, crate::net::empty()))
+        .await
+        .unwrap();
+    assert!(got.len() == 100_000 && got.iter().all(|&b| b == b'y'));
+    assert_eq!(pool.idle_len(), 1);
+}
