@@ -123,6 +123,27 @@ async fn upstream_over_tls_with_a_custom_ca() {
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
     assert_eq!(a.json()["path"], "/realms/demo/account");
     assert_eq!(up.hits(), 1);
+    // Later requests, one with a body, reuse the TLS connection (no new handshake).
+    let handshakes = up.client_certs.lock().len();
+    let form = json!({"grant_type": "x"});
+    for (method, body) in [("POST", Some(&form)), ("GET", None)] {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let a = send(req(
+            method,
+            gw.addr,
+            "/realms/demo/protocol/openid-connect/token",
+            None,
+            body,
+        ))
+        .await;
+        assert_eq!(a.status, 200, "{method}: {}", String::from_utf8_lossy(&a.body));
+    }
+    assert_eq!(up.hits(), 3);
+    assert_eq!(
+        up.client_certs.lock().len(),
+        handshakes,
+        "the first connection carried all three"
+    );
     gw.shutdown().await;
 
     // Trusting only the other CA: the upstream's certificate is refused.
@@ -135,7 +156,7 @@ async fn upstream_over_tls_with_a_custom_ca() {
     let gw = gateway(s).await;
     let a = send(req("GET", gw.addr, "/realms/demo/account", None, None)).await;
     assert_refusal(&a, 502, "upstream_unreachable");
-    assert_eq!(up.hits(), 1);
+    assert_eq!(up.hits(), 3, "nothing more reached the upstream");
     gw.shutdown().await;
 }
 
