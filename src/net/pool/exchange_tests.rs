@@ -36,6 +36,8 @@ struct Script {
     base: BaseUrl,
     accepted: Arc<AtomicUsize>,
     requests: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// Every byte received, on any connection.
+    raw: Arc<Mutex<Vec<u8>>>,
 }
 
 /// A server whose connections answer their requests in turn with `answers` (cycling).
@@ -44,25 +46,32 @@ async fn scripted(answers: Vec<Answer>) -> Script {
     let port = listener.local_addr().unwrap().port();
     let accepted = Arc::new(AtomicUsize::new(0));
     let requests = Arc::new(Mutex::new(Vec::new()));
-    let (a, r) = (accepted.clone(), requests.clone());
+    let raw = Arc::new(Mutex::new(Vec::new()));
+    let (a, r, w) = (accepted.clone(), requests.clone(), raw.clone());
     tokio::spawn(async move {
         loop {
             let (sock, _) = listener.accept().await.unwrap();
             a.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(serve(sock, answers.clone(), r.clone()));
+            tokio::spawn(serve(sock, answers.clone(), r.clone(), w.clone()));
         }
     });
     Script {
         base: format!("http://127.0.0.1:{port}").parse().unwrap(),
         accepted,
         requests,
+        raw,
     }
 }
 
-async fn serve(mut sock: TcpStream, answers: Vec<Answer>, requests: Arc<Mutex<Vec<Vec<u8>>>>) {
+async fn serve(
+    mut sock: TcpStream,
+    answers: Vec<Answer>,
+    requests: Arc<Mutex<Vec<Vec<u8>>>>,
+    raw: Arc<Mutex<Vec<u8>>>,
+) {
     let mut buf = Vec::new();
     for i in 0.. {
-        let Some(request) = read_request(&mut sock, &mut buf).await else {
+        let Some(request) = read_request(&mut sock, &mut buf, &raw).await else {
             return;
         };
         requests.lock().push(request);
@@ -84,7 +93,7 @@ async fn serve(mut sock: TcpStream, answers: Vec<Answer>, requests: Arc<Mutex<Ve
 
 /// One whole request (head and body, by `Content-Length` or chunked) taken from `buf`,
 /// reading more as needed.
-async fn read_request(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+async fn read_request(sock: &mut TcpStream, buf: &mut Vec<u8>, raw: &Mutex<Vec<u8>>) -> Option<Vec<u8>> {
     let mut chunk = [0u8; 8192];
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -107,7 +116,10 @@ async fn read_request(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>
         }
         match sock.read(&mut chunk).await {
             Ok(0) | Err(_) => return None,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                raw.lock().extend_from_slice(&chunk[..n]);
+            }
         }
     }
 }
@@ -313,4 +325,39 @@ async fn a_large_body_streams_through_and_the_connection_is_kept() {
         .unwrap();
     assert!(got.len() == 100_000 && got.iter().all(|&b| b == b'y'));
     assert_eq!(pool.idle_len(), 1);
+}
+
+/// A body that declares two bytes and holds three.
+struct Overlong(wire::tests::Frames);
+
+impl http_body::Body for Overlong {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.0).poll_frame(cx)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(2)
+    }
+}
+
+#[tokio::test]
+async fn a_body_longer_than_it_declared_is_never_written_past_its_length() {
+    let s = scripted(vec![answer(&[EMPTY_200])]).await;
+    let pool = pool_for(&s.base, Duration::from_secs(60));
+    // Large enough that it would be written straight out, not gathered first.
+    let smuggled = Bytes::from(b"GET /smuggled HTTP/1.1\r\n\r\n".repeat(1000));
+    let frames = wire::tests::Frames([Bytes::from_static(b"ab"), smuggled].into());
+    let e = exchange(&pool, req(&s, Method::POST, crate::net::boxed(Overlong(frames))))
+        .await
+        .unwrap_err();
+    assert!(e.contains("declared 2 bytes and held more"), "{e}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!String::from_utf8_lossy(&s.raw.lock()).contains("smuggled"));
+    assert_eq!(pool.idle_len(), 0);
 }

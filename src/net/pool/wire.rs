@@ -143,6 +143,15 @@ impl Conn {
                 },
             };
             sent += data.len() as u64;
+            if let Framing::Length(n) = framing
+                && sent > n
+            {
+                // Checked before a byte of it is written: more than declared would be read by
+                // Keycloak as the start of another request.
+                return Err(WireError::RequestBody(
+                    format!("it declared {n} bytes and held more").into(),
+                ));
+            }
             if chunked {
                 push_hex(&mut self.out, data.len());
                 self.out.extend_from_slice(b"\r\n");
