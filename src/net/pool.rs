@@ -24,6 +24,7 @@ use super::{Body, BoxError, Connector};
 use crate::config::BaseUrl;
 
 mod body;
+mod upload;
 mod wire;
 
 pub use body::Returning;
@@ -116,9 +117,17 @@ impl Pool {
             Some(conn) => conn,
             None => Box::pin(self.connect()).await?, // rare: boxed, so the common path's future stays small
         };
-        conn.write_request(req).await.map_err(SendError::Exchange)?;
-        let head = conn.read_head(head_request).await.map_err(SendError::Exchange)?;
-        let body = Returning::new(head.framing, head.keep_alive, conn, Arc::downgrade(self));
+        let closes = asks_to_close(req.headers());
+        let early = conn
+            .write_request(req, head_request)
+            .await
+            .map_err(SendError::Exchange)?;
+        let (head, whole) = match early {
+            Some(head) => (head, false), // answered before the body was all sent
+            None => (conn.read_head(head_request).await.map_err(SendError::Exchange)?, true),
+        };
+        let keep_alive = head.keep_alive && whole && !closes;
+        let body = Returning::new(head.framing, keep_alive, conn, Arc::downgrade(self));
         Ok(head.response.map(|()| body))
     }
 
@@ -128,7 +137,9 @@ impl Pool {
         let mut idle = self.idle.lock();
         let now = Instant::now();
         while let Some(mut entry) = idle.pop() {
-            if now.saturating_duration_since(entry.since) < self.idle_timeout && entry.conn.is_idle_usable() {
+            if now.saturating_duration_since(entry.since) >= self.idle_timeout {
+                entry.conn.retire();
+            } else if entry.conn.is_idle_usable() {
                 return Some(entry.conn);
             }
         }
@@ -140,7 +151,7 @@ impl Pool {
     fn put(&self, conn: Box<Conn>) {
         let mut idle = self.idle.lock();
         if idle.len() >= MAX_IDLE {
-            idle.remove(0);
+            idle.remove(0).conn.retire();
         }
         idle.push(Idle {
             conn,
@@ -158,9 +169,16 @@ impl Pool {
     /// Drops connections idle for the idle timeout or longer, and ones the other side closed.
     fn expire(&self, now: Instant) {
         let timeout = self.idle_timeout;
-        self.idle
-            .lock()
-            .retain_mut(|e| now.saturating_duration_since(e.since) < timeout && e.conn.is_idle_usable());
+        let mut idle = self.idle.lock();
+        let mut kept = Vec::with_capacity(idle.len());
+        for mut e in idle.drain(..) {
+            if now.saturating_duration_since(e.since) >= timeout {
+                e.conn.retire();
+            } else if e.conn.is_idle_usable() {
+                kept.push(e);
+            }
+        }
+        *idle = kept;
     }
 
     /// Connections on the idle list, for tests.
@@ -182,6 +200,16 @@ async fn sweep(pool: Weak<Pool>, idle_timeout: Duration) {
             None => return,
         }
     }
+}
+
+/// Whether the request itself says `Connection: close`.
+fn asks_to_close(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("close"))
 }
 
 /// `scheme://authority/`.

@@ -205,12 +205,18 @@ fn fill(conn: &mut Conn, cx: &mut Context<'_>) -> Poll<Result<usize, WireError>>
     conn.poll_fill(cx).map_err(WireError::Io)
 }
 
-/// The next CRLF-terminated line, without its CRLF, taken from the buffer.
+/// The next CRLF-terminated line, without its CRLF, taken from the buffer; a bare CR or LF in
+/// it is refused.
 fn line(conn: &mut Conn, cx: &mut Context<'_>) -> Poll<Result<Bytes, WireError>> {
     loop {
         if let Some(end) = conn.buf.windows(2).position(|w| w == b"\r\n") {
             let mut line = conn.buf.split_to(end + 2).freeze();
             line.truncate(end);
+            if line.iter().any(|&b| b == b'\r' || b == b'\n') {
+                return Poll::Ready(Err(WireError::Framing(
+                    "a bare CR or LF in a chunk-size or trailer line",
+                )));
+            }
             return Poll::Ready(Ok(line));
         }
         if conn.buf.len() > MAX_LINE {

@@ -281,7 +281,11 @@ async fn bytes_beyond_the_body_keep_the_connection_out_of_the_pool() {
 
 #[tokio::test]
 async fn broken_answers_fail_and_are_not_reused() {
-    let cases: [(&'static [u8], &str); 5] = [
+    let cases: [(&'static [u8], &str); 6] = [
+        (
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2;a\nb\r\nok\r\n0\r\n\r\n",
+            "bare CR or LF",
+        ),
         (
             b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabcd",
             "closed before the response body ended",
@@ -359,5 +363,146 @@ async fn a_body_longer_than_it_declared_is_never_written_past_its_length() {
     assert!(e.contains("declared 2 bytes and held more"), "{e}");
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!String::from_utf8_lossy(&s.raw.lock()).contains("smuggled"));
+    assert_eq!(pool.idle_len(), 0);
+}
+
+/// A body that waits once before each frame (so that what was gathered is written out) and
+/// declares `claim` bytes whatever it holds.
+struct Liar {
+    frames: std::collections::VecDeque<Bytes>,
+    claim: u64,
+    wait: bool,
+}
+
+impl http_body::Body for Liar {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        if std::mem::replace(&mut self.wait, false) {
+            cx.waker().wake_by_ref();
+            return std::task::Poll::Pending;
+        }
+        self.wait = true;
+        std::task::Poll::Ready(self.frames.pop_front().map(|b| Ok(http_body::Frame::data(b))))
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.claim)
+    }
+}
+
+#[tokio::test]
+async fn bytes_past_the_declared_length_never_reach_the_upstream_even_between_waits() {
+    let s = scripted(vec![answer(&[EMPTY_200])]).await;
+    let pool = pool_for(&s.base, Duration::from_secs(60));
+    let liar = Liar {
+        frames: [
+            Bytes::from_static(b"abc"),
+            Bytes::from_static(b"GET /smuggled HTTP/1.1\r\nhost: x\r\n\r\n"),
+        ]
+        .into(),
+        claim: 3,
+        wait: false,
+    };
+    let r = exchange(&pool, req(&s, Method::POST, crate::net::boxed(liar))).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!String::from_utf8_lossy(&s.raw.lock()).contains("/smuggled"), "{r:?}");
+}
+
+/// A server that reads one request head, then answers with `head` and `body_len` bytes
+/// without reading the request body first; then drains what comes until the client closes.
+async fn early_answerer(head: String, body_len: usize, close_after: bool) -> BaseUrl {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let (mut buf, mut chunk) = (Vec::new(), [0u8; 8192]);
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = sock.read(&mut chunk).await.unwrap();
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        sock.write_all(head.as_bytes()).await.unwrap();
+        sock.write_all(&vec![b'r'; body_len]).await.unwrap();
+        if close_after {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            return; // closed with the request body unread: the peer sees a reset
+        }
+        let mut sink = vec![0u8; 65536];
+        while let Ok(n) = sock.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    });
+    format!("http://127.0.0.1:{port}").parse().unwrap()
+}
+
+fn big_post(base: &BaseUrl, n: usize) -> Request<Body> {
+    Request::post(format!("{}/x", base.as_string()))
+        .body(crate::net::full(vec![b'q'; n]))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_answer_before_the_body_is_sent_is_read_not_deadlocked() {
+    const N: usize = 16 << 20;
+    let base = early_answerer(format!("HTTP/1.1 200 OK\r\ncontent-length: {N}\r\n\r\n"), N, false).await;
+    let pool = pool_for(&base, Duration::from_secs(60));
+    let got = tokio::time::timeout(Duration::from_secs(20), async {
+        let resp = pool.send(big_post(&base, N)).await.map_err(|e| e.to_string())?;
+        let body = crate::net::read_limited(resp.into_body(), 2 * N)
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        Ok::<usize, String>(body.len())
+    })
+    .await;
+    assert!(matches!(got, Ok(Ok(n)) if n == N), "{got:?}");
+    assert_eq!(
+        pool.idle_len(),
+        0,
+        "a connection whose request was cut short is not reused"
+    );
+}
+
+#[tokio::test]
+async fn an_early_refusal_then_close_reaches_the_caller() {
+    let head = "HTTP/1.1 413 Request Entity Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+    let base = early_answerer(head.to_owned(), 0, true).await;
+    let pool = pool_for(&base, Duration::from_secs(60));
+    let got = tokio::time::timeout(Duration::from_secs(10), pool.send(big_post(&base, 8 << 20))).await;
+    let status = match &got {
+        Ok(Ok(resp)) => Some(resp.status().as_u16()),
+        _ => None,
+    };
+    assert_eq!(
+        status,
+        Some(413),
+        "{:?}",
+        got.as_ref().map(|r| r.as_ref().err().map(|e| e.to_string()))
+    );
+}
+
+#[tokio::test]
+async fn chunked_in_http_1_0_and_a_request_saying_close_are_not_pooled() {
+    let s = scripted(vec![answer(&[
+        b"HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+    ])])
+    .await;
+    let pool = pool_for(&s.base, Duration::from_secs(60));
+    let (_, body) = exchange(&pool, req(&s, Method::GET, crate::net::empty()))
+        .await
+        .unwrap();
+    assert_eq!(&body[..], b"ok");
+    assert_eq!(pool.idle_len(), 0);
+
+    let s = scripted(vec![answer(&[EMPTY_200])]).await;
+    let pool = pool_for(&s.base, Duration::from_secs(60));
+    let mut r = req(&s, Method::GET, crate::net::empty());
+    r.headers_mut().insert("connection", HeaderValue::from_static("close"));
+    exchange(&pool, r).await.unwrap();
     assert_eq!(pool.idle_len(), 0);
 }

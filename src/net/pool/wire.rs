@@ -1,22 +1,19 @@
 //! HTTP/1.1 on one upstream connection, driven by the task of the request that holds it: the
-//! request head written out with the body framed by what is actually sent, and the response
-//! head read and framed (RFC 9112 §6.3). No task, channel or wake-up stands between the request
-//! and the socket.
+//! connection, and the response head read and framed (RFC 9112 §6.3); [`super::upload`] writes
+//! the request. No task, channel or wake-up stands between the request and the socket.
 
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version};
-use http_body::Body as _;
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, Version};
 use hyper_rustls::MaybeHttpsStream;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::net::{Body, BoxError};
+use crate::net::BoxError;
 
 /// The byte stream of one upstream connection, TCP or TLS.
 pub(super) type Io = TokioIo<MaybeHttpsStream<TokioIo<TcpStream>>>;
@@ -27,8 +24,6 @@ const MAX_HEAD: usize = 128 * 1024;
 const MAX_HEADERS: usize = 128;
 /// Bytes a read asks room for.
 const READ_CHUNK: usize = 8 * 1024;
-/// Request body bytes gathered before they are written.
-const WRITE_CHUNK: usize = 16 * 1024;
 
 /// Why an exchange on a connection failed.
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +73,8 @@ pub(super) struct Head {
 pub(super) struct Conn {
     pub(super) io: Io,
     pub(super) buf: BytesMut,
-    out: Vec<u8>,
+    /// Bytes to write (see [`super::upload`]).
+    pub(super) out: Vec<u8>,
 }
 
 impl Conn {
@@ -105,209 +101,63 @@ impl Conn {
         self.buf.is_empty() && self.poll_fill(&mut cx).is_pending()
     }
 
-    /// Writes `req` (origin form, `Host` set): the head, then the body, framed by its exact
-    /// length when known and chunked otherwise; any `Content-Length` or `Transfer-Encoding` the
-    /// request carries is replaced by that framing.
-    pub(super) async fn write_request(&mut self, req: http::Request<Body>) -> Result<(), WireError> {
-        let (parts, mut body) = req.into_parts();
-        let framing = request_framing(&parts.method, &body);
-        self.out.clear();
-        encode_head(&mut self.out, &parts.method, &parts.uri, &parts.headers, framing);
-        if framing != Framing::Empty {
-            self.write_body(&mut body, framing).await?;
+    /// Closes an idle connection the pool lets go: a TLS connection says `close_notify` first
+    /// (in a task of its own, for at most a second); a plain one is just closed.
+    pub(super) fn retire(self: Box<Self>) {
+        if matches!(self.io.inner(), MaybeHttpsStream::Https(_)) {
+            let mut conn = self;
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), conn.io.shutdown()).await;
+            });
         }
-        self.flush_out().await.map_err(WireError::Io)?;
-        self.io.flush().await.map_err(WireError::Io)
     }
 
-    /// The body after the head: gathered into the write buffer, written when it fills or when
-    /// the body has nothing ready.
-    async fn write_body(&mut self, body: &mut Body, framing: Framing) -> Result<(), WireError> {
-        let chunked = framing == Framing::Chunked;
-        let mut sent: u64 = 0;
-        loop {
-            let frame = match now_or_pending(body).await {
-                Some(frame) => frame,
-                None => {
-                    self.flush_out().await.map_err(WireError::Io)?;
-                    self.io.flush().await.map_err(WireError::Io)?;
-                    std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await
-                }
-            };
-            let data = match frame {
-                None => break,
-                Some(Err(e)) => return Err(WireError::RequestBody(e)),
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) if !data.is_empty() => data,
-                    _ => continue, // trailers and empty frames are not sent
-                },
-            };
-            sent += data.len() as u64;
-            if let Framing::Length(n) = framing
-                && sent > n
-            {
-                // Checked before a byte of it is written: more than declared would be read by
-                // Keycloak as the start of another request.
-                return Err(WireError::RequestBody(
-                    format!("it declared {n} bytes and held more").into(),
+    /// Takes the final response head off the buffer if it is all there, skipping interim
+    /// (1xx) responses (`head_request` for `HEAD`).
+    pub(super) fn take_head(&mut self, head_request: bool) -> Result<Option<Head>, WireError> {
+        while let Some(response) = parse_head(&mut self.buf)? {
+            let status = response.status();
+            if status == StatusCode::SWITCHING_PROTOCOLS {
+                return Err(WireError::Head(
+                    "101 Switching Protocols to a request that asked for no upgrade".into(),
                 ));
             }
-            if chunked {
-                push_hex(&mut self.out, data.len());
-                self.out.extend_from_slice(b"\r\n");
+            if status.is_informational() {
+                continue;
             }
-            self.push_data(&data).await.map_err(WireError::Io)?;
-            if chunked {
-                self.out.extend_from_slice(b"\r\n");
-            }
+            let framing = response_framing(head_request, &response)?;
+            let keep_alive = framing != Framing::Close && keeps_alive(&response);
+            return Ok(Some(Head {
+                response,
+                framing,
+                keep_alive,
+            }));
         }
-        match framing {
-            Framing::Chunked => self.out.extend_from_slice(b"0\r\n\r\n"),
-            Framing::Length(n) if n != sent => {
-                let e = format!("it declared {n} bytes and held {sent}");
-                return Err(WireError::RequestBody(e.into()));
-            }
-            _ => {}
-        }
-        Ok(())
+        Ok(None)
     }
 
-    /// Appends `data` to the write buffer, or writes both out when that makes it large.
-    async fn push_data(&mut self, data: &Bytes) -> io::Result<()> {
-        if self.out.len() + data.len() <= WRITE_CHUNK {
-            self.out.extend_from_slice(data);
-            return Ok(());
-        }
-        self.flush_out().await?;
-        self.io.write_all(data).await
-    }
-
-    /// Writes the write buffer out and empties it.
-    async fn flush_out(&mut self) -> io::Result<()> {
-        if !self.out.is_empty() {
-            self.io.write_all(&self.out).await?;
-            self.out.clear();
-        }
-        Ok(())
-    }
-
-    /// Reads the response head to a request (`head_request` for `HEAD`), skipping interim
-    /// (1xx) responses.
-    pub(super) async fn read_head(&mut self, head_request: bool) -> Result<Head, WireError> {
+    /// Reads until the final response head is complete.
+    pub(super) fn poll_head(&mut self, head_request: bool, cx: &mut Context<'_>) -> Poll<Result<Head, WireError>> {
         loop {
-            if let Some(response) = parse_head(&mut self.buf)? {
-                let status = response.status();
-                if status.is_informational() {
-                    if status == StatusCode::SWITCHING_PROTOCOLS {
-                        return Err(WireError::Head(
-                            "101 Switching Protocols to a request that asked for no upgrade".into(),
-                        ));
-                    }
-                    continue;
-                }
-                let framing = response_framing(head_request, &response)?;
-                let keep_alive = framing != Framing::Close && keeps_alive(&response);
-                return Ok(Head {
-                    response,
-                    framing,
-                    keep_alive,
-                });
+            if let Some(head) = self.take_head(head_request)? {
+                return Poll::Ready(Ok(head));
             }
             if self.buf.len() >= MAX_HEAD {
-                return Err(WireError::Head(format!("the head is larger than {MAX_HEAD} bytes")));
+                let e = format!("the head is larger than {MAX_HEAD} bytes");
+                return Poll::Ready(Err(WireError::Head(e)));
             }
-            let n = std::future::poll_fn(|cx| self.poll_fill(cx))
-                .await
-                .map_err(WireError::Io)?;
-            if n == 0 {
-                return Err(WireError::ClosedBeforeHead(self.buf.len()));
+            match ready!(self.poll_fill(cx)) {
+                Ok(0) => return Poll::Ready(Err(WireError::ClosedBeforeHead(self.buf.len()))),
+                Ok(_) => {}
+                Err(e) => return Poll::Ready(Err(WireError::Io(e))),
             }
         }
     }
-}
 
-/// The next frame if the body has one ready now (`Some(None)` at its end), `None` if it would
-/// wait (its waker is then registered).
-async fn now_or_pending(body: &mut Body) -> Option<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
-    std::future::poll_fn(|cx| match Pin::new(&mut *body).poll_frame(cx) {
-        Poll::Ready(frame) => Poll::Ready(Some(frame)),
-        Poll::Pending => Poll::Ready(None),
-    })
-    .await
-}
-
-/// How a request body goes out: nothing for an empty body (`Content-Length: 0` for methods
-/// whose requests carry content), its exact length when known, chunked otherwise.
-fn request_framing(method: &Method, body: &Body) -> Framing {
-    if body.is_end_stream() {
-        let with_content = matches!(*method, Method::POST | Method::PUT | Method::PATCH);
-        return if with_content {
-            Framing::Length(0)
-        } else {
-            Framing::Empty
-        };
+    /// The final response head.
+    pub(super) async fn read_head(&mut self, head_request: bool) -> Result<Head, WireError> {
+        std::future::poll_fn(|cx| self.poll_head(head_request, cx)).await
     }
-    match body.size_hint().exact() {
-        Some(n) => Framing::Length(n),
-        None => Framing::Chunked,
-    }
-}
-
-/// The request line and header fields, with the framing's own header and the blank line.
-fn encode_head(out: &mut Vec<u8>, method: &Method, uri: &http::Uri, headers: &HeaderMap, framing: Framing) {
-    out.extend_from_slice(method.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(uri.path_and_query().map_or("/", |pq| pq.as_str()).as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in headers {
-        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
-            continue;
-        }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    match framing {
-        Framing::Length(n) => {
-            out.extend_from_slice(b"content-length: ");
-            push_decimal(out, n);
-            out.extend_from_slice(b"\r\n");
-        }
-        Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-        Framing::Empty | Framing::Close => {}
-    }
-    out.extend_from_slice(b"\r\n");
-}
-
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
-}
-
-fn push_hex(out: &mut Vec<u8>, n: usize) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut digits = [0u8; 16];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        digits[i] = HEX[n & 15];
-        n >>= 4;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
 }
 
 /// Takes a complete response head off the start of `buf` (header values are slices of it, not
@@ -371,7 +221,7 @@ fn response_framing(head_request: bool, response: &Response<()>) -> Result<Frami
         let last = headers
             .get_all(TRANSFER_ENCODING)
             .iter()
-            .filter_map(|v| v.to_str().ok())
+            .map(|v| v.to_str().unwrap_or("?")) // a value that is not text ends in no chunked
             .flat_map(|v| v.split(','))
             .map(str::trim)
             .rfind(|coding| !coding.is_empty());
@@ -406,10 +256,12 @@ fn response_framing(head_request: bool, response: &Response<()>) -> Result<Frami
 
 /// Whether the connection stays open after this response: HTTP/1.1 unless `Connection: close`,
 /// HTTP/1.0 only with `Connection: keep-alive`; never after a `Transfer-Encoding` beside a
-/// `Content-Length` (a message that could be read two ways).
+/// `Content-Length` (a message that could be read two ways), nor after one in HTTP/1.0 (RFC 9112
+/// §6.1: faulty framing, close after the message).
 fn keeps_alive(response: &Response<()>) -> bool {
     let headers = response.headers();
-    if headers.contains_key(TRANSFER_ENCODING) && headers.contains_key(CONTENT_LENGTH) {
+    let coded = headers.contains_key(TRANSFER_ENCODING);
+    if coded && (headers.contains_key(CONTENT_LENGTH) || response.version() == Version::HTTP_10) {
         return false;
     }
     let has = |token: &str| {

@@ -1,4 +1,11 @@
+use std::pin::Pin;
+
+use bytes::Bytes;
+use http::Method;
+
 use super::*;
+use crate::net::Body;
+use crate::net::pool::upload::{encode_head, push_decimal, push_hex, request_framing};
 
 fn head(method: Method, body: &Body, headers: &[(&str, &str)]) -> String {
     let mut map = HeaderMap::new();
