@@ -85,18 +85,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-wait_port() {
-    local i
-    for i in $(seq 1 200); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "nothing listens on $1" >&2
-    return 1
-}
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 NGINX_PORT=$(free_port)
 UP=http://127.0.0.1:$NGINX_PORT
@@ -110,38 +100,8 @@ say "minting $TOKENS tokens"
 "$CARGO_TARGET_DIR/release/examples/bench_tokens" "$WORK" "$ISSUER" "$TOKENS"
 TOKEN=$(cat "$WORK/token.txt")
 
-mkdir -p "$WORK/nginx"
-cat >"$WORK/nginx.conf" <<EOF
-daemon off;
-master_process off;
-worker_processes 1;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $WORK/nginx/body;
-    proxy_temp_path $WORK/nginx/proxy;
-    fastcgi_temp_path $WORK/nginx/fastcgi;
-    uwsgi_temp_path $WORK/nginx/uwsgi;
-    scgi_temp_path $WORK/nginx/scgi;
-    keepalive_requests 10000000;
-    server {
-        listen 127.0.0.1:$NGINX_PORT;
-        location = /realms/demo/protocol/openid-connect/certs {
-            default_type application/json;
-            alias $WORK/jwks.json;
-        }
-        location / {
-            default_type application/json;
-            return 201 '{"client_id":"bench"}';
-        }
-    }
-}
-EOF
-taskset -c 0 nginx -p "$WORK/nginx" -c "$WORK/nginx.conf" &
-PIDS+=($!)
-wait_port "$NGINX_PORT"
+nginx_upstream "$WORK" "$NGINX_PORT"
+PIDS+=("$NGINX_PID")
 
 # wrk script: cycles through pre-formatted requests, one per token in the file.
 cat >"$WORK/tokens.lua" <<'EOF'

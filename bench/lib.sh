@@ -1,0 +1,54 @@
+# Shared by the bench scripts (sourced): free ports, waiting for a listener, and the nginx
+# upstream stand-in (answers 201 with a small JSON body to anything, serves WORK/jwks.json as
+# the demo realm's JWKS, keeps connections for ten million requests).
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_port() {
+    local i
+    for i in $(seq 1 600); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "nothing listens on $1" >&2
+    return 1
+}
+
+# nginx_upstream WORK PORT: writes WORK/nginx.conf and starts nginx on core 0 (pid in NGINX_PID).
+nginx_upstream() {
+    local work=$1 port=$2
+    mkdir -p "$work/nginx"
+    cat >"$work/nginx.conf" <<CONF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $work/nginx/body;
+    proxy_temp_path $work/nginx/proxy;
+    fastcgi_temp_path $work/nginx/fastcgi;
+    uwsgi_temp_path $work/nginx/uwsgi;
+    scgi_temp_path $work/nginx/scgi;
+    keepalive_requests 10000000;
+    server {
+        listen 127.0.0.1:$port;
+        location = /realms/demo/protocol/openid-connect/certs {
+            default_type application/json;
+            alias $work/jwks.json;
+        }
+        location / {
+            default_type application/json;
+            return 201 '{"client_id":"bench"}';
+        }
+    }
+}
+CONF
+    taskset -c 0 nginx -p "$work/nginx" -c "$work/nginx.conf" &
+    NGINX_PID=$!
+    wait_port "$port"
+}
