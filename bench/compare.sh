@@ -70,23 +70,9 @@ cargo build --quiet --release --example bench_tokens
 GATEWAY=$CARGO_TARGET_DIR/release/dcr-gateway
 
 # --- work dir, ports, processes ---------------------------------------------------------------
-WORK=$(mktemp -d /tmp/dcr-bench.XXXXXX)
-PIDS=()
-stop() {
-    local pid
-    for pid in "$@"; do
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-}
-cleanup() {
-    stop "${PIDS[@]}"
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
+bench_work dcr-bench
 
 NGINX_PORT=$(free_port)
 UP=http://127.0.0.1:$NGINX_PORT
@@ -179,20 +165,7 @@ start_haproxy() {
     local mode=$1 cpus=$2 threads=$3 port
     port=$(free_port)
     {
-        cat <<EOF
-global
-    nbthread $threads
-    maxconn 4096
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-    option http-keep-alive
-    http-reuse always
-frontend fe
-    bind 127.0.0.1:$port
-EOF
+        haproxy_head "$threads" "$port"
         if [ "$mode" = jwt ]; then
             cat <<EOF
     http-request deny deny_status 401 unless { req.hdr(authorization) -m beg "Bearer " }
@@ -207,11 +180,7 @@ EOF
     http-request deny deny_status 401 if { var(txn.jwt_exp),sub(txn.now) -m int lt 0 }
 EOF
         fi
-        cat <<EOF
-    default_backend up
-backend up
-    server nginx 127.0.0.1:$NGINX_PORT
-EOF
+        haproxy_tail "$NGINX_PORT"
     } >"$WORK/haproxy-$mode.cfg"
     taskset -c "$cpus" haproxy -db -f "$WORK/haproxy-$mode.cfg" >"$WORK/haproxy-$mode.log" 2>&1 &
     HAPROXY_PID=$!

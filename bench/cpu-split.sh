@@ -21,16 +21,9 @@ for tool in perf haproxy nginx wrk taskset; do
 done
 [ -x "$GATEWAY" ] || cargo build --quiet --release --bin dcr-gateway
 
-WORK=$(mktemp -d /tmp/dcr-cpu-split.XXXXXX)
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
+bench_work dcr-cpu-split
 
 NGINX_PORT=$(free_port)
 nginx_upstream "$WORK" "$NGINX_PORT"
@@ -86,23 +79,7 @@ measure dcr-gateway "$GW" "$GW_PORT"
 kill "$GW"; wait "$GW" 2>/dev/null || true
 
 HP_PORT=$(free_port)
-cat >"$WORK/haproxy.cfg" <<EOF
-global
-    nbthread 1
-    maxconn 4096
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-    option http-keep-alive
-    http-reuse always
-frontend fe
-    bind 127.0.0.1:$HP_PORT
-    default_backend up
-backend up
-    server nginx 127.0.0.1:$NGINX_PORT
-EOF
+{ haproxy_head 1 "$HP_PORT"; haproxy_tail "$NGINX_PORT"; } >"$WORK/haproxy.cfg"
 taskset -c 1 haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
 HP=$!
 PIDS+=($HP)

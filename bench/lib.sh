@@ -1,6 +1,28 @@
-# Shared by the bench scripts (sourced): free ports, waiting for a listener, and the nginx
-# upstream stand-in (answers 201 with a small JSON body to anything, serves WORK/jwks.json as
-# the demo realm's JWKS, keeps connections for ten million requests).
+# Shared by the bench scripts (sourced): a work directory whose processes are stopped on exit,
+# free ports, waiting for a listener, the nginx upstream stand-in (answers 201 with a small JSON
+# body to anything, serves WORK/jwks.json as the demo realm's JWKS, keeps connections for ten
+# million requests), and the HAProxy configuration every comparison uses.
+
+# bench_work PREFIX: sets WORK (a fresh directory) and PIDS (started processes); on exit the
+# processes are stopped and WORK removed.
+bench_work() {
+    WORK=$(mktemp -d "/tmp/$1.XXXXXX")
+    PIDS=()
+    trap bench_cleanup EXIT
+}
+
+stop() {
+    local pid
+    for pid in "$@"; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+}
+
+bench_cleanup() {
+    stop "${PIDS[@]}"
+    rm -rf "$WORK"
+}
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -51,4 +73,32 @@ CONF
     taskset -c 0 nginx -p "$work/nginx" -c "$work/nginx.conf" &
     NGINX_PID=$!
     wait_port "$port"
+}
+
+# haproxy_head THREADS PORT: HAProxy's global and defaults sections and the frontend's first
+# lines (keep-alive both ways, `http-reuse always`); rules and haproxy_tail follow.
+haproxy_head() {
+    cat <<CONF
+global
+    nbthread $1
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    option http-keep-alive
+    http-reuse always
+frontend fe
+    bind 127.0.0.1:$2
+CONF
+}
+
+# haproxy_tail NGINX_PORT: the backend, the nginx stand-in.
+haproxy_tail() {
+    cat <<CONF
+    default_backend up
+backend up
+    server nginx 127.0.0.1:$1
+CONF
 }

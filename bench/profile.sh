@@ -24,16 +24,9 @@ command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq
 OUT=$CARGO_TARGET_DIR/callgrind
 mkdir -p "$OUT"
 
-WORK=$(mktemp -d /tmp/dcr-profile.XXXXXX)
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
+bench_work dcr-profile
 
 NGINX_PORT=$(free_port)
 UP=http://127.0.0.1:$NGINX_PORT
