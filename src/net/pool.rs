@@ -123,7 +123,7 @@ impl Pool {
             .await
             .map_err(SendError::Exchange)?;
         let (head, whole) = match early {
-            Some(head) => (head, false), // answered before the body was all sent
+            Some(early) => (early.head, early.whole), // answered while the upload went on
             None => (conn.read_head(head_request).await.map_err(SendError::Exchange)?, true),
         };
         let keep_alive = head.keep_alive && whole && !closes;
@@ -253,3 +253,5 @@ fn origin_form(uri: &mut Uri) {
 mod exchange_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod upload_tests;

@@ -22,6 +22,14 @@ const WRITE_CHUNK: usize = 16 * 1024;
 /// The write buffer kept for the next request at most (a larger one is let go).
 const KEEP_OUT: usize = 64 * 1024;
 
+/// An answer that came while the upload was still going on.
+pub(super) struct Early {
+    pub head: Head,
+    /// Every byte of the request had been written: all its declared length, flushed, only
+    /// the body's end not yet reported. A connection whose request was cut short is not reused.
+    pub whole: bool,
+}
+
 /// Where an upload stands.
 struct Upload {
     framing: Framing,
@@ -40,13 +48,13 @@ struct Upload {
 
 impl Conn {
     /// Writes `req` (origin form, `Host` set), replacing any `Content-Length` or
-    /// `Transfer-Encoding` it carries by the framing of what is sent. `Some(head)` when Keycloak
-    /// answered before the body was all sent (the rest of the body is not sent).
+    /// `Transfer-Encoding` it carries by the framing of what is sent. `Some(early)` when Keycloak
+    /// answered while the upload was still going on (the rest of the body is not sent).
     pub(super) async fn write_request(
         &mut self,
         req: http::Request<Body>,
         head_request: bool,
-    ) -> Result<Option<Head>, WireError> {
+    ) -> Result<Option<Early>, WireError> {
         let (parts, mut body) = req.into_parts();
         let framing = request_framing(&parts.method, &body);
         self.out.clear();
@@ -76,7 +84,7 @@ impl Conn {
         up: &mut Upload,
         head_request: bool,
         cx: &mut Context<'_>,
-    ) -> Poll<Result<Option<Head>, WireError>> {
+    ) -> Poll<Result<Option<Early>, WireError>> {
         loop {
             let mut body_waits = false;
             while !up.ended && up.data.is_empty() && self.out.len() - up.at < WRITE_CHUNK {
@@ -97,7 +105,7 @@ impl Conn {
             match self.poll_write_pending(up, cx) {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => return Poll::Ready(self.answer_after(e, head_request)),
-                Poll::Pending => return self.poll_early_answer(head_request, cx),
+                Poll::Pending => return self.poll_early_answer(head_request, false, cx),
             }
             if up.crlf {
                 up.crlf = false;
@@ -105,9 +113,11 @@ impl Conn {
                 continue;
             }
             if up.ended || body_waits {
+                let all_sent = matches!(up.framing, Framing::Length(n) if n == up.sent);
                 match Pin::new(&mut self.io).poll_flush(cx) {
                     Poll::Ready(Ok(())) if up.ended => return Poll::Ready(Ok(None)),
-                    Poll::Ready(Ok(())) | Poll::Pending => return self.poll_early_answer(head_request, cx),
+                    Poll::Ready(Ok(())) => return self.poll_early_answer(head_request, all_sent, cx),
+                    Poll::Pending => return self.poll_early_answer(head_request, false, cx),
                     Poll::Ready(Err(e)) => return Poll::Ready(self.answer_after(e, head_request)),
                 }
             }
@@ -175,11 +185,16 @@ impl Conn {
         Poll::Ready(Ok(()))
     }
 
-    /// While the upload waits: a final answer that has arrived ends it; anything else waits
-    /// (the read side's waker is registered too).
-    fn poll_early_answer(&mut self, head_request: bool, cx: &mut Context<'_>) -> Poll<Result<Option<Head>, WireError>> {
+    /// While the upload waits: a final answer that has arrived ends it (`whole` when every byte
+    /// of the request is out); anything else waits (the read side's waker is registered too).
+    fn poll_early_answer(
+        &mut self,
+        head_request: bool,
+        whole: bool,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<Early>, WireError>> {
         match self.poll_head(head_request, cx) {
-            Poll::Ready(Ok(head)) => Poll::Ready(Ok(Some(head))),
+            Poll::Ready(Ok(head)) => Poll::Ready(Ok(Some(Early { head, whole }))),
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => Poll::Pending,
         }
@@ -187,10 +202,10 @@ impl Conn {
 
     /// After a failed write (Keycloak may have answered and closed): the answer if it has
     /// arrived whole, else the write error.
-    fn answer_after(&mut self, e: io::Error, head_request: bool) -> Result<Option<Head>, WireError> {
+    fn answer_after(&mut self, e: io::Error, head_request: bool) -> Result<Option<Early>, WireError> {
         let mut cx = Context::from_waker(std::task::Waker::noop());
         match self.poll_head(head_request, &mut cx) {
-            Poll::Ready(Ok(head)) => Ok(Some(head)),
+            Poll::Ready(Ok(head)) => Ok(Some(Early { head, whole: false })),
             _ => Err(WireError::Io(e)),
         }
     }
