@@ -142,6 +142,11 @@ async fn exchange(pool: &Arc<Pool>, r: Request<Body>) -> Result<(u16, Bytes), St
     Ok((status, body))
 }
 
+/// The status of an exchange that must succeed, its body read.
+async fn status(pool: &Arc<Pool>, r: Request<Body>) -> u16 {
+    exchange(pool, r).await.unwrap().0
+}
+
 const EMPTY_200: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
 
 #[tokio::test]
@@ -152,20 +157,14 @@ async fn request_bodies_arrive_framed_by_what_is_sent() {
     claimed
         .headers_mut()
         .insert("content-length", HeaderValue::from_static("99"));
-    assert_eq!(exchange(&pool, claimed).await.unwrap().0, 200);
+    assert_eq!(status(&pool, claimed).await, 200);
     assert_eq!(
-        exchange(&pool, req(&s, Method::POST, wire::tests::streaming()))
-            .await
-            .unwrap()
-            .0,
+        status(&pool, req(&s, Method::POST, wire::tests::streaming())).await,
         200
     );
     let big = vec![b'x'; 50_000];
     assert_eq!(
-        exchange(&pool, req(&s, Method::PUT, crate::net::full(big.clone())))
-            .await
-            .unwrap()
-            .0,
+        status(&pool, req(&s, Method::PUT, crate::net::full(big.clone()))).await,
         200
     );
     let seen = s.requests.lock().clone();
@@ -248,22 +247,10 @@ async fn a_body_until_close_ends_at_the_close_and_its_connection_is_not_reused()
 async fn a_connection_closed_while_idle_is_not_used() {
     let s = scripted(vec![closing(&[b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"])]).await;
     let pool = pool_for(&s.base, Duration::from_secs(60));
-    assert_eq!(
-        exchange(&pool, req(&s, Method::POST, crate::net::full("a")))
-            .await
-            .unwrap()
-            .0,
-        200
-    );
+    assert_eq!(status(&pool, req(&s, Method::POST, crate::net::full("a"))).await, 200);
     assert_eq!(pool.idle_len(), 1, "nothing said the connection would close");
     tokio::time::sleep(Duration::from_millis(200)).await; // the server has closed it by now
-    assert_eq!(
-        exchange(&pool, req(&s, Method::POST, crate::net::full("b")))
-            .await
-            .unwrap()
-            .0,
-        200
-    );
+    assert_eq!(status(&pool, req(&s, Method::POST, crate::net::full("b"))).await, 200);
     assert_eq!(s.accepted.load(Ordering::SeqCst), 2);
     assert_eq!(s.requests.lock().len(), 2, "each request was written once");
 }
