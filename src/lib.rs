@@ -107,7 +107,7 @@ pub async fn start(settings: Settings) -> Result<Gateway, StartError> {
         error,
     })?;
     let proxy = tokio::spawn(server::serve(app.clone(), listener, tls, caps, rx));
-    tracing::info!(listen = %addr, admin = %admin_addr, upstream = %app.settings.upstream, public_url = %app.settings.public_url, mode = ?app.settings.mode, open_files_limit = fds, "dcr-gateway serving");
+    tracing::info!(listen = %addr, admin = %admin_addr, upstream = %app.settings.upstream, public_url = %app.settings.public_url, mode = ?app.settings.mode, open_files_limit = fds, workers = tokio::runtime::Handle::current().metrics().num_workers(), "dcr-gateway serving");
     for realm in app.verifier.jwks.named() {
         let issuers = app.settings.issuers_for(&realm).join(", ");
         if app.settings.issuer_pinned(&realm) {

@@ -220,6 +220,71 @@ async fn silent_connections_are_capped_per_peer_and_closed_after_header_read() {
     gw.shutdown().await;
 }
 
+/// On HTTP/1.1 the next request's headers are due within `header_read` of the previous answer
+/// (the shorter of it and `idle`): a kept-alive connection that then goes quiet, or dribbles a
+/// request head, is closed long before `idle`, and the close is counted under `header_read`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_requests_after_the_first_must_arrive_within_header_read() {
+    let key = rsa("k1");
+    let kc = jwks_server(testkit::jwks(&[&key])).await;
+    let gw = ready_gateway(&kc, |s| {
+        s.timeouts.header_read = Duration::from_secs(1);
+        s.timeouts.idle = Duration::from_secs(60);
+    })
+    .await;
+    let mut quiet = TcpStream::connect(gw.addr).await.unwrap();
+    let mut dribbling = TcpStream::connect(gw.addr).await.unwrap();
+    for s in [&mut quiet, &mut dribbling] {
+        tokio::io::AsyncWriteExt::write_all(s, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(
+            buf[..n].starts_with(b"HTTP/1.1 "),
+            "{:?}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+    }
+    let started = Instant::now();
+    let drip = tokio::spawn(async move {
+        for b in b"GET /realms/demo/account HTTP/1.1\r\nHost: x\r\nX-Slow: "
+            .iter()
+            .cycle()
+            .take(200)
+        {
+            if tokio::io::AsyncWriteExt::write_all(&mut dribbling, &[*b])
+                .await
+                .is_err()
+            {
+                return Some(started.elapsed()); // closed by the gateway
+            }
+            sleep(Duration::from_millis(100)).await;
+        }
+        None
+    });
+    assert!(
+        closed_within(&mut quiet, Duration::from_secs(10)).await,
+        "quiet keep-alive connection still open"
+    );
+    let closed_after = started.elapsed();
+    assert!(
+        closed_after < Duration::from_secs(5),
+        "closed after {closed_after:?}, not header_read"
+    );
+    let dripped = drip.await.unwrap().expect("the dribbling connection is closed");
+    assert!(
+        dripped < Duration::from_secs(10),
+        "dribbling connection closed after {dripped:?}"
+    );
+    let text = admin(&gw, "/metrics").await.1;
+    assert!(
+        sample(&text, r#"dcr_gateway_connections_timed_out_total{bound="header_read"}"#).unwrap_or(0.0) >= 2.0,
+        "{text}"
+    );
+    gw.shutdown().await;
+}
+
 /// Forged tokens (valid `iss`, a signature by no published key) for 48 junk realms whose key
 /// sets load fine: none of them may keep a slot, so a real unnamed realm still gets one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -79,7 +79,7 @@ pub(crate) async fn serve(app: Arc<App>, listener: TcpListener, mut stop: watch:
         idle: t.idle,
         response_write: t.response_write,
     };
-    let builder = super::builder(t.header_read);
+    let builder = super::builder();
     let slots = Arc::new(Semaphore::new(MAX_ADMIN_CONNECTIONS));
     loop {
         let stream = tokio::select! {
@@ -101,7 +101,7 @@ pub(crate) async fn serve(app: Arc<App>, listener: TcpListener, mut stop: watch:
             let state = ConnState::new(bounds);
             let marks = state.clone();
             let svc = service_fn(move |req| {
-                let mut mark = marks.begin();
+                let mut mark = marks.begin(req.version());
                 let resp = route(&app, &req);
                 mark.writing();
                 async move { Ok::<_, Infallible>(resp.map(|b| Guarded::new(b, mark).boxed())) }

@@ -1,8 +1,11 @@
 //! One connection's life, bounded in time: the headers of the first request must arrive within
-//! `header_read` of accept (HTTP/1 and HTTP/2, protocol detection included), a connection with
+//! `header_read` of accept (HTTP/1 and HTTP/2, protocol detection included), and on HTTP/1 each
+//! later request's headers within `header_read` of the previous answer; a connection with
 //! nothing in flight is closed after `idle`, and a response whose writing stalls for longer than
 //! `response_write` (a client that stops reading, an HTTP/2 stream held at a zero window) closes
-//! the connection, which releases every slot its requests held.
+//! the connection, which releases every slot its requests held. One watchdog per connection
+//! keeps all of these, so a request arms no timer of its own (hyper's per-request header
+//! timer is off: see [`super::builder`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -44,6 +47,9 @@ pub(crate) struct ConnState {
 struct Inner {
     active: usize,
     served: bool,
+    /// The connection speaks HTTP/2 (known from its first request): between its requests only
+    /// `idle` applies.
+    h2: bool,
     idle_since: Instant,
     writing: BTreeMap<u64, Instant>,
     next: u64,
@@ -85,6 +91,7 @@ impl ConnState {
             inner: Mutex::new(Inner {
                 active: 0,
                 served: false,
+                h2: false,
                 idle_since: Instant::now(),
                 writing: BTreeMap::new(),
                 next: 0,
@@ -95,11 +102,12 @@ impl ConnState {
         })
     }
 
-    /// A request's headers have arrived.
-    pub(crate) fn begin(self: &Arc<Self>) -> RequestMark {
+    /// The headers of a request in `version` have arrived.
+    pub(crate) fn begin(self: &Arc<Self>, version: http::Version) -> RequestMark {
         let mut i = self.inner.lock();
         i.active += 1;
         i.served = true;
+        i.h2 = version == http::Version::HTTP_2;
         RequestMark {
             state: self.clone(),
             id: None,
@@ -118,18 +126,14 @@ impl ConnState {
         if write_by.is_some_and(|t| now >= t) {
             return Check::Stalled;
         }
-        let (bound, limit) = if i.served {
-            ("idle", b.idle)
-        } else {
-            ("header_read", b.header_read)
-        };
+        let (bound, limit) = i.quiet_bound(b);
         let idle_by = (i.active == 0).then(|| i.idle_since + limit);
         if idle_by.is_some_and(|t| now >= t) {
             return Check::Idle(bound);
         }
         // Never later than the earliest deadline a change could bring (a response starting to
         // write, the last request ending), so that changes need not wake it.
-        let look = now + b.response_write.min(b.idle);
+        let look = now + b.response_write.min(b.idle).min(b.header_read);
         let wait = [write_by, idle_by].into_iter().flatten().fold(look, Instant::min);
         i.armed = Some(wait);
         Check::Wait(wait)
@@ -139,6 +143,21 @@ impl ConnState {
     fn wake_for(&self, i: &Inner, due: Instant) {
         if i.armed.is_none_or(|a| due < a) {
             self.changed.notify_one();
+        }
+    }
+}
+
+// === impl Inner ===
+
+impl Inner {
+    /// The bound on a stretch with nothing in flight, and its name: `header_read` before the
+    /// first request and, on HTTP/1, for the next request's headers (the shorter of it and
+    /// `idle`); `idle` between HTTP/2 requests.
+    fn quiet_bound(&self, b: &Bounds) -> (&'static str, Duration) {
+        match (self.served, self.h2) {
+            (false, _) => ("header_read", b.header_read),
+            (true, false) if b.header_read < b.idle => ("header_read", b.header_read),
+            (true, _) => ("idle", b.idle),
         }
     }
 }
@@ -169,7 +188,8 @@ impl Drop for RequestMark {
         if i.active == 0 {
             let now = Instant::now();
             i.idle_since = now;
-            self.state.wake_for(&i, now + self.state.bounds.idle);
+            let (_, limit) = i.quiet_bound(&self.state.bounds);
+            self.state.wake_for(&i, now + limit);
         }
     }
 }
@@ -252,22 +272,41 @@ mod tests {
     };
 
     #[test]
-    fn header_read_runs_from_accept_then_idle_after_a_request() {
+    fn header_read_runs_from_accept_and_between_http1_requests() {
         let s = ConnState::new(B);
         let t0 = s.inner.lock().idle_since;
         assert!(matches!(s.check(t0), Check::Wait(t) if t == t0 + B.header_read));
         assert!(matches!(s.check(t0 + B.header_read), Check::Idle("header_read")));
-        let mut m = s.begin();
+        let mut m = s.begin(http::Version::HTTP_11);
         let t1 = t0 + B.header_read;
-        assert!(matches!(s.check(t1), Check::Wait(t) if t == t1 + B.response_write));
-        assert!(matches!(s.check(t0), Check::Wait(t) if t == t0 + B.response_write));
+        // In flight: the watchdog looks again within the shortest bound.
+        assert!(matches!(s.check(t1), Check::Wait(t) if t == t1 + B.header_read));
         m.writing();
         let w = *s.inner.lock().writing.values().next().unwrap();
         assert!(matches!(s.check(w + B.response_write), Check::Stalled));
         drop(m);
+        // The next request's headers are due within header_read of the answer, not idle.
+        let idle = s.inner.lock().idle_since;
+        assert!(matches!(s.check(idle + Duration::from_millis(900)), Check::Wait(t) if t == idle + B.header_read));
+        assert!(matches!(s.check(idle + B.header_read), Check::Idle("header_read")));
+    }
+
+    #[test]
+    fn idle_bounds_the_wait_between_http2_requests_and_when_shorter() {
+        let s = ConnState::new(B);
+        drop(s.begin(http::Version::HTTP_2));
         let idle = s.inner.lock().idle_since;
         assert!(matches!(s.check(idle + Duration::from_secs(4)), Check::Wait(_)));
         assert!(matches!(s.check(idle + B.idle), Check::Idle("idle")));
+        // HTTP/1 with idle shorter than header_read: idle applies, under its own name.
+        let short = Bounds {
+            idle: Duration::from_millis(500),
+            ..B
+        };
+        let s = ConnState::new(short);
+        drop(s.begin(http::Version::HTTP_11));
+        let idle = s.inner.lock().idle_since;
+        assert!(matches!(s.check(idle + short.idle), Check::Idle("idle")));
     }
 
     /// Whether `s` has a wake-up stored (`Notify` keeps one permit).
@@ -283,14 +322,17 @@ mod tests {
         let now = Instant::now();
         // Waiting for header_read (1 s): a request's idle deadline (5 s) comes later.
         assert!(matches!(s.check(now), Check::Wait(_)));
-        let mut m = s.begin();
+        let mut m = s.begin(http::Version::HTTP_11);
         m.writing();
         assert!(!woken(&s), "the write deadline (3 s) is after the armed look (1 s)");
         drop(m);
-        assert!(!woken(&s), "the idle deadline (5 s) is after the armed look");
+        assert!(
+            !woken(&s),
+            "the next request's header deadline (1 s from now) is not before the armed look"
+        );
         // Armed far out (a request in flight for a while): a write due earlier wakes it.
         s.inner.lock().armed = Some(now + Duration::from_secs(60));
-        let mut m = s.begin();
+        let mut m = s.begin(http::Version::HTTP_11);
         m.writing();
         assert!(woken(&s));
         // Not armed (the watchdog is between looks): every change wakes it.

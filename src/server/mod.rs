@@ -37,13 +37,12 @@ const H2_PING: Duration = Duration::from_secs(20);
 /// Descriptors kept back from the proxy's connections (admin, key fetches, policy files).
 const FD_RESERVE: u64 = 128;
 
-/// Builds the HTTP/1.1 + HTTP/2 connection builder with the gateway's bounds.
-pub(crate) fn builder(header_read: Duration) -> Builder<TokioExecutor> {
+/// Builds the HTTP/1.1 + HTTP/2 connection builder. hyper's HTTP/1 header timer is off: it
+/// armed a timer for every request, and the connection's watchdog ([`conn`]) keeps the same
+/// `header_read` bound (from accept, and between requests) for the whole connection.
+pub(crate) fn builder() -> Builder<TokioExecutor> {
     let mut b = Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_read)
-        .keep_alive(true);
+    b.http1().header_read_timeout(None).keep_alive(true);
     b.http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
@@ -105,7 +104,7 @@ pub(crate) async fn serve(
         response_write: t.response_write,
     };
     let grace = t.shutdown_grace;
-    let builder = builder(t.header_read);
+    let builder = builder();
     let mut conns = JoinSet::new();
     loop {
         while conns.try_join_next().is_some() {}
@@ -214,7 +213,7 @@ async fn connection(
     let state = ConnState::new(bounds);
     let marks = state.clone();
     let svc = service_fn(move |req| {
-        let mut mark = marks.begin();
+        let mut mark = marks.begin(req.version());
         let app = app.clone();
         async move {
             let resp = handle(app, info, req).await;

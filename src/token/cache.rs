@@ -26,7 +26,8 @@ pub struct Entry {
     pub claims: Arc<Claims>,
 }
 
-type Digest = [u8; 32];
+/// A cache key: the SHA-256 of the token text.
+pub type Digest = [u8; 32];
 
 /// A sharded, bounded map from token digest to verified claims.
 #[derive(Debug)]

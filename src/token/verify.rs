@@ -11,7 +11,7 @@ use std::sync::Arc;
 use http::HeaderMap;
 use jsonwebtoken::Algorithm;
 
-use super::cache::{Entry, TokenCache, digest};
+use super::cache::{Digest, Entry, TokenCache, digest};
 use super::checks::{Lifetime, TimeFault, check_issuer, check_times};
 use super::claims::{Claims, Decoded, TokenKind};
 use super::jwks::{Jwks, Key};
@@ -44,6 +44,12 @@ impl Identity {
             cached: false,
         }
     }
+}
+
+/// A bearer token and its cache key.
+struct Bearer<'a> {
+    text: &'a str,
+    key: Digest,
 }
 
 /// Verifies bearer tokens and triages the rest.
@@ -249,8 +255,13 @@ impl Verifier {
         let presented = extract(headers)?;
         let leeway = i64::try_from(self.settings.jwt.leeway.as_secs()).unwrap_or(0);
         let now = now();
-        if let Presented::Bearer(token) = presented
-            && let Some(id) = self.cached(route, token, now, leeway)
+        // The cache key, computed once: looked up here, stored under after a verification.
+        let key = match presented {
+            Presented::Bearer(token) => Some(digest(token)),
+            _ => None,
+        };
+        if let Some(d) = &key
+            && let Some(id) = self.cached(route, d, now, leeway)
             && id.claims.iss.as_deref().is_some_and(|i| issuers.iter().any(|a| a == i))
         {
             return Ok(id);
@@ -265,9 +276,10 @@ impl Verifier {
                 cached: false,
             }),
             Triaged::Bearer(d) => {
-                let Presented::Bearer(token) = presented else {
+                let (Presented::Bearer(token), Some(key)) = (presented, key) else {
                     return Err(Refusal::new(Reason::Internal, "bearer without token"));
                 };
+                let token = Bearer { text: token, key };
                 // Boxed: the verification future is large, and the cached path above should not carry it.
                 let result = Box::pin(self.verify(route, token, d, issuer, leeway, now)).await;
                 match &result {
@@ -283,16 +295,15 @@ impl Verifier {
         }
     }
 
-    fn cached(&self, route: &RegRoute, token: &str, now: i64, leeway: i64) -> Option<Identity> {
-        let d = digest(token);
-        let e = self.cache.get(&d, now, leeway)?;
+    fn cached(&self, route: &RegRoute, d: &Digest, now: i64, leeway: i64) -> Option<Identity> {
+        let e = self.cache.get(d, now, leeway)?;
         let keys = self.jwks.realm(&route.realm).ok()?;
         if !keys.is_fresh() {
             return None; // past max_staleness: the full path answers jwks_unavailable
         }
         if *e.realm != *route.realm || !keys.holds(&e.kid) {
             if !keys.holds(&e.kid) {
-                self.cache.remove(&d);
+                self.cache.remove(d);
             }
             return None;
         }
@@ -308,7 +319,7 @@ impl Verifier {
     async fn verify(
         &self,
         route: &RegRoute,
-        token: &str,
+        token: Bearer<'_>,
         d: Decoded,
         issuer: &[String],
         leeway: i64,
@@ -318,7 +329,7 @@ impl Verifier {
         let kid = check_kid(&d)?.to_owned();
         let keys = self.jwks.realm(&route.realm)?;
         let key = keys.key(&kid).await?;
-        check_signature(token, &d, &key, alg)?;
+        check_signature(token.text, &d, &key, alg)?;
         keys.mark_verified();
         let claims = Arc::new(d.claims);
         if let Some(exp) = claims.exp {
@@ -328,7 +339,7 @@ impl Verifier {
                 exp,
                 claims: claims.clone(),
             };
-            self.cache.insert(digest(token), entry, now);
+            self.cache.insert(token.key, entry, now);
         }
         Ok(Identity {
             kind: TokenKind::Bearer,
