@@ -8,6 +8,13 @@
 # the kernel share.
 #
 #   bench/cpu-split.sh [SECONDS]        # default 8
+#   SPIN=1 bench/cpu-split.sh           # and an idle-priority spinner on core 0
+#   KEEP=DIR bench/cpu-split.sh         # keep the perf data (DIR/NAME.perf) for perf report
+#
+# With SPIN=1 a busy loop at SCHED_IDLE priority keeps core 0 from ever halting: wrk and nginx
+# still get all the CPU they ask for, but waking them never has to bring a halted vCPU back.
+# Comparing the kernel share with and without it shows how much of a proxy's kernel time per
+# request is the cost of waking an idle core, which depends on the load, not on the proxy.
 #
 # Needs perf (Debian: linux-perf), haproxy, nginx, wrk; builds the release gateway if missing.
 set -euo pipefail
@@ -28,6 +35,11 @@ bench_work dcr-cpu-split
 NGINX_PORT=$(free_port)
 nginx_upstream "$WORK" "$NGINX_PORT"
 PIDS+=("$NGINX_PID")
+if [ "${SPIN:-0}" = 1 ]; then
+    taskset -c 0 chrt --idle 0 sh -c 'while :; do :; done' &
+    PIDS+=($!)
+    echo "idle-priority spinner on core 0 (pid $!)"
+fi
 
 # utime + stime of PID, in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -48,6 +60,7 @@ measure() {
     after=$(cpu_ticks "$pid")
     t1=$(date +%s.%N)
     wait "$perf"
+    [ -z "${KEEP:-}" ] || { mkdir -p "$KEEP" && cp "$data" "$KEEP/"; }
     secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')
     wait "$wrk"
     rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/$name.wrk")

@@ -8,8 +8,8 @@
 #     one   POST registration, one token repeated (verified-token cache hit)   (default)
 #     many  POST registration, N distinct tokens
 #     get   GET on a non-registration path
-# Needs valgrind, nginx, vegeta (bench/compare.sh installs the last two). Keeps the profile in
-# target/callgrind/.
+# CORE (default 1) is the CPU the gateway runs on. Needs valgrind, nginx, vegeta (bench/compare.sh
+# installs the last two). Keeps the profile in target/callgrind/.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
@@ -22,6 +22,9 @@ command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq
 [ -x "$GATEWAY" ] || cargo build --quiet --release --bin dcr-gateway
 [ -x "$CARGO_TARGET_DIR/release/examples/bench_tokens" ] || cargo build --quiet --release --example bench_tokens
 OUT=$CARGO_TARGET_DIR/callgrind
+# The gateway on one CPU, as in bench/compare.sh's one-core rows (its runtime then has one
+# thread; see runtime_builder in src/main.rs).
+CORE=${CORE:-1}
 mkdir -p "$OUT"
 
 # shellcheck source=bench/lib.sh
@@ -37,7 +40,7 @@ nginx_upstream "$WORK" "$NGINX_PORT"
 PIDS+=("$NGINX_PID")
 
 PORT=$(free_port)
-env -u RUST_LOG valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.%p" \
+taskset -c "$CORE" env -u RUST_LOG valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.%p" \
     "$GATEWAY" serve --listen "127.0.0.1:$PORT" --admin-listen "127.0.0.1:$(free_port)" \
     --upstream "$UP" --policies "$ROOT/policies/demo.toml" --log-format json \
     2>"$WORK/gateway.log" >/dev/null &
