@@ -11,7 +11,8 @@
 # Ports: Keycloak BASE_PORT (+1000 management), gateway BASE_PORT+100, its admin BASE_PORT+101,
 # Prometheus BASE_PORT+102, Redis (for the replicas that share quotas) a free random port.
 # State and logs go to .state/suite-VERSION/. DCR_SUITE_TESTS names the test targets to run
-# (default: keycloak keycloak_doctor).
+# (default: keycloak keycloak_doctor). GATEWAY_CPU=N runs the gateway on CPU N alone (its
+# single-threaded runtime).
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -80,12 +81,25 @@ done
 KC_EXTRA_OPTS="--proxy-headers=xforwarded --proxy-trusted-addresses=127.0.0.1" \
     "$SCRIPT_DIR/keycloak.sh" start "$VERSION" "$KC_PORT" "$STATE"
 
-"$BIN" serve --config "$ROOT/tests/keycloak/gateway.toml" \
+# GATEWAY_CPU pins the gateway to that one CPU: its runtime is then the single-threaded one
+# (src/main.rs), as in a pod limited to one CPU, and the suite checks that it is.
+PIN=()
+[[ -n ${GATEWAY_CPU:-} ]] && PIN=(taskset -c "$GATEWAY_CPU")
+"${PIN[@]}" "$BIN" serve --config "$ROOT/tests/keycloak/gateway.toml" \
     --listen "127.0.0.1:$GW_PORT" --admin-listen "127.0.0.1:$ADMIN_PORT" \
     --upstream "http://127.0.0.1:$KC_PORT" --public-url "http://127.0.0.1:$GW_PORT" \
     --policies "$ROOT/policies" --log-format json 2>"$STATE/gateway.log" &
 GW_PID=$!
 wait_http "http://127.0.0.1:$ADMIN_PORT/healthz" 20
+expected=multi_thread
+[[ -n ${GATEWAY_CPU:-} || $(nproc) == 1 ]] && expected=current_thread
+for _ in $(seq 20); do
+    grep -q "\"runtime\":\"$expected\"" "$STATE/gateway.log" && break
+    sleep 0.1
+done
+grep -q "\"runtime\":\"$expected\"" "$STATE/gateway.log" ||
+    die "the gateway did not report the $expected runtime (GATEWAY_CPU=${GATEWAY_CPU:-unset}; log: $STATE/gateway.log)"
+log "gateway runtime: $expected${GATEWAY_CPU:+ (pinned to CPU $GATEWAY_CPU)}"
 
 # Provision through the gateway: tokens and initial access tokens carry the public issuer.
 "$SCRIPT_DIR/keycloak.sh" provision "http://127.0.0.1:$GW_PORT" "$STATE/env"

@@ -107,7 +107,12 @@ pub async fn start(settings: Settings) -> Result<Gateway, StartError> {
         error,
     })?;
     let proxy = tokio::spawn(server::serve(app.clone(), listener, tls, caps, rx));
-    tracing::info!(listen = %addr, admin = %admin_addr, upstream = %app.settings.upstream, public_url = %app.settings.public_url, mode = ?app.settings.mode, open_files_limit = fds, workers = tokio::runtime::Handle::current().metrics().num_workers(), "dcr-gateway serving");
+    let handle = tokio::runtime::Handle::current();
+    let runtime = match handle.runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::CurrentThread => "current_thread",
+        _ => "multi_thread",
+    };
+    tracing::info!(listen = %addr, admin = %admin_addr, upstream = %app.settings.upstream, public_url = %app.settings.public_url, mode = ?app.settings.mode, open_files_limit = fds, runtime, workers = handle.metrics().num_workers(), "dcr-gateway serving");
     for realm in app.verifier.jwks.named() {
         let issuers = app.settings.issuers_for(&realm).join(", ");
         if app.settings.issuer_pinned(&realm) {

@@ -182,7 +182,8 @@ async fn registration(app: &App, ctx: &mut Ctx, reg: RegRoute, req: Request<Body
         ctx.snapshot = Some(snap.clone());
     }
     let (mut parts, body, decision, read) = decide(app, ctx, &snap, &caller, req).await?; // 4
-    ctx.metadata = read.as_ref().map(|r| r.metadata.clone());
+    let (metadata, object) = read.map(|r| (r.metadata, r.object)).unzip();
+    ctx.metadata = metadata; // moved: the object alone is read from here on
     ctx.shadowed = !decision.shadowed.is_empty();
     ctx.rule = decision.rule;
     ctx.reason = decision.shadowed.first().map(|s| s.reason);
@@ -192,10 +193,10 @@ async fn registration(app: &App, ctx: &mut Ctx, reg: RegRoute, req: Request<Body
         return Err(refusal);
     }
     let mut body = body;
-    if let Some(read) = read
+    if let Some(object) = object
         && let Some(a) = policy::eval::anonymous_rules(realm_policy, &caller)
     {
-        let (prepared, dropped) = anonymous::prepare_body(app, ctx, a, &mut parts.headers, read.object, body)?; // 4f
+        let (prepared, dropped) = anonymous::prepare_body(app, ctx, a, &mut parts.headers, object, body)?; // 4f
         (body, ctx.dropped) = (prepared, dropped);
     }
     if ctx.anonymous {

@@ -77,6 +77,13 @@ fn generous(decoded: &str) -> Vec<&str> {
     segs
 }
 
+/// Whether a segment of `path`, however generously decoded, could read `admin`: without an
+/// escape the segments are pieces of the path as written, so the word must be in it (any case).
+/// A cheap test that spares every other write the decoding and splitting.
+fn may_name_admin(path: &str) -> bool {
+    path.contains('%') || path.as_bytes().windows(5).any(|w| w.eq_ignore_ascii_case(b"admin"))
+}
+
 /// Whether the method could change something (anything but GET, HEAD, OPTIONS as written).
 fn is_write(m: &Method) -> bool {
     !matches!(m.as_str(), "GET" | "HEAD" | "OPTIONS")
@@ -115,7 +122,7 @@ fn malformed(path: &str, canonical: &str) -> Refusal {
 
 /// Classifies an admin write. `Ok(None)`: not a write any spelling of which reaches a client.
 pub fn classify(method: &Method, path: &str, prefix: &str) -> Result<Option<AdminRoute>, Refusal> {
-    if !is_write(method) {
+    if !is_write(method) || !may_name_admin(path) {
         return Ok(None);
     }
     let decoded = super::decode_generously(path);
@@ -230,6 +237,26 @@ mod tests {
         ] {
             assert_eq!(c(m, p).unwrap(), None, "{m} {p}");
         }
+    }
+
+    #[test]
+    fn the_word_admin_is_found_in_any_case_and_behind_escapes() {
+        assert!(!may_name_admin("/realms/demo/clients-registrations/default"));
+        assert!(!may_name_admin("/realms/adm/in/clients"));
+        for p in [
+            "/admin/realms",
+            "/x/ADMIN/realms",
+            "/AdMiN",
+            "/%61dmin/realms",
+            "/adm%69n",
+            "/a%2564min",
+        ] {
+            assert!(may_name_admin(p), "{p}");
+        }
+        // An escaped keyword still reaches the full check (and is refused there as unplain).
+        let e = c("POST", "/%61dmin/realms/demo/clients").unwrap_err();
+        assert_eq!(e.reason, Reason::PathMalformed);
+        assert_eq!(c("POST", "/realms/demo/clients-registrations/default").unwrap(), None);
     }
 
     #[test]
