@@ -68,10 +68,24 @@ pub struct Gateway {
     admin_done: tokio::sync::oneshot::Receiver<()>,
 }
 
-async fn bind(listener: Listener, addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|error| StartError::Bind { listener, addr, error })
+/// Binds `addr` with room for `backlog` connections the kernel has completed and nobody has
+/// accepted yet (the kernel caps it at `net.core.somaxconn`). The proxy's is `max_connections`,
+/// as HAProxy's is `maxconn`: with tokio's default of 1,024, a burst (clients opening
+/// connections while the gateway was held up for a second) overflowed it, and every SYN
+/// dropped then cost its client a retransmission 1, 3 or 7 s later.
+fn bind(listener: Listener, addr: SocketAddr, backlog: usize) -> Result<TcpListener, StartError> {
+    let err = |error| StartError::Bind { listener, addr, error };
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    }
+    .map_err(err)?;
+    #[cfg(unix)]
+    socket.set_reuseaddr(true).map_err(err)?; // as std and tokio bind: restart without waiting
+    socket.bind(addr).map_err(err)?;
+    socket
+        .listen(u32::try_from(backlog).unwrap_or(u32::MAX).clamp(128, i32::MAX as u32))
+        .map_err(err)
 }
 
 /// Loads policy, binds both listeners and starts serving. Policy errors come before binding.
@@ -79,8 +93,8 @@ async fn bind(listener: Listener, addr: SocketAddr) -> Result<TcpListener, Start
 pub async fn start(settings: Settings) -> Result<Gateway, StartError> {
     let fds = server::raise_fd_limit();
     let app = App::new(settings)?;
-    let listener = bind(Listener::Proxy, app.settings.listen).await?;
-    let admin = bind(Listener::Admin, app.settings.admin_listen).await?;
+    let listener = bind(Listener::Proxy, app.settings.listen, app.settings.max_connections)?;
+    let admin = bind(Listener::Admin, app.settings.admin_listen, 1024)?;
     let local = |l: &TcpListener, which, addr| {
         l.local_addr().map_err(|error| StartError::Bind {
             listener: which,

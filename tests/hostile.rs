@@ -466,3 +466,32 @@ async fn not_ready_while_the_policy_named_realms_keys_never_loaded() {
     assert_eq!(metric(&gw, "dcr_gateway_ready").await, Some(0.0));
     gw.shutdown().await;
 }
+
+/// The proxy's listen backlog is `max_connections` (as HAProxy's is `maxconn`), not tokio's
+/// 1,024: connections a burst opens while the gateway is held up wait in the kernel's queue
+/// instead of having their SYNs dropped (and retried 1, 3, 7 s later). Read with `ss`, which
+/// shows a listening socket's backlog in its Send-Q column; the kernel caps it at somaxconn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listen_backlog_is_max_connections() {
+    let up = upstream(|_req| async { json_response(200, &json!({})) }).await;
+    let mut s = settings(&up.url(), None);
+    s.max_connections = 2000;
+    let gw = gateway(s).await;
+    let out = std::process::Command::new("ss")
+        .args(["-Hltn", &format!("sport = :{}", gw.addr.port())])
+        .output()
+        .expect("this test needs ss (iproute2)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let backlog: u64 = text
+        .split_whitespace()
+        .nth(2)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no listening socket in ss output: {text:?}"));
+    let somaxconn: u64 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(backlog, 2000.min(somaxconn), "ss: {text}");
+    assert_ne!(backlog, 1024, "tokio's default backlog");
+}
