@@ -142,6 +142,8 @@ run_wrk() {
 # host that is usually vegeta itself that stopped reading its answers (bench/stall.sh shows
 # it), so the row is tried again, up to RATE_ATTEMPTS (default 3) times; every attempt is
 # printed and kept in the JSON result ("earlier"), and the table names the ones that fell behind.
+# jq: whether a fixed-rate result (throughput, success, rate) fell behind its rate.
+BEHIND='((.throughput // 0) < 0.95 * (.rate // 0) or (.success // 0) < 1)'
 run_rate() {
     local label=$1 url=$2
     local target=$WORK/target.txt
@@ -158,7 +160,7 @@ run_rate() {
         throughput=$(jq '.throughput | round' <<<"$report")
         say "$(printf '%-58s p50 %.3f ms  p99 %.3f ms  success %s  throughput %s rps  (attempt %s)' "$label @ $RATE rps" "$p50" "$p99" "$success" "$throughput" "$attempt")"
         if [ "$attempt" -ge "$attempts" ] ||
-            jq -e --argjson r "$RATE" '.throughput >= 0.95 * $r and .success >= 1' <<<"$report" >/dev/null; then
+            jq -e --argjson rate "$RATE" "(. + {rate: \$rate}) | $BEHIND | not" <<<"$report" >/dev/null; then
             break
         fi
         earlier=$(jq -c --argjson p99 "$p99" --argjson success "$success" --argjson throughput "$throughput" \
@@ -282,7 +284,7 @@ p99() { jq -s --arg l "$1" 'map(select(.label == $l and .rate != null))[0].p99_m
 # A fixed-rate row whose answers fell behind the rate measured a queue, not the proxy's latency.
 rate_note() {
     jq -rs --arg l "$1" 'map(select(.label == $l and .rate != null))[0] // {} |
-        (if (.throughput // 0) < 0.95 * (.rate // 0) or (.success // 0) < 1
+        (if '"$BEHIND"'
          then " — fell behind: \(.throughput) rps answered, success \(.success); not a latency figure"
          else "" end) +
         ((.earlier // []) | if length > 0
@@ -350,7 +352,7 @@ echo "| HAProxy plain proxy | $(ms "$P_HPLAIN")$(rate_note "HAProxy plain proxy"
 echo "| HAProxy \`jwt_verify\`, one token | $(ms "$P_HJWT")$(rate_note "HAProxy jwt_verify RS256, one token") | |"
 ADDED="$(jq -n --argjson g "$P_G" --argjson h "$P_HJWT" '($g - $h) * 1000 | round / 1000') ms (goal ≤ 1 ms)"
 behind() { jq -rs --arg l "$1" 'map(select(.label == $l and .rate != null))[0] // {} |
-    if (.throughput // 0) < 0.95 * (.rate // 0) or (.success // 0) < 1 then "behind" else "" end' "$ROWS"; }
+    if '"$BEHIND"' then "behind" else "" end' "$ROWS"; }
 if [ -n "$(behind "HAProxy jwt_verify RS256, one token")$(behind "dcr-gateway, one token")" ]; then
     ADDED="n/a: a row fell behind"
 fi

@@ -50,7 +50,6 @@ watch_recovery() {
             END {printf "   stall +%.1fs: gateway CPU %d ticks in 0.5 s, %d connections, %d with request bytes unread, %d with answers unread\n", k / 2, cpu, n, unread, unsent}'
         # The client's side of the same connections: answers arrived that vegeta has not read.
         ss -Htn state established "dport = :$PORT" | awk '$1 > 0 {n++} END {printf "      client side: %d connections with an answer vegeta has not read\n", n}'
-
     done
 }
 

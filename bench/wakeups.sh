@@ -72,7 +72,7 @@ gateway_row() {
   local gw=$!; PIDS+=($gw); wait_port "$port"
   count "$name" "$port" $gw
   cpu "$name" "$port" $gw
-  kill -9 $gw 2>/dev/null; wait $gw 2>/dev/null
+  kill -9 $gw 2>/dev/null; wait $gw 2>/dev/null # SIGTERM would wait out drain_delay (5 s)
 }
 
 for _ in $(seq "${ROUNDS:-2}"); do

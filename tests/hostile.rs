@@ -493,5 +493,7 @@ async fn the_listen_backlog_is_max_connections() {
         .parse()
         .unwrap();
     assert_eq!(backlog, 2000.min(somaxconn), "ss: {text}");
-    assert_ne!(backlog, 1024, "tokio's default backlog");
+    if somaxconn > 1024 {
+        assert_ne!(backlog, 1024, "tokio's default backlog");
+    }
 }
