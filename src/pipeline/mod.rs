@@ -303,12 +303,11 @@ async fn rewrite(
     identity: &Identity,
     resp: Response<Body>,
 ) -> Result<Response<Body>, Refusal> {
-    let seen_issuer = format!("{}/realms/{}", ctx.seen_origin, reg.realm);
     let known = rewrite::Known {
         route: reg,
         identity,
         metadata: ctx.metadata.as_ref(),
-        seen_issuer: &seen_issuer,
+        seen_origin: &ctx.seen_origin,
         sent: &ctx.sent,
     };
     rewrite::answer(app, &known, ctx.lent.is_some(), resp).await

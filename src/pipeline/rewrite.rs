@@ -25,10 +25,18 @@ pub struct Known<'a> {
     pub identity: &'a Identity,
     /// The request's client metadata, when it had a body.
     pub metadata: Option<&'a ClientMetadata>,
-    /// The issuer Keycloak derives from the host this request reached it through.
-    pub seen_issuer: &'a str,
+    /// `scheme://host` as this request reached Keycloak (see [`Known::seen_issuer`]).
+    pub seen_origin: &'a str,
     /// The request's `Origin` and `Content-Type`.
     pub sent: &'a crate::pipeline::ctx::Sent,
+}
+
+impl Known<'_> {
+    /// The issuer Keycloak derives from the host this request reached it through; written
+    /// only when an answer needs it.
+    pub fn seen_issuer(&self) -> String {
+        format!("{}/realms/{}", self.seen_origin, self.route.realm)
+    }
 }
 
 /// Keycloak's `error` and `error_description` (or its plain-text body).
@@ -197,13 +205,14 @@ fn policy_refusal(desc: &str, k: &Known<'_>) -> Refusal {
 pub fn diagnose_decode_failure(r: Refusal, k: &Known<'_>, kid_still_held: Option<bool>) -> Refusal {
     let c = &k.identity.claims;
     let kid = k.identity.kid.clone().unwrap_or_default();
-    if let Err(IssuerFault::Other(iss)) = checks::issuer(c.iss.as_deref(), &[k.seen_issuer]) {
+    let seen = k.seen_issuer();
+    if let Err(IssuerFault::Other(iss)) = checks::issuer(c.iss.as_deref(), &[seen.as_str()]) {
         return Refusal::new(
             Reason::IssuerMismatch,
-            format!("Keycloak refused the token: it was issued as `{iss}`, but this request reached Keycloak as `{}`, and Keycloak checks the issuer against the host it is reached through.", k.seen_issuer),
+            format!("Keycloak refused the token: it was issued as `{iss}`, but this request reached Keycloak as `{seen}`, and Keycloak checks the issuer against the host it is reached through."),
         )
         .detail(Detail::TokenIssuer, iss)
-        .detail(Detail::ExpectedIssuer, k.seen_issuer);
+        .detail(Detail::ExpectedIssuer, seen);
     }
     if let Err(TimeFault::Expired(exp)) = checks::check_times(c, Lifetime::Keycloak, crate::token::now(), 0) {
         return Refusal::new(Reason::TokenExpired, "Keycloak refused the token: it has expired.")

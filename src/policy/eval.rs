@@ -302,11 +302,7 @@ fn bearer(ev: &mut Eval<'_>, op: &OpPolicy, input: &Input<'_>) -> bool {
     let c = &input.identity.claims;
     let caller = Caller {
         c,
-        realm: ev.realm.to_owned(),
-        who: c
-            .client()
-            .map(|a| format!("client '{a}'"))
-            .unwrap_or_else(|| "this token".into()),
+        realm: ev.realm,
         verb: input.route.operation.as_str(),
     };
     roles(ev, &op.roles_any, Need::Any, &caller)
@@ -318,17 +314,24 @@ fn bearer(ev: &mut Eval<'_>, op: &OpPolicy, input: &Input<'_>) -> bool {
 /// The bearer token the role, scope and `azp` rules judge.
 struct Caller<'a> {
     c: &'a crate::token::Claims,
-    realm: String,
-    /// `client '<azp>'`, or `this token`.
-    who: String,
+    realm: &'a str,
     /// The operation.
     verb: &'static str,
 }
 
 impl Caller<'_> {
+    /// `client '<azp>'`, or `this token`: written only into a refusal, so not built for a
+    /// request the rules let through.
+    fn who(&self) -> String {
+        self.c
+            .client()
+            .map(|a| format!("client '{a}'"))
+            .unwrap_or_else(|| "this token".into())
+    }
+
     fn has(&self, r: &super::snapshot::RoleRef) -> bool {
-        match r.client_in(&self.realm) {
-            Some(client) => self.c.has_client_role(&client, &r.role),
+        match r.client_in(self.realm) {
+            Some(client) => self.c.has_client_role(client, &r.role),
             None => self.c.has_realm_role(&r.role),
         }
     }
@@ -353,7 +356,7 @@ enum Need {
 
 /// A `roles_any` or `roles_all` rule. True when an enforced rule refused.
 fn roles(ev: &mut Eval<'_>, rule: &Rule<Vec<super::snapshot::RoleRef>>, need: Need, caller: &Caller<'_>) -> bool {
-    let realm = &caller.realm;
+    let realm = caller.realm;
     // What the refusal names: every role of `roles_any`, the missing ones of `roles_all`.
     let named: Vec<String> = match need {
         Need::Any if rule.value.iter().any(|r| caller.has(r)) => return false,
@@ -368,7 +371,7 @@ fn roles(ev: &mut Eval<'_>, rule: &Rule<Vec<super::snapshot::RoleRef>>, need: Ne
     if named.is_empty() {
         return false;
     }
-    let (who, verb) = (&caller.who, caller.verb);
+    let (who, verb) = (caller.who(), caller.verb);
     let (msg, detail) = match need {
         Need::Any => (
             format!(
@@ -394,6 +397,9 @@ fn roles(ev: &mut Eval<'_>, rule: &Rule<Vec<super::snapshot::RoleRef>>, need: Ne
 
 /// The `scopes` rule. True when an enforced rule refused.
 fn scopes(ev: &mut Eval<'_>, op: &OpPolicy, caller: &Caller<'_>) -> bool {
+    if op.scopes.value.is_empty() {
+        return false;
+    }
     let scopes: Vec<&str> = caller.c.scopes().collect();
     let missing: Vec<String> = op
         .scopes
@@ -407,7 +413,7 @@ fn scopes(ev: &mut Eval<'_>, op: &OpPolicy, caller: &Caller<'_>) -> bool {
     }
     let msg = format!(
         "The token of {} lacks the scopes {} needed to {} clients.",
-        caller.who,
+        caller.who(),
         missing.join(" "),
         caller.verb
     );
@@ -427,7 +433,7 @@ fn azp(ev: &mut Eval<'_>, op: &OpPolicy, caller: &Caller<'_>) -> bool {
     }
     let msg = format!(
         "Tokens issued to {} may not {} clients; allowed clients: {}.",
-        caller.who,
+        caller.who(),
         caller.verb,
         allowed.join(", ")
     );

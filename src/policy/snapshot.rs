@@ -82,10 +82,10 @@ impl RoleRef {
     }
 
     /// The client id this role belongs to in `realm`.
-    pub fn client_in(&self, realm: &str) -> Option<String> {
+    pub fn client_in(&self, realm: &str) -> Option<&str> {
         self.client.as_ref().map(|c| match c {
-            ClientRef::Management => crate::keycloak::management_client(realm).to_owned(),
-            ClientRef::Named(n) => n.clone(),
+            ClientRef::Management => crate::keycloak::management_client(realm),
+            ClientRef::Named(n) => n.as_str(),
         })
     }
 

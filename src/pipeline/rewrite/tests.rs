@@ -25,6 +25,7 @@ fn id(kind: TokenKind, claims: serde_json::Value) -> Identity {
 }
 
 const SEEN: &str = "http://gw:8000/realms/demo";
+const SEEN_ORIGIN: &str = "http://gw:8000";
 
 fn classify_kc(status: u16, body: serde_json::Value, op: Operation, identity: &Identity) -> Refusal {
     let r = route(op);
@@ -33,7 +34,7 @@ fn classify_kc(status: u16, body: serde_json::Value, op: Operation, identity: &I
         identity,
         metadata: None,
         sent: &crate::pipeline::ctx::Sent::default(),
-        seen_issuer: SEEN,
+        seen_origin: SEEN_ORIGIN,
     };
     let (e, _) = parse_error(body.to_string().as_bytes());
     classify(status, &e, &k)
@@ -305,7 +306,7 @@ fn plain_text_bodies() {
         identity: &who,
         metadata: None,
         sent: &crate::pipeline::ctx::Sent::default(),
-        seen_issuer: SEEN,
+        seen_origin: SEEN_ORIGIN,
     };
     let out = classify(400, &e, &k);
     assert_eq!(out.reason, Reason::UnrecognizedField);
@@ -353,7 +354,7 @@ fn failed_decode_is_told_apart() {
             identity: &who,
             metadata: None,
             sent: &crate::pipeline::ctx::Sent::default(),
-            seen_issuer: SEEN,
+            seen_origin: SEEN_ORIGIN,
         };
         assert_eq!(diagnose_decode_failure(base.clone(), &k, held).reason, want);
     }

@@ -88,11 +88,14 @@ pub(super) fn ask(
             });
         }
     };
-    add(
-        Counter::Caller(caller_key(input.identity, input.peer)),
-        &policy.quota,
-        false,
-    );
+    if policy.quota.is_some() {
+        // The key is written only for a quota that counts it.
+        add(
+            Counter::Caller(caller_key(input.identity, input.peer)),
+            &policy.quota,
+            false,
+        );
+    }
     add(Counter::Realm, &policy.realm_quota, false);
     if let Some(a) = anonymous {
         add(Counter::AnonymousAddress(input.peer), &Some(a.quota.clone()), true);
