@@ -89,24 +89,7 @@ TOKEN=$(cat "$WORK/token.txt")
 nginx_upstream "$WORK" "$NGINX_PORT"
 PIDS+=("$NGINX_PID")
 
-# wrk script: cycles through pre-formatted requests, one per token in the file.
-cat >"$WORK/tokens.lua" <<'EOF'
-local reqs, n, i = {}, 0, 0
-function init(args)
-    local body = io.open(args[2]):read("*a")
-    for line in io.lines(args[3]) do
-        n = n + 1
-        reqs[n] = wrk.format("POST", args[1], {
-            ["Authorization"] = "Bearer " .. line,
-            ["Content-Type"] = "application/json",
-        }, body)
-    end
-end
-function request()
-    i = i % n + 1
-    return reqs[i]
-end
-EOF
+wrk_tokens_script "$WORK/tokens.lua"
 
 # --- measuring --------------------------------------------------------------------------------
 ROWS=$WORK/rows.jsonl

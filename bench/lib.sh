@@ -1,7 +1,8 @@
 # Shared by the bench scripts (sourced): a work directory whose processes are stopped on exit,
 # free ports, waiting for a listener, the nginx upstream stand-in (answers 201 with a small JSON
 # body to anything, serves WORK/jwks.json as the demo realm's JWKS, keeps connections for ten
-# million requests), and the HAProxy configuration every comparison uses.
+# million requests), the wrk script that POSTs registrations, and the HAProxy configuration every
+# comparison uses.
 
 # bench_work PREFIX: sets WORK (a fresh directory) and PIDS (started processes); on exit the
 # processes are stopped and WORK removed.
@@ -73,6 +74,28 @@ CONF
     taskset -c 0 nginx -p "$work/nginx" -c "$work/nginx.conf" &
     NGINX_PID=$!
     wait_port "$port"
+}
+
+# wrk_tokens_script FILE: writes the wrk script that POSTs registrations, cycling through
+# pre-formatted requests, one per token. Its arguments: path, body file, token file.
+wrk_tokens_script() {
+    cat >"$1" <<'EOF'
+local reqs, n, i = {}, 0, 0
+function init(args)
+    local body = io.open(args[2]):read("*a")
+    for line in io.lines(args[3]) do
+        n = n + 1
+        reqs[n] = wrk.format("POST", args[1], {
+            ["Authorization"] = "Bearer " .. line,
+            ["Content-Type"] = "application/json",
+        }, body)
+    end
+end
+function request()
+    i = i % n + 1
+    return reqs[i]
+end
+EOF
 }
 
 # haproxy_head THREADS PORT: HAProxy's global and defaults sections and the frontend's first
