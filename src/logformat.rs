@@ -96,7 +96,9 @@ impl Object {
         let mut timestamp = String::with_capacity(32);
         // A timer that fails leaves the stamp empty, as it does for the tracing path.
         let _ = timer.format_time(&mut Writer::new(&mut timestamp));
-        let mut out = Vec::with_capacity(640);
+        // An audit line is about 650 bytes with short values (more with a real user agent or
+        // client name); 640 made every one of them grow and copy once.
+        let mut out = Vec::with_capacity(1024);
         out.extend_from_slice(b"{\"timestamp\":");
         string(&mut out, &timestamp);
         out.extend_from_slice(b",\"level\":\"");
