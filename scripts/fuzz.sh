@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Fuzzes dcr-gateway with cargo-fuzz (libFuzzer) on a nightly toolchain: the path classifier,
 # the strict JSON parser, both body dialects' normaliser, token triage, policy compile, the
-# property that a forwarded body is byte for byte the body that was checked, and the upstream
-# response reader (any bytes as Keycloak's answer, over a loopback socket).
+# property that a forwarded body is byte for byte the body that was checked, the upstream
+# response reader (any bytes as Keycloak's answer, over a loopback socket), and the HTTP/1.1
+# fast path against hyper (any bytes from a client read as hyper alone reads them).
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     # default 20 s, every target
 #   FUZZ_RUNS=10000000 scripts/fuzz.sh 0 json_strict      # a fixed number of executions instead
@@ -17,7 +18,7 @@ SECONDS_PER=${1:-20}
 shift || true
 TARGETS=("$@")
 if ((${#TARGETS[@]} == 0)); then
-    TARGETS=(route_classify json_strict normalise token_triage policy_compile forwarded_bytes upstream_response)
+    TARGETS=(route_classify json_strict normalise token_triage policy_compile forwarded_bytes upstream_response http1_fast_path)
 fi
 command -v cargo-fuzz >/dev/null || { echo "fuzz.sh: cargo-fuzz is not installed (.ci/run installs it)" >&2; exit 1; }
 

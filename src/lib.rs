@@ -30,6 +30,12 @@ pub mod route;
 pub(crate) mod server;
 pub mod token;
 
+/// What the fuzz targets (tests/fuzz) drive that is not otherwise public; not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::server::fast::differential as http1_fast_path;
+}
+
 /// Key and token minting for unit tests: the same file the integration tests and benches use.
 #[cfg(test)]
 #[allow(dead_code, unreachable_pub)]

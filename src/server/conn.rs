@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use crate::net::Body;
 
 /// How long a connection that is closing on its own (idle) may take to say goodbye.
-const CLOSE_BOUND: Duration = Duration::from_secs(2);
+pub(crate) const CLOSE_BOUND: Duration = Duration::from_secs(2);
 
 /// The time bounds of one connection.
 #[derive(Debug, Clone, Copy)]
@@ -87,12 +87,18 @@ pub(crate) enum End {
 impl ConnState {
     /// A connection accepted now, held to `bounds`.
     pub(crate) fn new(bounds: Bounds) -> Arc<Self> {
+        Self::resumed(bounds, Instant::now(), false)
+    }
+
+    /// An HTTP/1 connection quiet since `since`, having `served` requests before (by the fast
+    /// path, [`super::fast`]): its bounds run on from there.
+    pub(crate) fn resumed(bounds: Bounds, since: Instant, served: bool) -> Arc<Self> {
         Arc::new(ConnState {
             inner: Mutex::new(Inner {
                 active: 0,
-                served: false,
+                served,
                 h2: false,
-                idle_since: Instant::now(),
+                idle_since: since,
                 writing: BTreeMap::new(),
                 next: 0,
                 armed: None,
@@ -154,11 +160,17 @@ impl Inner {
     /// first request and, on HTTP/1, for the next request's headers (the shorter of it and
     /// `idle`); `idle` between HTTP/2 requests.
     fn quiet_bound(&self, b: &Bounds) -> (&'static str, Duration) {
-        match (self.served, self.h2) {
-            (false, _) => ("header_read", b.header_read),
-            (true, false) if b.header_read < b.idle => ("header_read", b.header_read),
-            (true, _) => ("idle", b.idle),
-        }
+        quiet_bound(b, self.served, self.h2)
+    }
+}
+
+/// The bound on a stretch with nothing in flight, and its name, for a connection that has
+/// `served` requests before, in HTTP/2 or not.
+pub(crate) fn quiet_bound(b: &Bounds, served: bool, h2: bool) -> (&'static str, Duration) {
+    match (served, h2) {
+        (false, _) => ("header_read", b.header_read),
+        (true, false) if b.header_read < b.idle => ("header_read", b.header_read),
+        (true, _) => ("idle", b.idle),
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod conn;
+pub(crate) mod fast;
 pub(crate) mod parse_errors;
 
 use std::convert::Infallible;
@@ -209,8 +210,42 @@ async fn connection(
     stop: watch::Receiver<bool>,
     bounds: Bounds,
 ) -> Result<(), End> {
-    let public_url = app.public_url.clone();
-    let state = ConnState::new(bounds);
+    match tls {
+        Some(acceptor) => {
+            let handshake = bounds.header_read.min(Duration::from_secs(10));
+            let s = tokio::time::timeout(handshake, acceptor.accept(stream))
+                .await
+                .map_err(|_| End::Bound("header_read"))?
+                .map_err(|e| End::Failed(format!("TLS handshake failed: {e}")))?;
+            let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
+            served(app, info, s, h2, builder, stop, bounds).await
+        }
+        None => served(app, info, stream, false, builder, stop, bounds).await,
+    }
+}
+
+/// Serves a connection: the fast path first (unless ALPN chose HTTP/2), then hyper for the
+/// rest if the fast path hands it over.
+async fn served<IO>(
+    app: Arc<App>,
+    info: ConnInfo,
+    io: IO,
+    h2: bool,
+    builder: &Builder<TokioExecutor>,
+    mut stop: watch::Receiver<bool>,
+    bounds: Bounds,
+) -> Result<(), End>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (io, state) = match h2 {
+        true => (fast::Rewind::new(io, bytes::Bytes::new()), ConnState::new(bounds)),
+        false => match fast::serve(&app, info, io, &mut stop, bounds).await {
+            fast::Ended::Done(result) => return result,
+            fast::Ended::Handoff { io, since, served } => (io, ConnState::resumed(bounds, since, served)),
+        },
+    };
+    let io = TokioIo::new(JsonParseErrors::new(io, &app.public_url));
     let marks = state.clone();
     let svc = service_fn(move |req| {
         let mut mark = marks.begin(req.version());
@@ -221,19 +256,6 @@ async fn connection(
             Ok::<_, Infallible>(resp.map(|b| Guarded::new(b, mark).boxed()))
         }
     });
-    match tls {
-        Some(acceptor) => {
-            let handshake = bounds.header_read.min(Duration::from_secs(10));
-            let s = tokio::time::timeout(handshake, acceptor.accept(stream))
-                .await
-                .map_err(|_| End::Bound("header_read"))?
-                .map_err(|e| End::Failed(format!("TLS handshake failed: {e}")))?;
-            let io = TokioIo::new(JsonParseErrors::new(s, &public_url));
-            conn::drive(builder, io, svc, state, stop).await
-        }
-        None => {
-            let io = TokioIo::new(JsonParseErrors::new(stream, &public_url));
-            conn::drive(builder, io, svc, state, stop).await
-        }
-    }
+    // Boxed: the fast path's connections (nearly all) then carry no room for hyper's state.
+    Box::pin(conn::drive(builder, io, svc, state, stop)).await
 }
