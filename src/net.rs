@@ -1,9 +1,10 @@
 //! Shared HTTP plumbing: the boxed body type, the pooled upstream client, and bounded body reads;
-//! [`peers`] counts what each client address holds.
+//! [`peers`] counts what each client address holds; [`turn`] lets one round's writes leave together.
 
 pub mod ids;
 pub mod peers;
 pub mod pool;
+pub mod turn;
 
 use std::time::Duration;
 

@@ -68,6 +68,7 @@ impl Conn {
             crlf: false,
             ended: framing == Framing::Empty,
         };
+        crate::net::turn::turn().await; // the requests of one round leave together
         let result = std::future::poll_fn(|cx| self.poll_upload(&mut body, &mut up, head_request, cx)).await;
         if self.out.capacity() > KEEP_OUT {
             self.out = Vec::new();

@@ -127,6 +127,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
         let head = whole.request.method() == Method::HEAD;
         let resp = crate::pipeline::handle(app.clone(), info, whole.request).await;
         let keep = !whole.close && !self.stopping && !*stop.borrow();
+        crate::net::turn::turn().await; // the answers of one round leave together
         let wrote = write::response(&mut self.io, &mut self.out, resp, head, keep);
         match bounded(self.bounds.response_write, wrote).await {
             Err(end) => Some(Err(end)),
