@@ -215,3 +215,28 @@ async fn connection_close_is_answered_and_honoured() {
     assert_eq!(up.hits(), 1, "the request after the close is not served");
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn http2_cannot_start_halfway_through_an_http1_connection() {
+    let up = echo().await;
+    let gw = gateway(settings(&up.url(), None)).await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let mut buf = Vec::new();
+    s.write_all(b"GET /first HTTP/1.1\r\nHost: h\r\n\r\n").await.unwrap();
+    assert_eq!(path_of(&answer(&mut s, &mut buf, false).await), "GET /first ");
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    // hyper's HTTP/1 parser ends the connection on a preface, without an answer (as it did
+    // before the fast path); what must not come back is HTTP/2 (a SETTINGS frame).
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest))
+        .await
+        .unwrap();
+    assert!(
+        rest.is_empty() || rest.starts_with(b"HTTP/1.1 "),
+        "no HTTP/2 on this connection: {rest:?}"
+    );
+    assert_eq!(up.hits(), 1);
+    gw.shutdown().await;
+}

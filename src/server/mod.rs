@@ -105,7 +105,10 @@ pub(crate) async fn serve(
         response_write: t.response_write,
     };
     let grace = t.shutdown_grace;
-    let builder = builder();
+    let protocols = Arc::new(Protocols {
+        any: builder(),
+        http1: builder().http1_only(),
+    });
     let mut conns = JoinSet::new();
     loop {
         while conns.try_join_next().is_some() {}
@@ -125,15 +128,20 @@ pub(crate) async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (app, builder, stop, tls) = (app.clone(), builder.clone(), stop.clone(), tls.clone());
-        conns.spawn(async move {
-            let _slots = slots;
-            let conn = ConnInfo {
+        let serving = Serving {
+            app: app.clone(),
+            info: ConnInfo {
                 peer,
                 tls: tls.is_some(),
-            };
-            let metrics = app.metrics.clone();
-            match connection(app, conn, stream, tls, &builder, stop, bounds).await {
+            },
+            bounds,
+            protocols: protocols.clone(),
+            accepted: tokio::time::Instant::now(),
+        };
+        let (metrics, stop, tls) = (app.metrics.clone(), stop.clone(), tls.clone());
+        conns.spawn(async move {
+            let _slots = slots;
+            match connection(serving, stream, tls, stop).await {
                 Ok(()) => {}
                 Err(End::Bound(bound)) => {
                     metrics.connections_timed_out.with_label_values(&[bound]).inc();
@@ -201,48 +209,69 @@ impl Drop for Admitted {
     }
 }
 
-async fn connection(
+/// The connection builders: either protocol (chosen by a connection's first bytes) for a
+/// connection the fast path has served nothing on, HTTP/1.1 alone for one it has: a client
+/// cannot switch to HTTP/2 halfway, which hyper alone would refuse too.
+#[derive(Debug)]
+struct Protocols {
+    any: Builder<TokioExecutor>,
+    http1: Builder<TokioExecutor>,
+}
+
+/// What one connection is served with.
+struct Serving {
     app: Arc<App>,
     info: ConnInfo,
+    bounds: Bounds,
+    protocols: Arc<Protocols>,
+    /// Accepted at: `header_read` runs from here, the TLS handshake included.
+    accepted: tokio::time::Instant,
+}
+
+async fn connection(
+    s: Serving,
     stream: TcpStream,
     tls: Option<TlsAcceptor>,
-    builder: &Builder<TokioExecutor>,
     stop: watch::Receiver<bool>,
-    bounds: Bounds,
 ) -> Result<(), End> {
     match tls {
         Some(acceptor) => {
-            let handshake = bounds.header_read.min(Duration::from_secs(10));
-            let s = tokio::time::timeout(handshake, acceptor.accept(stream))
+            let handshake = s.bounds.header_read.min(Duration::from_secs(10));
+            let tls = tokio::time::timeout(handshake, acceptor.accept(stream))
                 .await
                 .map_err(|_| End::Bound("header_read"))?
                 .map_err(|e| End::Failed(format!("TLS handshake failed: {e}")))?;
-            let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
-            served(app, info, s, h2, builder, stop, bounds).await
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            served(s, tls, h2, stop).await
         }
-        None => served(app, info, stream, false, builder, stop, bounds).await,
+        None => served(s, stream, false, stop).await,
     }
 }
 
 /// Serves a connection: the fast path first (unless ALPN chose HTTP/2), then hyper for the
 /// rest if the fast path hands it over.
-async fn served<IO>(
-    app: Arc<App>,
-    info: ConnInfo,
-    io: IO,
-    h2: bool,
-    builder: &Builder<TokioExecutor>,
-    mut stop: watch::Receiver<bool>,
-    bounds: Bounds,
-) -> Result<(), End>
+async fn served<IO>(s: Serving, io: IO, h2: bool, mut stop: watch::Receiver<bool>) -> Result<(), End>
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (io, state) = match h2 {
-        true => (fast::Rewind::new(io, bytes::Bytes::new()), ConnState::new(bounds)),
-        false => match fast::serve(&app, info, io, &mut stop, bounds).await {
+    let Serving {
+        app,
+        info,
+        bounds,
+        protocols,
+        accepted,
+    } = s;
+    let (io, state, builder) = match h2 {
+        true => {
+            let state = ConnState::resumed(bounds, accepted, false);
+            (fast::Rewind::new(io, bytes::Bytes::new()), state, &protocols.any)
+        }
+        false => match fast::serve(&app, info, io, &mut stop, bounds, accepted).await {
             fast::Ended::Done(result) => return result,
-            fast::Ended::Handoff { io, since, served } => (io, ConnState::resumed(bounds, since, served)),
+            fast::Ended::Handoff { io, since, served } => {
+                let builder = if served { &protocols.http1 } else { &protocols.any };
+                (io, ConnState::resumed(bounds, since, served), builder)
+            }
         },
     };
     let io = TokioIo::new(JsonParseErrors::new(io, &app.public_url));

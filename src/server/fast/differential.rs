@@ -55,9 +55,20 @@ where
     }
 }
 
-/// Every request hyper, configured as the gateway configures it, reads from `input` followed
-/// by the end of the stream (half-closed, so that it finishes what it read).
-pub async fn hyper_reads(input: &[u8]) -> Result<Vec<Seen>, String> {
+/// What hyper read from a connection: its requests, and whether it ended the connection
+/// cleanly (not on a malformed or incomplete request).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Read {
+    /// The requests, in order.
+    pub requests: Vec<Seen>,
+    /// The connection ended without an error.
+    pub clean: bool,
+}
+
+/// Every request hyper, configured as the gateway configures it (`http1_only`: as for a
+/// connection the fast path handed over after serving on it), reads from `input` followed by
+/// the end of the stream (half-closed, so that it finishes what it read).
+pub async fn hyper_reads(input: &[u8], http1_only: bool) -> Result<Read, String> {
     let (client, server) = tokio::io::duplex(1 << 20);
     let (tx, mut rx) = mpsc::unbounded_channel();
     let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
@@ -68,10 +79,11 @@ pub async fn hyper_reads(input: &[u8]) -> Result<Vec<Seen>, String> {
         }
     });
     let mut builder = super::super::builder();
+    if http1_only {
+        builder = builder.http1_only();
+    }
     builder.http1().half_close(true);
-    let serve = tokio::spawn(async move {
-        let _ = builder.serve_connection(TokioIo::new(server), svc).await;
-    });
+    let serve = tokio::spawn(async move { builder.serve_connection(TokioIo::new(server), svc).await.is_ok() });
     let (mut rd, mut wr) = tokio::io::split(client);
     let drain = tokio::spawn(async move { rd.read_to_end(&mut Vec::new()).await });
     // hyper may close before it has read everything (a malformed head): not a difference.
@@ -79,14 +91,14 @@ pub async fn hyper_reads(input: &[u8]) -> Result<Vec<Seen>, String> {
     let _ = wr.shutdown().await;
     let ended = tokio::time::timeout(std::time::Duration::from_secs(5), serve).await;
     drain.abort();
-    ended
+    let clean = ended
         .map_err(|_| "hyper did not finish within 5 s".to_owned())?
         .map_err(|e| e.to_string())?;
-    let mut all = Vec::new();
+    let mut requests = Vec::new();
     while let Ok(s) = rx.try_recv() {
-        all.push(s);
+        requests.push(s);
     }
-    Ok(all)
+    Ok(Read { requests, clean })
 }
 
 /// The requests the fast path takes from the start of `input`, and the bytes it leaves.
@@ -111,23 +123,30 @@ pub async fn fast_reads(input: &[u8]) -> Result<(Vec<Seen>, Bytes), String> {
     }
 }
 
-/// Whether the gateway's reading of `input` (fast path, then hyper for the rest) is hyper's.
-/// Returns how many requests the fast path took; an error describes a difference.
+/// Whether the gateway's reading of `input` (fast path, then hyper for the rest) is hyper's:
+/// the same requests, and the connection ending the same way. Returns how many requests the
+/// fast path took; an error describes a difference.
 pub async fn compare(input: &[u8]) -> Result<usize, String> {
-    let (mut ours, rest) = fast_reads(input).await?;
-    let taken = ours.len();
-    if taken == 0 {
+    let (taken, rest) = fast_reads(input).await?;
+    let n = taken.len();
+    if n == 0 {
         return Ok(0); // all of it is hyper's, as it is without the fast path
     }
+    let mut ours = Read {
+        requests: taken,
+        clean: true,
+    };
     if !rest.is_empty() {
-        ours.extend(hyper_reads(&rest).await?);
+        let after = hyper_reads(&rest, true).await?;
+        ours.requests.extend(after.requests);
+        ours.clean = after.clean;
     }
-    let theirs = hyper_reads(input).await?;
+    let theirs = hyper_reads(input, false).await?;
     if ours != theirs {
         return Err(format!(
             "input {:?}\n  gateway: {ours:?}\n  hyper:   {theirs:?}",
             String::from_utf8_lossy(input)
         ));
     }
-    Ok(taken)
+    Ok(n)
 }

@@ -61,26 +61,32 @@ pub(crate) async fn serve<IO>(
     io: IO,
     stop: &mut watch::Receiver<bool>,
     bounds: Bounds,
+    accepted: Instant,
 ) -> Ended<IO>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
-    let now = Instant::now();
     let mut c = Conn {
         io,
         buf: BytesMut::with_capacity(READ_CHUNK),
         out: Vec::new(),
-        since: now,
+        scanned: 0,
+        since: accepted,
         served: false,
         stopping: false,
-        quiet: Box::pin(tokio::time::sleep_until(now + bounds.header_read)),
+        quiet: Box::pin(tokio::time::sleep_until(accepted + bounds.header_read)),
         bounds,
     };
     loop {
         let parsed = match c.buf.is_empty() {
-            true if c.stopping || *stop.borrow() => return Ended::Done(Ok(())),
+            true if c.stopping || *stop.borrow() => return Ended::Done(c.close().await),
             true => Parsed::Partial,
+            false if c.buf.len() < parse::MAX_MESSAGE && !head_may_end(&c.buf, c.scanned) => Parsed::Partial,
             false => parse::request(&mut c.buf),
+        };
+        c.scanned = match parsed {
+            Parsed::Partial => c.buf.len(),
+            _ => 0,
         };
         let result = match parsed {
             Parsed::Request(whole) => c.answer(app, info, *whole, stop).await,
@@ -104,6 +110,8 @@ struct Conn<IO> {
     buf: BytesMut,
     /// The write buffer, reused.
     out: Vec<u8>,
+    /// How much of `buf` was read when a head was last found incomplete.
+    scanned: usize,
     /// Quiet since (accept, or the last answer written).
     since: Instant,
     served: bool,
@@ -131,10 +139,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
         let wrote = write::response(&mut self.io, &mut self.out, resp, head, keep);
         match bounded(self.bounds.response_write, wrote).await {
             Err(end) => Some(Err(end)),
-            Ok(false) => {
-                let _ = tokio::time::timeout(CLOSE_BOUND, self.io.shutdown()).await;
-                Some(Ok(()))
-            }
+            Ok(false) => Some(self.close().await),
             Ok(true) => {
                 (self.since, self.served) = (Instant::now(), true);
                 None
@@ -169,7 +174,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
                 }
             };
             return match read {
-                Ok(0) if self.buf.is_empty() => Some(Ok(())),
+                Ok(0) if self.buf.is_empty() => Some(self.close().await),
                 Ok(0) => Some(Err(End::Failed(
                     "the client closed the connection within a request's head".into(),
                 ))),
@@ -178,6 +183,23 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
             };
         }
     }
+}
+
+impl<IO: AsyncWrite + Unpin> Conn<IO> {
+    /// Ends the connection with a shutdown (TLS: `close_notify`), within [`CLOSE_BOUND`].
+    async fn close(&mut self) -> Result<(), End> {
+        let _ = tokio::time::timeout(CLOSE_BOUND, self.io.shutdown()).await;
+        Ok(())
+    }
+}
+
+/// Whether a head may have ended in `buf` since it was last found incomplete at `scanned`
+/// bytes: only bytes read since (and the three before them) can hold the blank line, so a head
+/// that arrives a byte at a time is not parsed again from its start for every byte (hyper's
+/// `is_complete_fast` does the same).
+fn head_may_end(buf: &[u8], scanned: usize) -> bool {
+    let fresh = buf.get(scanned.saturating_sub(3)..).unwrap_or(buf);
+    scanned == 0 || fresh.windows(2).any(|w| w == b"\n\n") || fresh.windows(3).any(|w| w == b"\n\r\n")
 }
 
 /// Writes an answer within `limit`. The write is tried once first: an answer that goes out at

@@ -34,6 +34,9 @@ impl<T: AsyncRead> AsyncRead for Rewind<T> {
         let n = this.prefix.len().min(buf.remaining());
         buf.put_slice(&this.prefix[..n]);
         this.prefix.advance(n);
+        if this.prefix.is_empty() {
+            *this.prefix = Bytes::new(); // the fast path's read buffer is not held for the connection's life
+        }
         Poll::Ready(Ok(()))
     }
 }

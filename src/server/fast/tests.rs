@@ -47,6 +47,10 @@ const GET: &[u8] = b"GET /realms/demo/.well-known/openid-configuration?x=1 HTTP/
 async fn takes_ordinary_requests_as_hyper_reads_them() {
     assert!(agree(POST).await);
     assert!(agree(GET).await);
+    // After an HTTP/1.1 request, an HTTP/2 preface is a malformed request, not a switch.
+    let h2_after: &[u8] =
+        b"GET / HTTP/1.1\r\nHost: h\r\n\r\nPRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+    assert!(agree(h2_after).await);
     assert!(agree(b"DELETE /a HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").await);
     assert!(agree(b"\r\nGET / HTTP/1.1\r\nHost: h\r\nX-Empty:\r\nX-Sp:   v  \r\n\r\n").await);
     assert!(agree(b"GET /%7e?q=%20 HTTP/1.1\r\nHost: h\r\nX-Obs: caf\xc3\xa9\r\n\r\n").await);

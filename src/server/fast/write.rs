@@ -24,8 +24,9 @@ use crate::net::Body;
 const FLUSH_AT: usize = 32 * 1024;
 /// Frames this large are written from their own buffer, not copied.
 const COPY_BELOW: usize = 8 * 1024;
-/// The write buffer a connection keeps between answers, at most.
-const KEEP: usize = 16 * 1024;
+/// The write buffer a connection keeps between answers, at most (an answer's head and a
+/// registration's JSON fit).
+const KEEP: usize = 4 * 1024;
 
 /// How the body goes on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
