@@ -93,6 +93,14 @@ async fn echo() -> Upstream {
     .await
 }
 
+/// The echo upstream, a gateway in front of it, and a connection to the gateway.
+async fn connected() -> (Upstream, dcr_gateway::Gateway, TcpStream) {
+    let up = echo().await;
+    let gw = gateway(settings(&up.url(), None)).await;
+    let s = TcpStream::connect(gw.addr).await.unwrap();
+    (up, gw, s)
+}
+
 fn path_of(a: &Answer) -> String {
     let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
     format!(
@@ -105,9 +113,7 @@ fn path_of(a: &Answer) -> String {
 
 #[tokio::test]
 async fn pipelined_requests_are_answered_in_order() {
-    let up = echo().await;
-    let gw = gateway(settings(&up.url(), None)).await;
-    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let (up, gw, mut s) = connected().await;
     s.write_all(b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nPOST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nxyzGET /c HTTP/1.1\r\nHost: h\r\n\r\n")
         .await
         .unwrap();
@@ -130,9 +136,7 @@ async fn pipelined_requests_are_answered_in_order() {
 
 #[tokio::test]
 async fn a_body_that_arrives_after_its_head_is_served_and_the_connection_goes_on() {
-    let up = echo().await;
-    let gw = gateway(settings(&up.url(), None)).await;
-    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let (_up, gw, mut s) = connected().await;
     let mut buf = Vec::new();
     s.write_all(b"GET /first HTTP/1.1\r\nHost: h\r\n\r\n").await.unwrap();
     assert_eq!(path_of(&answer(&mut s, &mut buf, false).await), "GET /first ");
@@ -156,9 +160,7 @@ async fn a_body_that_arrives_after_its_head_is_served_and_the_connection_goes_on
 
 #[tokio::test]
 async fn head_and_unknown_length_bodies_keep_the_framing() {
-    let up = echo().await;
-    let gw = gateway(settings(&up.url(), None)).await;
-    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let (_up, gw, mut s) = connected().await;
     let mut buf = Vec::new();
     s.write_all(b"HEAD /h HTTP/1.1\r\nHost: h\r\n\r\nGET /stream HTTP/1.1\r\nHost: h\r\n\r\nGET /next HTTP/1.1\r\nHost: h\r\n\r\n")
         .await
@@ -192,9 +194,7 @@ async fn head_and_unknown_length_bodies_keep_the_framing() {
 
 #[tokio::test]
 async fn connection_close_is_answered_and_honoured() {
-    let up = echo().await;
-    let gw = gateway(settings(&up.url(), None)).await;
-    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let (up, gw, mut s) = connected().await;
     let mut buf = Vec::new();
     s.write_all(b"GET /bye HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\nGET /never HTTP/1.1\r\nHost: h\r\n\r\n")
         .await
@@ -218,9 +218,7 @@ async fn connection_close_is_answered_and_honoured() {
 
 #[tokio::test]
 async fn http2_cannot_start_halfway_through_an_http1_connection() {
-    let up = echo().await;
-    let gw = gateway(settings(&up.url(), None)).await;
-    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let (up, gw, mut s) = connected().await;
     let mut buf = Vec::new();
     s.write_all(b"GET /first HTTP/1.1\r\nHost: h\r\n\r\n").await.unwrap();
     assert_eq!(path_of(&answer(&mut s, &mut buf, false).await), "GET /first ");
