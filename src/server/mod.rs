@@ -1,4 +1,5 @@
-//! Listeners: the proxy (HTTP/1.1 and HTTP/2, optional TLS) and the admin endpoint. Each
+//! Listeners: the proxy (HTTP/1.1 and HTTP/2, optional TLS; HTTP/1.1 requests that arrive whole
+//! on the [`fast`] path, the rest through hyper) and the admin endpoint. Each
 //! connection is bounded in time ([`conn`]); the proxy bounds connections in total and per
 //! peer ([`crate::net::peers`]); on stop it stops accepting and lets in-flight requests finish within a bound.
 

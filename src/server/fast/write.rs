@@ -17,7 +17,7 @@ use http::{Response, StatusCode};
 use http_body::{Body as _, Frame};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::parse::has_token;
+use super::parse::{content_length, has_token};
 use crate::net::Body;
 
 /// Bytes gathered before a write while more of the body is ready.
@@ -99,7 +99,7 @@ fn encode_head(
             if framing.is_some() || no_content || (empty && !head) {
                 continue; // a second one, a 204's (RFC 9110 §8.6), an empty body's (`0` below)
             }
-            let n = digits(value.as_bytes())
+            let n = content_length(value.as_bytes())
                 .ok_or_else(|| io::Error::other("the response's Content-Length is not a number"))?;
             framing = Some(Framing::Length(n));
         } else if name == CONNECTION && has_token(value, "close") {
@@ -207,17 +207,6 @@ fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
-}
-
-/// A `Content-Length` value: plain digits (what the gateway and hyper write).
-fn digits(v: &[u8]) -> Option<u64> {
-    if v.is_empty() || v.len() > 19 {
-        return None;
-    }
-    v.iter().try_fold(0u64, |n, d| {
-        d.is_ascii_digit()
-            .then(|| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))?
-    })
 }
 
 /// The `date` value, formatted once a second per thread (as hyper caches it).
