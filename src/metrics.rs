@@ -12,6 +12,8 @@ pub use process::Process;
 
 mod hot;
 
+pub(crate) use hot::Decision;
+
 use std::sync::Arc;
 
 use prometheus::{
@@ -332,6 +334,22 @@ impl Metrics {
         self.hot.latency(&self.latency, op)
     }
 
+    /// `upstream_duration_seconds` for a request (`None`: not a registration request).
+    pub fn upstream_latency_of(&self, op: Option<Operation>) -> &Histogram {
+        self.hot.upstream(&self.upstream_latency, op)
+    }
+
+    /// Counts a request in `http_requests_total`: `method` as [`method_label`] gives it.
+    pub fn count_http(&self, method: &http::Method, status: u16) {
+        self.hot.count_http(&self.http_requests, method_label(method), status)
+    }
+
+    /// Counts a registration decision in `decisions_total`: the realm label, then operation,
+    /// decision, outcome and reason.
+    pub fn count_decision(&self, realm: &str, rest: Decision) {
+        self.hot.count_decision(&self.decisions, realm, rest)
+    }
+
     /// `token_verifications_total` for a valid bearer token: `cached` or `valid`, reason `ok`.
     pub fn verified(&self, cached: bool) -> &IntCounter {
         self.hot.verified(&self.verifications, cached)
@@ -383,5 +401,62 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l.starts_with(name)), "{name}: {text}");
         }
+    }
+
+    /// The resolved-once children count into the same series `with_label_values` makes, and
+    /// make no series before they are used.
+    #[test]
+    fn cached_children_count_the_series_with_label_values_counts() {
+        let cached = Metrics::new().unwrap();
+        let direct = Metrics::new().unwrap();
+        let http = [
+            (http::Method::POST, 201),
+            (http::Method::GET, 200),
+            (http::Method::PUT, 999),
+        ];
+        for (method, status) in &http {
+            for _ in 0..3 {
+                cached.count_http(method, *status);
+                direct
+                    .http_requests
+                    .with_label_values(&[method_label(method), &status.to_string()])
+                    .inc();
+            }
+        }
+        let decisions = [
+            ("demo", ["create", "allow", "succeeded", "ok"]),
+            ("other", ["update", "deny", "refused_by_gateway", "role_missing"]),
+        ];
+        for (realm, rest) in decisions {
+            for _ in 0..2 {
+                cached.count_decision(realm, rest);
+                let [op, d, o, r] = rest;
+                direct.decisions.with_label_values(&[realm, op, d, o, r]).inc();
+            }
+        }
+        for op in [Some(Operation::Create), None] {
+            cached.upstream_latency_of(op).observe(0.25);
+            let (route, name) = op.map_or(("other", "none"), |o| ("registration", o.as_str()));
+            direct.upstream_latency.with_label_values(&[route, name]).observe(0.25);
+        }
+        let series = |m: &Metrics| {
+            m.render()
+                .lines()
+                .filter(|l| {
+                    l.contains("http_requests_total{")
+                        || l.contains("decisions_total{")
+                        || l.contains("upstream_duration_seconds_count{")
+                })
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        let want = series(&direct);
+        assert_eq!(want.len(), 3 + 2 + 2, "{want:?}");
+        assert!(
+            want.iter().any(|l| l.ends_with("code=\"999\",method=\"PUT\"} 3")),
+            "{want:?}"
+        );
+        assert_eq!(series(&cached), want);
+        assert!(series(&Metrics::new().unwrap()).is_empty());
     }
 }

@@ -24,6 +24,7 @@ use super::{Body, BoxError, Connector};
 use crate::config::BaseUrl;
 
 mod body;
+mod deadline;
 mod upload;
 mod wire;
 
@@ -106,29 +107,45 @@ impl Pool {
         pool
     }
 
+    /// `send_by` with an hour to answer, for tests.
+    #[cfg(test)]
+    pub async fn send(self: &Arc<Self>, req: Request<Body>) -> Result<Response<Returning>, SendError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
+        let late = || Err(SendError::Connect("no answer within an hour".into()));
+        self.send_by(req, deadline).await.unwrap_or_else(late)
+    }
+
     /// Sends `req` (absolute or origin form; it goes out in origin form, with `Host` added when
-    /// missing) and returns the response once its head has arrived; the connection comes back
-    /// when the body has been read.
-    pub async fn send(self: &Arc<Self>, mut req: Request<Body>) -> Result<Response<Returning>, SendError> {
+    /// missing) and returns the response once its head has arrived, or `None` when the head has
+    /// not arrived by `deadline` (connecting included). The connection comes back when the body
+    /// has been read. The bound arms no timer per request (see [`deadline`]).
+    pub async fn send_by(
+        self: &Arc<Self>,
+        mut req: Request<Body>,
+        deadline: tokio::time::Instant,
+    ) -> Option<Result<Response<Returning>, SendError>> {
         origin_form(req.uri_mut());
         req.headers_mut().entry(HOST).or_insert_with(|| self.host.clone());
         let head_request = req.method() == Method::HEAD;
         let mut conn = match self.checkout() {
             Some(conn) => conn,
-            None => Box::pin(self.connect()).await?, // rare: boxed, so the common path's future stays small
+            // rare: boxed, so the common path's future stays small
+            None => match tokio::time::timeout_at(deadline, Box::pin(self.connect())).await.ok()? {
+                Ok(conn) => conn,
+                Err(e) => return Some(Err(e)),
+            },
         };
         let closes = asks_to_close(req.headers());
-        let early = conn
-            .write_request(req, head_request)
-            .await
-            .map_err(SendError::Exchange)?;
-        let (head, whole) = match early {
-            Some(early) => (early.head, early.whole), // answered while the upload went on
-            None => (conn.read_head(head_request).await.map_err(SendError::Exchange)?, true),
+        let mut timer = conn.timer.take().unwrap_or_else(|| deadline::timer(deadline));
+        let exchange = deadline::within(&mut timer, deadline, conn.exchange(req, head_request)).await?;
+        conn.timer = Some(timer);
+        let (head, whole) = match exchange {
+            Ok(done) => done,
+            Err(e) => return Some(Err(SendError::Exchange(e))),
         };
         let keep_alive = head.keep_alive && whole && !closes;
         let body = Returning::new(head.framing, keep_alive, conn, Arc::downgrade(self));
-        Ok(head.response.map(|()| body))
+        Some(Ok(head.response.map(|()| body)))
     }
 
     /// The most recently returned usable connection; expired ones, and ones on which anything

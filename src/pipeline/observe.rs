@@ -13,7 +13,6 @@ use http_body_util::BodyExt;
 use super::ctx::Ctx;
 use super::upstream::REQUEST_ID;
 use crate::app::App;
-use crate::metrics::method_label;
 use crate::net::Body;
 use line::{Line, Observed};
 
@@ -34,16 +33,15 @@ pub fn finish<G: Send + Sync + Unpin + 'static>(
     let m = &app.metrics;
     m.request(operation, status).inc();
     m.latency_of(operation).observe(elapsed.as_secs_f64());
-    m.http_requests
-        .with_label_values(&[method_label(&ctx.method), &status.to_string()])
-        .inc();
+    m.count_http(&ctx.method, status);
     let latency_ms = (elapsed.as_secs_f64() * 100_000.0).round() / 100.0;
     let reason = ctx.reason.map(|r| r.code()).unwrap_or("ok");
     if let Some(reg) = &ctx.reg {
         let operation = reg.operation.as_str();
-        m.decisions
-            .with_label_values(&[&ctx.realm_label, operation, ctx.decision.as_str(), ctx.outcome, reason])
-            .inc();
+        m.count_decision(
+            &ctx.realm_label,
+            [operation, ctx.decision.as_str(), ctx.outcome, reason],
+        );
         if ctx.anonymous {
             anonymous(app, &ctx, operation, reason);
         }

@@ -216,10 +216,11 @@ pub async fn send(
     settings: &Settings,
     req: Request<Body>,
 ) -> Result<Response<Returning>, (Refusal, ErrorKind)> {
-    match tokio::time::timeout(settings.timeouts.response, pool.send(req)).await {
-        Ok(Ok(resp)) => Ok(resp),
-        Ok(Err(e)) => Err(classify(&e, settings)),
-        Err(_) => {
+    let deadline = tokio::time::Instant::now() + settings.timeouts.response;
+    match pool.send_by(req, deadline).await {
+        Some(Ok(resp)) => Ok(resp),
+        Some(Err(e)) => Err(classify(&e, settings)),
+        None => {
             let ms = settings.timeouts.response.as_millis();
             let r = Refusal::new(
                 Reason::UpstreamTimeout,
@@ -239,13 +240,8 @@ pub async fn forward(app: &App, operation: Option<Operation>, req: Request<Body>
         app.metrics.upstream_errors.with_label_values(&[kind.as_str()]).inc();
         r
     })?;
-    let (route, operation) = match operation {
-        Some(op) => ("registration", op.as_str()),
-        None => ("other", "none"),
-    };
     app.metrics
-        .upstream_latency
-        .with_label_values(&[route, operation])
+        .upstream_latency_of(operation)
         .observe(sent.elapsed().as_secs_f64());
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);

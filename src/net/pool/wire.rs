@@ -3,6 +3,7 @@
 //! the request. No task, channel or wake-up stands between the request and the socket.
 
 use std::io;
+use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::BytesMut;
@@ -12,6 +13,7 @@ use hyper_rustls::MaybeHttpsStream;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
 use crate::net::BoxError;
 
@@ -69,12 +71,15 @@ pub(super) struct Head {
     pub keep_alive: bool,
 }
 
-/// One connection: the stream, the bytes read but not yet used, and a reused write buffer.
+/// One connection: the stream, the bytes read but not yet used, a reused write buffer, and
+/// the timer that bounds its exchanges.
 pub(super) struct Conn {
     pub(super) io: Io,
     pub(super) buf: BytesMut,
     /// Bytes to write (see [`super::upload`]).
     pub(super) out: Vec<u8>,
+    /// Bounds each exchange (see [`super::deadline::within`]); taken out while one runs.
+    pub(super) timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl Conn {
@@ -84,6 +89,7 @@ impl Conn {
             io,
             buf: BytesMut::with_capacity(READ_CHUNK),
             out: Vec::with_capacity(1024),
+            timer: None,
         }
     }
 
@@ -158,6 +164,19 @@ impl Conn {
     pub(super) async fn read_head(&mut self, head_request: bool) -> Result<Head, WireError> {
         std::future::poll_fn(|cx| self.poll_head(head_request, cx)).await
     }
+
+    /// Writes `req` and reads the final response head; `true` with it when the request went
+    /// out whole (see [`super::upload`]).
+    pub(super) async fn exchange(
+        &mut self,
+        req: http::Request<crate::net::Body>,
+        head_request: bool,
+    ) -> Result<(Head, bool), WireError> {
+        match self.write_request(req, head_request).await? {
+            Some(early) => Ok((early.head, early.whole)), // answered while the upload went on
+            None => Ok((self.read_head(head_request).await?, true)),
+        }
+    }
 }
 
 /// Takes a complete response head off the start of `buf` (header values are slices of it, not
@@ -191,7 +210,7 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Response<()>>, WireError> {
         spans.push((name, at, at + field.value.len()));
     }
     let head = buf.split_to(used).freeze();
-    let mut headers = HeaderMap::with_capacity(spans.len());
+    let mut headers = HeaderMap::with_capacity(spans.len() + 1); // and the request id, added later
     for (name, from, to) in spans {
         let value = HeaderValue::from_maybe_shared(head.slice(from..to))
             .map_err(|_| WireError::Head(format!("the value of {name}")))?;

@@ -100,7 +100,9 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     if found == 0 {
         return;
     }
-    if found & 1 != 0 {
+    // Most `Connection` values name nothing present (`keep-alive`, `close`): then nothing is
+    // copied or removed.
+    if found & 1 != 0 && listed(h.get_all(CONNECTION).iter()).any(|n| h.contains_key(n)) {
         // The values are cheap handles on the request's bytes; the names are removed by text,
         // which `HeaderMap` matches case-insensitively.
         let values: Vec<HeaderValue> = h.get_all(CONNECTION).iter().cloned().collect();

@@ -142,7 +142,9 @@ fn build(
     let Ok(uri) = Uri::from_maybe_shared(head.slice(range(path))) else {
         return undo(buf, head, body);
     };
-    let mut headers = HeaderMap::with_capacity(fields.len());
+    // Room for the fields the upstream request adds (`X-Forwarded-*`, `Forwarded`, the request
+    // id), so that they do not grow the map.
+    let mut headers = HeaderMap::with_capacity(fields.len() + ADDED_UPSTREAM);
     let mut close = false;
     for f in fields {
         let (Ok(name), Ok(value)) = (
@@ -173,6 +175,9 @@ fn undo(buf: &mut BytesMut, head: Bytes, body: Bytes) -> Parsed {
     *buf = whole;
     Parsed::Defer
 }
+
+/// Fields `pipeline::upstream::prepare` adds at most.
+const ADDED_UPSTREAM: usize = 6;
 
 /// Whether a comma-separated header value lists `token` (hyper's test for `close`).
 pub(super) fn has_token(value: &HeaderValue, token: &str) -> bool {
