@@ -95,6 +95,23 @@ where
     Ok(buf.freeze())
 }
 
+/// [`read_limited`] within `time`: a body that stops arriving (an upstream that sent its head
+/// and then stalled) fails with a [`ReadError::Failed`] that names the bound.
+pub async fn read_within<B>(body: B, limit: usize, time: Duration) -> Result<Bytes, ReadError>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    tokio::time::timeout(time, read_limited(body, limit))
+        .await
+        .unwrap_or_else(|_| {
+            Err(ReadError::Failed(format!(
+                "the rest of the body did not arrive within {}ms",
+                time.as_millis()
+            )))
+        })
+}
+
 /// GETs `uri` and returns the body when the status is 200, within `timeout` and `limit`.
 pub async fn get_bytes(client: &HttpClient, uri: &str, timeout: Duration, limit: usize) -> Result<Bytes, String> {
     let req = http::Request::get(uri)
@@ -229,5 +246,44 @@ impl http_body::Body for Counted {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use http_body::Frame;
+
+    use super::*;
+
+    /// A body that yields one chunk and then never another (nor its end).
+    struct Stalls(bool);
+
+    impl http_body::Body for Stalls {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            if self.0 {
+                return Poll::Pending;
+            }
+            self.0 = true;
+            Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"part")))))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_body_fails_at_its_bound_and_a_whole_one_is_read() {
+        let started = tokio::time::Instant::now();
+        let Err(ReadError::Failed(why)) = read_within(Stalls(false), 100, Duration::from_secs(3)).await else {
+            panic!("a stalled body was read whole");
+        };
+        assert_eq!(started.elapsed(), Duration::from_secs(3));
+        assert!(why.contains("3000ms"), "{why}");
+        let whole = read_within(full(Bytes::from_static(b"whole")), 100, Duration::from_secs(3)).await;
+        assert_eq!(whole.ok().as_deref(), Some(&b"whole"[..]));
     }
 }

@@ -9,7 +9,7 @@ mod support;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::support::testkit::{self, TestKey};
@@ -32,22 +32,28 @@ use tokio::task::JoinSet;
 const ISS: &str = "http://sso.test/realms/demo";
 
 /// A stand-in Keycloak that can be killed (listener and every connection dropped) and started
-/// again on the same port. Creates are counted; in `hang` mode they are never answered.
+/// again on the same port. Creates are counted; in `mode` [`HANG`] they are never answered, in
+/// [`STALL`] they get the head and the first bytes of a 400 and then nothing.
 struct Keycloak {
     addr: SocketAddr,
     creates: Arc<AtomicUsize>,
-    hang: Arc<AtomicBool>,
+    mode: Arc<AtomicU8>,
     tasks: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
-async fn keycloak_answer(req: Request<Incoming>, creates: Arc<AtomicUsize>, hang: Arc<AtomicBool>) -> Response<Body> {
+const HANG: u8 = 1;
+const STALL: u8 = 2;
+
+async fn keycloak_answer(req: Request<Incoming>, creates: Arc<AtomicUsize>, mode: Arc<AtomicU8>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let _ = req.into_body().collect().await;
     match path.as_str() {
         CREATE => {
             creates.fetch_add(1, Ordering::SeqCst);
-            if hang.load(Ordering::SeqCst) {
-                std::future::pending::<()>().await;
+            match mode.load(Ordering::SeqCst) {
+                HANG => std::future::pending::<()>().await,
+                STALL => return stalled_error(),
+                _ => {}
             }
             json_response(201, &json!({"clientId": "x", "n": creates.load(Ordering::SeqCst)}))
         }
@@ -73,13 +79,29 @@ async fn keycloak_answer(req: Request<Incoming>, creates: Arc<AtomicUsize>, hang
     }
 }
 
+/// A 400 whose JSON body is declared 100 bytes long and stops after 22.
+fn stalled_error() -> Response<Body> {
+    let (tx, body) = channel_body(1);
+    tokio::spawn(async move {
+        let _ = tx.send(Bytes::from_static(b"{\"error\":\"invalid_cl")).await;
+        std::future::pending::<()>().await;
+        drop(tx);
+    });
+    let mut r = Response::new(body);
+    *r.status_mut() = http::StatusCode::BAD_REQUEST;
+    r.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    r.headers_mut().insert("content-length", "100".parse().unwrap());
+    r
+}
+
 impl Keycloak {
     async fn start() -> Keycloak {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let k = Keycloak {
             addr: listener.local_addr().unwrap(),
             creates: Arc::default(),
-            hang: Arc::default(),
+            mode: Arc::default(),
             tasks: Mutex::new(None),
         };
         k.serve(listener);
@@ -87,16 +109,16 @@ impl Keycloak {
     }
 
     fn serve(&self, listener: TcpListener) {
-        let (creates, hang) = (self.creates.clone(), self.hang.clone());
+        let (creates, mode) = (self.creates.clone(), self.mode.clone());
         let task = tokio::spawn(async move {
             let mut conns = JoinSet::new();
             loop {
                 let Ok((s, _)) = listener.accept().await else { return };
-                let (creates, hang) = (creates.clone(), hang.clone());
+                let (creates, mode) = (creates.clone(), mode.clone());
                 conns.spawn(async move {
                     let svc = service_fn(move |req| {
-                        let (creates, hang) = (creates.clone(), hang.clone());
-                        async move { Ok::<_, Infallible>(keycloak_answer(req, creates, hang).await) }
+                        let (creates, mode) = (creates.clone(), mode.clone());
+                        async move { Ok::<_, Infallible>(keycloak_answer(req, creates, mode).await) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(s), svc)
@@ -164,16 +186,25 @@ async fn keycloak_hanging_killed_mid_request_and_restarted() {
     }
 
     // Keycloak hangs: 504 upstream_timeout, and the create was sent once, not retried.
-    kc.hang.store(true, Ordering::SeqCst);
+    kc.mode.store(HANG, Ordering::SeqCst);
     assert_json_error(&create(&gw, &key).await, 504, &["upstream_timeout"]);
     assert_eq!(kc.creates.load(Ordering::SeqCst), 4);
 
-    // Killed while a create is in flight: a clear 502, once.
+    // Keycloak sends a refusal's head and then stalls its body: the gateway stops waiting at
+    // the response bound and answers the refusal it has (no hang; create's own bound is 30 s).
+    kc.mode.store(STALL, Ordering::SeqCst);
+    let a = create(&gw, &key).await;
+    assert_eq!(a.status, 400, "{}", String::from_utf8_lossy(&a.body));
+    assert!(a.json().get("error").is_some_and(Value::is_string), "{a:?}");
+    assert_eq!(kc.creates.load(Ordering::SeqCst), 5);
+
+    // Killed while a create is in flight (Keycloak hangs again): a clear 502, once.
+    kc.mode.store(HANG, Ordering::SeqCst);
     let pending = {
         let (addr, t) = (gw.addr, sa_token(&key, ISS));
         tokio::spawn(async move { send(req("POST", addr, CREATE, Some(&t), Some(&body()))).await })
     };
-    assert!(token_kit::until(Duration::from_secs(10), || kc.creates.load(Ordering::SeqCst) == 5).await);
+    assert!(token_kit::until(Duration::from_secs(10), || kc.creates.load(Ordering::SeqCst) == 6).await);
     kc.kill().await;
     let a = tokio::time::timeout(Duration::from_secs(30), pending)
         .await
@@ -186,7 +217,7 @@ async fn keycloak_hanging_killed_mid_request_and_restarted() {
     assert_eq!(admin_ok(&gw).await, 200, "the admin port answers");
 
     // Back: served again without a gateway restart, over new connections; exactly once each.
-    kc.hang.store(false, Ordering::SeqCst);
+    kc.mode.store(0, Ordering::SeqCst);
     kc.restart().await;
     for _ in 0..3 {
         let a = create(&gw, &key).await;
@@ -194,8 +225,8 @@ async fn keycloak_hanging_killed_mid_request_and_restarted() {
     }
     assert_eq!(
         kc.creates.load(Ordering::SeqCst),
-        8,
-        "3 + 1 timed out + 1 killed + 3; none retried"
+        9,
+        "3 + 1 timed out + 1 stalled + 1 killed + 3; none retried"
     );
     assert_eq!(gw.stop().await, Some(0));
 }

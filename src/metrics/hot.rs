@@ -5,7 +5,7 @@
 
 use std::sync::OnceLock;
 
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec};
 
 use crate::route::Operation;
@@ -33,7 +33,7 @@ pub(super) struct Hot {
     http: Box<[OnceLock<IntCounter>]>,
     /// `decisions_total` children seen so far; the realm labels are bounded by configuration, so
     /// few combinations occur.
-    decisions: Mutex<Vec<(String, Decision, IntCounter)>>,
+    decisions: RwLock<Vec<(String, Decision, IntCounter)>>,
 }
 
 /// The labels of a `decisions_total` child after the realm: operation, decision, outcome and
@@ -70,7 +70,7 @@ impl Hot {
             verified: [const { OnceLock::new() }; 2],
             upstream: [const { OnceLock::new() }; OPS],
             http: (0..METHODS.len() * STATUSES).map(|_| OnceLock::new()).collect(),
-            decisions: Mutex::new(Vec::new()),
+            decisions: RwLock::new(Vec::new()),
         }
     }
 
@@ -106,11 +106,17 @@ impl Hot {
         }
     }
 
-    /// Counts a decision in `realm` with the other labels `rest`.
+    /// Counts a decision in `realm` with the other labels `rest`: a shared lock for the decisions
+    /// seen before, the exclusive one only to remember a new one.
     pub(super) fn count_decision(&self, vec: &IntCounterVec, realm: &str, rest: Decision) {
-        let mut seen = self.decisions.lock();
-        if let Some((_, _, c)) = seen.iter().find(|(r, l, _)| r == realm && *l == rest) {
+        let known = |(r, l, _): &&(String, Decision, IntCounter)| r == realm && *l == rest;
+        if let Some((_, _, c)) = self.decisions.read().iter().find(known) {
             c.inc();
+            return;
+        }
+        let mut seen = self.decisions.write();
+        if let Some((_, _, c)) = seen.iter().find(known) {
+            c.inc(); // remembered by another thread in between
             return;
         }
         let [operation, decision, outcome, reason] = rest;

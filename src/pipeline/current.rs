@@ -14,7 +14,7 @@ use super::route::{Operation, RegRoute};
 use super::upstream;
 use crate::app::App;
 use crate::error::Reason;
-use crate::net::{full, read_limited};
+use crate::net::{full, read_within};
 use crate::policy::Decision;
 use crate::policy::json::parse_object;
 use crate::policy::metadata::{ClientMetadata, Dialect, normalise};
@@ -59,7 +59,9 @@ pub async fn read(app: &App, ctx: &Ctx, parts: &Parts, dialect: Dialect) -> Opti
         tracing::info!(request_id = %ctx.request_id, status, "Keycloak did not return the current client; judging the update whole");
         return None;
     }
-    let bytes = read_limited(resp.into_body(), LIMIT).await.ok()?;
+    let bytes = read_within(resp.into_body(), LIMIT, app.settings.timeouts.response)
+        .await
+        .ok()?;
     let obj = parse_object(&bytes).ok()?;
     normalise(dialect, &obj, false).ok()
 }

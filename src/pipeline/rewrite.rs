@@ -3,6 +3,8 @@
 //! knows (decoded token, path, body, configuration). Successful answers are untouched, except
 //! that `Location` and `registration_client_uri` are moved to the public URL.
 
+use std::time::Duration;
+
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use http::{HeaderValue, Response};
 use serde_json::Value;
@@ -10,7 +12,7 @@ use serde_json::Value;
 use crate::app::App;
 use crate::error::{Detail, Reason, Refusal, UpstreamAnswer};
 use crate::keycloak;
-use crate::net::{Body, ReadError, full, read_limited};
+use crate::net::{Body, ReadError, full, read_within};
 use crate::policy::metadata::ClientMetadata;
 use crate::route::RegRoute;
 use crate::token::checks::{self, IssuerFault, Lifetime, TimeFault};
@@ -257,7 +259,12 @@ pub fn public_location(value: &str, upstream: &str, public: &str) -> Option<Stri
 
 /// Moves `Location` and `registration_client_uri` from Keycloak's back-end address to the
 /// public URL, when they differ.
-pub async fn relocate(resp: Response<Body>, upstream: &str, public: &str) -> Result<Response<Body>, Refusal> {
+pub async fn relocate(
+    resp: Response<Body>,
+    upstream: &str,
+    public: &str,
+    within: Duration,
+) -> Result<Response<Body>, Refusal> {
     if upstream == public {
         return Ok(resp);
     }
@@ -285,7 +292,7 @@ pub async fn relocate(resp: Response<Body>, upstream: &str, public: &str) -> Res
     if !(json && small) {
         return Ok(Response::from_parts(parts, body));
     }
-    let bytes = read_limited(body, 1 << 20).await.map_err(|e| {
+    let bytes = read_within(body, 1 << 20, within).await.map_err(|e| {
         let why = match e {
             ReadError::TooLarge => "the answer grew past its declared length".to_owned(),
             ReadError::Failed(m) => m,
@@ -349,10 +356,12 @@ pub fn client_kept(mut r: Refusal) -> Refusal {
 pub async fn answer(app: &App, known: &Known<'_>, lent: bool, resp: Response<Body>) -> Result<Response<Body>, Refusal> {
     let status = resp.status().as_u16();
     if status < 400 {
-        return relocate(resp, &app.upstream_url, &app.public_url).await;
+        return relocate(resp, &app.upstream_url, &app.public_url, app.settings.timeouts.response).await;
     }
     let (_, body) = resp.into_parts();
-    let bytes = read_limited(body, 64 * 1024).await.unwrap_or_default();
+    let bytes = read_within(body, 64 * 1024, app.settings.timeouts.response)
+        .await
+        .unwrap_or_default();
     let (kc, raw) = parse_error(&bytes);
     let reg = known.route;
     let mut refusal = classify(status, &kc, known);

@@ -75,7 +75,9 @@ fuzz_target!(|data: &[u8]| {
                 .expect("request");
             // A fresh connection for every input: the one before was closed by its server.
             req.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
-            let Ok(resp) = h.pool.send(req).await else { return };
+            // A bound past libFuzzer's -timeout (10 s): a reader that hangs still fails as a hang.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            let Some(Ok(resp)) = h.pool.send_by(req, deadline).await else { return };
             let status = resp.status();
             let declared = resp
                 .headers()
