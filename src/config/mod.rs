@@ -199,7 +199,8 @@ pub struct JwksSettings {
 pub struct Timeouts {
     /// TCP (and TLS) connect to the upstream.
     pub connect: Duration,
-    /// From request sent to response headers received.
+    /// From request sent to response headers received; again for an upstream body the gateway
+    /// reads whole (an error to classify, a success to relocate, the current client).
     pub response: Duration,
     /// Longest time to receive a registration body the gateway reads.
     pub body_read: Duration,
