@@ -79,7 +79,7 @@ async fn keycloak_answer(req: Request<Incoming>, creates: Arc<AtomicUsize>, mode
     }
 }
 
-/// A 400 whose JSON body is declared 100 bytes long and stops after 22.
+/// A 400 whose JSON body is declared 100 bytes long and stops after 20.
 fn stalled_error() -> Response<Body> {
     let (tx, body) = channel_body(1);
     tokio::spawn(async move {
